@@ -1,0 +1,62 @@
+"""May this caller read this resource, for this purpose, by this method? And which fields?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from exchange.deps import refused
+from exchange.errors import forbidden
+from exchange.identity import Principal
+from exchange.resources import StoredResource
+from gdx.protocol import ShareMethod
+
+
+async def granted_fields(
+    pool: AsyncConnectionPool[Any],
+    who: Principal,
+    stored: StoredResource,
+    purpose: str,
+    method: ShareMethod,
+    action: str,
+) -> list[str] | None:
+    """The fields the caller may read (None: all), or raise 403 after auditing the refusal.
+
+    A grant is for one purpose (ZJG Art. 21: data serve only the purpose they were granted
+    for), so the purpose stated now must be that of a grant.
+    """
+    if who.is_department and who.name == stored.provider:
+        return None
+    reason = None
+    if not who.is_department:
+        reason = f"the {who.role.value} role does not read department data"
+    elif method not in stored.spec.share_methods:
+        offered = ", ".join(m.value for m in stored.spec.share_methods)
+        reason = f"resource {stored.code!r} is not shared by {method.value} (offered: {offered})"
+    else:
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT purpose, fields FROM grants WHERE resource_id = %s AND consumer = %s",
+                (stored.id, who.name),
+            )
+            grants = await cur.fetchall()
+        for grant_purpose, fields in grants:
+            if grant_purpose == purpose:
+                return list(fields) if fields is not None else None
+        if grants:
+            held = "; ".join(repr(g[0]) for g in grants)
+            reason = (
+                f"you hold no grant on {stored.code!r} for the purpose {purpose!r} (your grants' purposes: "
+                f"{held}); a new purpose needs a new request"
+            )
+        else:
+            reason = f"you hold no grant on {stored.code!r}; subscribe or file a request first"
+    raise await refused(pool, who, action, forbidden(reason), resource=stored.code, purpose=purpose)
+
+
+def project(row: dict[str, Any] | None, fields: list[str] | None, key_field: str) -> dict[str, Any] | None:
+    """Only the granted fields of a row; the primary key always, since it names the row."""
+    if row is None or fields is None:
+        return row
+    return {name: row[name] for name in (key_field, *fields) if name in row}

@@ -1,0 +1,67 @@
+"""The central exchange as an ASGI app: create_app() wires routes, pool, registry, metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from cryptography import x509
+from fastapi import FastAPI, Request, Response
+from psycopg.types.json import set_json_dumps
+from psycopg_pool import AsyncConnectionPool
+
+from exchange import errors, metrics
+from exchange.registry import Registry
+from exchange.routes import audit_log, catalog, changes, disputes, grants, ops, records
+from exchange.settings import Settings
+from gdx import __version__
+from gdx.workdays import WorkCalendar
+
+DESCRIPTION = """
+The central exchange of the GDX government data sharing platform (政务数据共享交换平台).
+
+Every call but `/healthz` and `/readyz` needs a client certificate issued by the platform CA
+(`gdx ca issue`): its CN names the department or person, its OU the role
+(`department`, `admin`, `auditor`, `operator`). Errors have one shape:
+`{"error": code, "message": text, "details": [...]}`.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.database_url, min_size=settings.pool_min, max_size=settings.pool_max, open=False
+        )
+        await pool.open()
+        app.state.pool = pool
+        app.state.registry = Registry(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    set_json_dumps(orjson.dumps)
+    app = FastAPI(title="GDX central exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
+    app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
+    errors.install(app)
+    for module in (catalog, grants, changes, records, disputes, audit_log, ops):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(request.method, name, str(response.status_code)).inc()
+        metrics.LATENCY.labels(name).observe(time.perf_counter() - started)
+        if response.status_code >= 500:
+            metrics.ERRORS.labels(name).inc()
+        return response
+
+    return app

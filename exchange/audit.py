@@ -1,0 +1,125 @@
+"""The audit trail: every push, pull, lookup, download, grant decision and refusal.
+
+Entries are canonical JSON; the database chains them (``audit_append``) and refuses
+updates and deletes. `verify` walks the chain and names every entry that was edited,
+removed or reordered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from exchange.identity import Principal
+
+GENESIS = bytes(32)
+
+
+def canonical(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def make_entry(
+    who: Principal,
+    action: str,
+    *,
+    resource: str | None = None,
+    purpose: str | None = None,
+    scope: dict[str, Any] | None = None,
+    outcome: str = "ok",
+) -> tuple[dt.datetime, str]:
+    at = dt.datetime.now(dt.UTC)
+    entry = {
+        "at": at.isoformat(),
+        "actor": who.name,
+        "role": who.role.value,
+        "action": action,
+        "resource": resource,
+        "purpose": purpose,
+        "scope": scope or {},
+        "outcome": outcome,
+    }
+    return at, canonical(entry)
+
+
+async def record(
+    conn: psycopg.AsyncConnection[Any],
+    who: Principal,
+    action: str,
+    *,
+    resource: str | None = None,
+    purpose: str | None = None,
+    scope: dict[str, Any] | None = None,
+    outcome: str = "ok",
+) -> int:
+    """Append one entry inside the caller's transaction; it commits or rolls back with it."""
+    at, text = make_entry(who, action, resource=resource, purpose=purpose, scope=scope, outcome=outcome)
+    cur = await conn.execute("SELECT audit_append(%s, %s)", (at, text))
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@dataclass
+class Verification:
+    entries: int = 0
+    head_id: int = 0
+    head_hash: str = GENESIS.hex()
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(conninfo: str, *, anchor: tuple[int, str] | None = None, max_problems: int = 50) -> Verification:
+    """Recompute the chain from the first entry; ``anchor`` is an (id, hash) recorded earlier
+    outside the database, which also catches a rewritten tail."""
+    result = Verification()
+    expected_prev, expected_id = GENESIS, 1
+    with psycopg.connect(conninfo) as conn:
+        head = conn.execute("SELECT last_id, hash FROM audit_head").fetchone()
+        with conn.cursor(name="audit_verify") as cur:
+            cur.itersize = 5000
+            cur.execute("SELECT id, at, entry, prev_hash, hash FROM audit_log ORDER BY id")
+            for entry_id, at, text, prev_hash, stored_hash in cur:
+                result.entries += 1
+                if entry_id != expected_id:
+                    result.problems.append(
+                        f"entries {expected_id}..{entry_id - 1} are missing (deleted)"
+                        if entry_id > expected_id
+                        else f"entry {entry_id} is out of order"
+                    )
+                if bytes(prev_hash) != expected_prev:
+                    result.problems.append(f"entry {entry_id}: its link to the previous entry is broken")
+                recomputed = hashlib.sha256(expected_prev + text.encode()).digest()
+                if recomputed != bytes(stored_hash):
+                    result.problems.append(f"entry {entry_id}: its content was changed after it was written")
+                try:
+                    written_at = dt.datetime.fromisoformat(json.loads(text)["at"])
+                except (ValueError, KeyError, TypeError):
+                    result.problems.append(f"entry {entry_id}: its content is not a valid audit entry")
+                else:
+                    if written_at != at:
+                        result.problems.append(f"entry {entry_id}: its time column was changed")
+                if anchor and entry_id == anchor[0] and bytes(stored_hash).hex() != anchor[1]:
+                    result.problems.append(f"entry {entry_id}: does not match the anchor recorded earlier")
+                # Chain on the stored hash so one edit is reported once, not for every later entry.
+                expected_prev, expected_id = bytes(stored_hash), entry_id + 1
+                if len(result.problems) >= max_problems:
+                    result.problems.append("... stopped after too many problems")
+                    break
+        last_id, last_hash = (head[0], bytes(head[1])) if head else (0, GENESIS)
+        if result.ok and (last_id != expected_id - 1 or last_hash != expected_prev):
+            result.problems.append(
+                f"the chain ends at entry {expected_id - 1} but the head says {last_id}: entries were removed"
+            )
+        if anchor and anchor[0] > expected_id - 1:
+            result.problems.append(f"the anchored entry {anchor[0]} is gone: the log was truncated")
+    result.head_id, result.head_hash = expected_id - 1, expected_prev.hex()
+    return result

@@ -1,0 +1,90 @@
+"""Reading catalog entries, shared by every route that names a resource."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from exchange.errors import not_found
+from gdx.fields import FieldType, RowSchema
+from gdx.protocol import Resource, ResourceSpec
+
+_COLUMNS = "id, code, provider, spec, schema_version, last_seq, created_at, catalog_updated_at, last_change_at"
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    id: int
+    code: str
+    provider: str
+    spec: ResourceSpec
+    schema_version: int
+    last_seq: int
+    created_at: dt.datetime
+    catalog_updated_at: dt.datetime
+    last_change_at: dt.datetime | None
+
+    @property
+    def schema(self) -> RowSchema:
+        return _row_schema(self.id, self.schema_version, self.spec)
+
+    @property
+    def integer_key(self) -> bool:
+        return self.schema.fields[self.spec.primary_key][0] is FieldType.INTEGER
+
+    def key_out(self, key: str) -> str | int:
+        """Keys are stored as text; give integer keys back as integers."""
+        return int(key) if self.integer_key else key
+
+    def public(self) -> Resource:
+        return Resource(
+            **self.spec.model_dump(),
+            provider=self.provider,
+            schema_version=self.schema_version,
+            created_at=self.created_at,
+            catalog_updated_at=self.catalog_updated_at,
+        )
+
+
+_schemas: dict[tuple[int, int], RowSchema] = {}
+
+
+def _row_schema(resource_id: int, version: int, spec: ResourceSpec) -> RowSchema:
+    # Keyed by (id, version): a new schema version gets a new checker. Versions are few,
+    # so the cache is bounded by the catalog's size.
+    schema = _schemas.get((resource_id, version))
+    if schema is None:
+        schema = _schemas[(resource_id, version)] = spec.row_schema()
+    return schema
+
+
+def _from_row(row: tuple[Any, ...]) -> StoredResource:
+    return StoredResource(
+        id=row[0],
+        code=row[1],
+        provider=row[2],
+        spec=ResourceSpec.model_validate(row[3]),
+        schema_version=row[4],
+        last_seq=row[5],
+        created_at=row[6],
+        catalog_updated_at=row[7],
+        last_change_at=row[8],
+    )
+
+
+async def load(conn: psycopg.AsyncConnection[Any], code: str, *, for_update: bool = False) -> StoredResource:
+    lock = " FOR UPDATE" if for_update else ""
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM resource WHERE code = %s{lock}", (code,))  # noqa: S608
+    row = await cur.fetchone()
+    if row is None:
+        raise not_found(f"resource {code!r}")
+    return _from_row(row)
+
+
+async def load_all(conn: psycopg.AsyncConnection[Any], provider: str | None = None) -> list[StoredResource]:
+    where, params = ("WHERE provider = %s", (provider,)) if provider else ("", ())
+    cur = await conn.execute(f"SELECT {_COLUMNS} FROM resource {where} ORDER BY code", params)  # noqa: S608
+    return [_from_row(row) for row in await cur.fetchall()]

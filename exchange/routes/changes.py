@@ -1,0 +1,259 @@
+"""The change log: providers push batches of changes; consumers read them after a cursor.
+
+A batch is applied in one transaction or not at all. Within it, each key's newest change
+(by source_version) is kept; a change no newer than what the exchange already holds for its
+key is stale and skipped, so a batch sent twice, or an old change arriving late, changes
+nothing. Applied changes are numbered per resource without gaps. The resource row is locked
+while numbering, so numbers commit in order and a reader never skips a number that
+commits later.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Query
+from psycopg.types.json import Jsonb
+
+from exchange import access, audit, metrics, resources
+from exchange.deps import Pool, refused
+from exchange.errors import ApiError, conflict, forbidden
+from exchange.identity import Anyone, Department
+from gdx.fields import RowError
+from gdx.protocol import (
+    MAX_PAGE_CHANGES,
+    BatchReceipt,
+    Change,
+    ChangeBatch,
+    ChangeOut,
+    ChangePage,
+    Purpose,
+    ShareMethod,
+)
+
+router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"])
+
+
+def _key_text(key: str | int) -> str:
+    return str(key)
+
+
+def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
+    """Reject the whole batch, naming each bad change by its index, before anything is written."""
+    schema = stored.schema
+    key_field = stored.spec.primary_key
+    problems = []
+    for index, change in enumerate(changes):
+        try:
+            schema.check_key(change.key)
+            if change.row is not None:
+                schema.check_row(change.row)
+                if change.row[key_field] != change.key:
+                    raise RowError(f"the row's {key_field!r} differs from the change's key")
+        except RowError as exc:
+            problems.append({"index": index, "key": change.key, "problem": str(exc)})
+            if len(problems) >= 100:
+                break
+    if problems:
+        first = problems[0]
+        raise ApiError(
+            422,
+            "invalid_changes",
+            f"{len(problems)} change(s) rejected, first at index {first['index']}: {first['problem']}; "
+            "nothing in this batch was applied",
+            problems,
+        )
+
+
+def _newest_per_key(changes: list[Change]) -> dict[str, Change]:
+    newest: dict[str, Change] = {}
+    for change in changes:
+        key = _key_text(change.key)
+        held = newest.get(key)
+        if held is None or change.source_version >= held.source_version:
+            newest[key] = change
+    return newest
+
+
+async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: ChangeBatch, code: str) -> BatchReceipt:
+    cur = await conn.execute(
+        """
+        SELECT r.code, b.received, b.applied, b.stale, b.first_seq, b.last_seq
+        FROM change_batch b JOIN resource r ON r.id = b.resource_id WHERE b.batch_id = %s
+        """,
+        (batch.batch_id,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    if row[0] != code:
+        raise conflict(f"batch {batch.batch_id} was already used for resource {row[0]!r}; use a new batch id")
+    return BatchReceipt(
+        batch_id=batch.batch_id,
+        resource=code,
+        received=row[1],
+        applied=row[2],
+        stale=row[3],
+        first_seq=row[4],
+        last_seq=row[5],
+        duplicate=True,
+    )
+
+
+@router.post("", response_model=BatchReceipt, summary="Push a batch of changes (providers)")
+async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> BatchReceipt:
+    try:
+        async with pool.connection() as conn, conn.transaction():
+            stored = await resources.load(conn, code, for_update=True)
+            if stored.provider != who.name:
+                raise forbidden(f"resource {code!r} is provided by {stored.provider}; you cannot push to it")
+            _validate(stored, batch.changes)
+            cur = await conn.execute(
+                "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
+                "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING",
+                (batch.batch_id, stored.id, len(batch.changes)),
+            )
+            if cur.rowcount == 0:
+                metrics.BATCHES.labels("duplicate").inc()
+                return await _existing_receipt(conn, batch, code)
+            receipt = await _apply(conn, stored, batch)
+            await audit.record(
+                conn,
+                who,
+                "push",
+                resource=code,
+                scope={
+                    "batch": str(batch.batch_id),
+                    "received": receipt.received,
+                    "applied": receipt.applied,
+                    "first_seq": receipt.first_seq,
+                    "last_seq": receipt.last_seq,
+                },
+            )
+    except ApiError as error:
+        metrics.BATCHES.labels("rejected").inc()
+        raise await refused(pool, who, "push", error, resource=code, scope={"batch": str(batch.batch_id)}) from None
+    metrics.BATCHES.labels("applied").inc()
+    metrics.CHANGES.labels("applied").inc(receipt.applied)
+    metrics.CHANGES.labels("stale").inc(receipt.stale)
+    return receipt
+
+
+async def _apply(
+    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: ChangeBatch
+) -> BatchReceipt:
+    newest = _newest_per_key(batch.changes)
+    cur = await conn.execute(
+        "SELECT key, source_version FROM current_key WHERE resource_id = %s AND key = ANY(%s)",
+        (stored.id, list(newest)),
+    )
+    held = dict(await cur.fetchall())
+    fresh = [(key, c) for key, c in newest.items() if c.source_version > held.get(key, -1)]
+    first = stored.last_seq + 1
+    if fresh:
+        async with (
+            conn.cursor() as copy_cur,
+            copy_cur.copy(
+                "COPY change (resource_id, seq, op, key, row, source_version, source_commit_time) FROM STDIN"
+            ) as copy,
+        ):
+            for seq, (key, change) in enumerate(fresh, start=first):
+                await copy.write_row(
+                    (
+                        stored.id,
+                        seq,
+                        "u" if change.op == "upsert" else "d",
+                        key,
+                        Jsonb(change.row) if change.row is not None else None,
+                        change.source_version,
+                        change.source_commit_time,
+                    )
+                )
+        await conn.execute(
+            """
+            INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
+            SELECT %s, k, v, s, d FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bool[]) AS t(k, v, s, d)
+            ON CONFLICT (resource_id, key) DO UPDATE
+                SET source_version = EXCLUDED.source_version, seq = EXCLUDED.seq, deleted = EXCLUDED.deleted
+            """,
+            (
+                stored.id,
+                [k for k, _ in fresh],
+                [c.source_version for _, c in fresh],
+                list(range(first, first + len(fresh))),
+                [c.op == "delete" for _, c in fresh],
+            ),
+        )
+        await conn.execute(
+            "UPDATE resource SET last_seq = %s, last_change_at = now() WHERE id = %s",
+            (first + len(fresh) - 1, stored.id),
+        )
+    last = first + len(fresh) - 1 if fresh else None
+    await conn.execute(
+        "UPDATE change_batch SET applied = %s, stale = %s, first_seq = %s, last_seq = %s WHERE batch_id = %s",
+        (len(fresh), len(batch.changes) - len(fresh), first if fresh else None, last, batch.batch_id),
+    )
+    return BatchReceipt(
+        batch_id=batch.batch_id,
+        resource=stored.code,
+        received=len(batch.changes),
+        applied=len(fresh),
+        stale=len(batch.changes) - len(fresh),
+        first_seq=first if fresh else None,
+        last_seq=last,
+        duplicate=False,
+    )
+
+
+@router.get("", response_model=ChangePage, summary="Read changes after a cursor (granted fields only)")
+async def pull(
+    code: str,
+    who: Anyone,
+    pool: Pool,
+    purpose: Annotated[Purpose, Query(description="Must be the purpose of your grant")],
+    after: Annotated[int, Query(ge=0, description="The last sequence number you applied")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_CHANGES)] = 1000,
+) -> ChangePage:
+    async with pool.connection() as conn:
+        stored = await resources.load(conn, code)
+    fields = await access.granted_fields(pool, who, stored, purpose, ShareMethod.FRONT_END, "pull")
+    key_field = stored.spec.primary_key
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT seq, op, key, row, source_version, source_commit_time FROM change "
+            "WHERE resource_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (stored.id, after, limit + 1),
+        )
+        rows = await cur.fetchall()
+        page = [
+            ChangeOut(
+                seq=seq,
+                op="upsert" if op == "u" else "delete",
+                key=stored.key_out(key),
+                row=access.project(row, fields, key_field),
+                source_version=version,
+                source_commit_time=commit_time,
+            )
+            for seq, op, key, row, version, commit_time in rows[:limit]
+        ]
+        if page:
+            # Empty polls read no data and are not audited; every page that returns data is.
+            async with conn.transaction():
+                await audit.record(
+                    conn,
+                    who,
+                    "pull",
+                    resource=code,
+                    purpose=purpose,
+                    scope={
+                        "after": after,
+                        "first_seq": page[0].seq,
+                        "last_seq": page[-1].seq,
+                        "count": len(page),
+                        "fields": fields,
+                    },
+                )
+    metrics.PULLED.inc(len(page))
+    return ChangePage(
+        resource=code, changes=page, next_after=page[-1].seq if page else after, has_more=len(rows) > limit
+    )

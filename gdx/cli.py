@@ -1,0 +1,185 @@
+"""The `gdx` command: one entry point for every part of the platform."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gdx import __version__, logs
+from gdx.inventory import InventoryError, load_inventory
+from gdx.pki import PkiError, Role, init_ca, issue
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="GDX: deploy and operate a government data sharing and exchange platform (政务数据共享交换平台).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ca_app = typer.Typer(help="The platform's certificate authority (mutual TLS identities).", no_args_is_help=True)
+exchange_app = typer.Typer(help="The central exchange service.", no_args_is_help=True)
+audit_app = typer.Typer(help="The exchange's audit trail.", no_args_is_help=True)
+inventory_app = typer.Typer(help="The one inventory of departments and front-end nodes.", no_args_is_help=True)
+app.add_typer(ca_app, name="ca")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(audit_app, name="audit")
+app.add_typer(inventory_app, name="inventory")
+
+DbUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="GDX_DATABASE_URL",
+        help="PostgreSQL connection string, e.g. postgresql://gdx@db/gdx",
+        show_default=False,
+    ),
+]
+PkiDir = Annotated[Path, typer.Option("--dir", help="Where the CA's files live.")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@ca_app.command("init")
+def ca_init(directory: PkiDir = Path("pki")) -> None:
+    """Create the platform CA (ca.crt, and ca.key with mode 0600)."""
+    try:
+        cert = init_ca(directory)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"created {cert} and {directory / 'ca.key'}")
+
+
+@ca_app.command("issue")
+def ca_issue(
+    name: Annotated[str, typer.Argument(help="Department id (e.g. zjg-gaj), person, or host name.")],
+    directory: PkiDir = Path("pki"),
+    role: Annotated[Role, typer.Option(help="What the holder may do.")] = Role.DEPARTMENT,
+    server: Annotated[
+        list[str] | None,
+        typer.Option("--server", help="Issue a server certificate for this DNS name or address (repeatable)."),
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=825, help="Validity in days.")] = 397,
+    out: Annotated[Path | None, typer.Option(help="Write NAME.crt and NAME.key here (default: --dir).")] = None,
+) -> None:
+    """Issue a client certificate (or, with --server, a server certificate) signed by the CA."""
+    try:
+        cert, key = issue(directory, name, role=role, server_names=server, days=days, out_dir=out)
+    except PkiError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"issued {cert} and {key} ({'server' if server else role.value})")
+
+
+@exchange_app.command("migrate")
+def exchange_migrate(database_url: DbUrl) -> None:
+    """Bring the database schema up to date (safe to run from several pods at once)."""
+    from exchange.migrate import migrate
+
+    applied = migrate(database_url)
+    typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+@exchange_app.command("load-departments")
+def exchange_load_departments(
+    inventory: Annotated[Path, typer.Argument(help="The Ansible YAML inventory.")],
+    database_url: DbUrl,
+) -> None:
+    """Load the department registry from the inventory (departments it no longer lists are deactivated)."""
+    from exchange.registry import sync_from_inventory
+
+    try:
+        inv = load_inventory(inventory, require_secrets=False)
+    except InventoryError as exc:
+        raise _fail(str(exc)) from None
+    listed, deactivated = sync_from_inventory(database_url, inv)
+    typer.echo(f"{listed} department(s) active, {deactivated} deactivated")
+
+
+@exchange_app.command("serve")
+def exchange_serve(
+    database_url: DbUrl,
+    tls_cert: Annotated[Path, typer.Option(envvar="GDX_TLS_CERT", help="The server's certificate.")],
+    tls_key: Annotated[Path, typer.Option(envvar="GDX_TLS_KEY", help="The server's key.")],
+    ca_cert: Annotated[Path, typer.Option(envvar="GDX_CA_CERT", help="The platform CA's certificate.")],
+    host: Annotated[str, typer.Option(envvar="GDX_HOST")] = "0.0.0.0",  # noqa: S104 - a server listens
+    port: Annotated[int, typer.Option(envvar="GDX_PORT")] = 8443,
+    calendar: Annotated[
+        Path | None,
+        typer.Option(envvar="GDX_CALENDAR_FILE", help="Official holiday schedule for years chinese-calendar lacks."),
+    ] = None,
+    pool_max: Annotated[int, typer.Option(envvar="GDX_POOL_MAX", min=1)] = 10,
+) -> None:
+    """Serve the exchange API over mutual TLS."""
+    from exchange.server import serve
+    from exchange.settings import Settings
+
+    for label, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--ca-cert", ca_cert)):
+        if not path.is_file():
+            raise _fail(f"{label} {path}: no such file")
+    logs.configure()
+    settings = Settings(database_url, tls_cert, tls_key, ca_cert, calendar, pool_max=pool_max)
+    serve(settings, host, port)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database_url: DbUrl,
+    anchor: Annotated[
+        str | None, typer.Option(help="ID:HASH of an entry recorded earlier outside the database.")
+    ] = None,
+) -> None:
+    """Recompute the audit trail's hash chain; exit 1 and name every entry that was tampered with."""
+    from exchange.audit import verify
+
+    parsed = None
+    if anchor:
+        entry_id, _, digest = anchor.partition(":")
+        if not entry_id.isdigit() or len(digest) != 64:
+            raise _fail("--anchor takes ID:HASH, e.g. 1200:3f5a... (64 hex digits)", 2)
+        parsed = (int(entry_id), digest.lower())
+    result = verify(database_url, anchor=parsed)
+    if result.ok:
+        typer.echo(f"audit trail intact: {result.entries} entries; head {result.head_id}:{result.head_hash}")
+        return
+    for problem in result.problems:
+        console.print(f"[red]tampered:[/red] {problem}", highlight=False)
+    raise typer.Exit(1)
+
+
+@inventory_app.command("check")
+def inventory_check(
+    inventory: Annotated[Path, typer.Argument(help="The Ansible YAML inventory.")],
+) -> None:
+    """Validate the inventory and name every bad entry; exit 1 when there is any."""
+    try:
+        inv = load_inventory(inventory)
+    except InventoryError as exc:
+        console.print(f"[red]{exc.path}: {len(exc.problems)} problem(s)[/red]", highlight=False)
+        for problem in exc.problems:
+            console.print(f"  - {problem}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    table = Table("host", "department", "name", "jurisdiction", "reply days", title=str(inventory))
+    for node in inv.nodes:
+        days = str(inv.reply_working_days(node.jurisdiction))
+        table.add_row(node.host, node.department_id, node.department_name, node.jurisdiction, days)
+    Console().print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUTF8", "1")
+    app()

@@ -1,0 +1,268 @@
+"""The one inventory: an Ansible YAML inventory that also feeds the exchange's department
+registry and the monitoring agent's targets.
+
+Layout (docs/inventory.md has the full reference)::
+
+    all:
+      vars:
+        gdx_exchange_url: https://exchange.example.gov.cn:8443
+        gdx_jurisdictions: {ningxia: {name: 宁夏回族自治区, reply_working_days: 10}}
+      children:
+        gdx_front_end_nodes:
+          hosts:
+            fe-gaj:
+              ansible_host: 192.0.2.10
+              gdx_department: {id: zjg-gaj, name: 张家港市公安局, jurisdiction: zhangjiagang}
+              gdx_business_db: {kind: postgresql, host: ..., password: !vault | ...}
+
+Validation collects every problem at once and names each by its path in the file, so a
+technician fixes the whole inventory in one pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gdx.protocol import CODE_PATTERN, DEPARTMENT_PATTERN
+
+NODE_GROUP = "gdx_front_end_nodes"
+
+# Reply deadlines the regulations set (working days): ZJG Art. 20 and Wushen Art. 21 say 5,
+# Ningxia Art. 11 says 10. An inventory may add jurisdictions or override these.
+BUILTIN_JURISDICTIONS: dict[str, tuple[str, int]] = {
+    "zhangjiagang": ("张家港市", 5),
+    "suqian": ("宿迁市", 5),
+    "wushen": ("乌审旗", 5),
+    "ningxia": ("宁夏回族自治区", 10),
+}
+DEFAULT_REPLY_WORKING_DAYS = 5
+
+
+class VaultSecret:
+    """A value encrypted with ansible-vault (``!vault``); GDX never needs the plain text."""
+
+    def __init__(self, ciphertext: str) -> None:
+        self.ciphertext = ciphertext
+
+    def __repr__(self) -> str:
+        return "VaultSecret(...)"
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    pass
+
+
+def _vault_constructor(loader: yaml.SafeLoader, node: yaml.Node) -> VaultSecret:
+    return VaultSecret(str(loader.construct_scalar(node)))  # type: ignore[arg-type]
+
+
+_InventoryLoader.add_constructor("!vault", _vault_constructor)
+
+
+class InventoryError(Exception):
+    """The inventory is unusable; ``problems`` lists every bad entry as 'path: message'."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class JurisdictionSpec(_Strict):
+    name: str = Field(min_length=1)
+    reply_working_days: int = Field(default=DEFAULT_REPLY_WORKING_DAYS, ge=1, le=60)
+
+
+class DepartmentSpec(_Strict):
+    id: str = Field(pattern=DEPARTMENT_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    jurisdiction: str = Field(min_length=1)
+
+
+class BusinessDb(_Strict):
+    kind: Literal["postgresql", "mariadb", "mysql"]
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    name: str = Field(min_length=1)
+    user: str = Field(min_length=1)
+    password: Any = None
+
+
+class Publication(_Strict):
+    resource: str = Field(pattern=CODE_PATTERN)
+    table: str = Field(min_length=1)
+    change_column: str | None = None
+
+
+class Subscription(_Strict):
+    resource: str = Field(pattern=CODE_PATTERN)
+    purpose: str = Field(min_length=2)
+    table: str | None = None
+
+
+class NodeVars(BaseModel):
+    """The GDX variables of one host; Ansible's own variables (ansible_*) pass through."""
+
+    model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+    ansible_host: str | None = None
+    gdx_department: DepartmentSpec
+    gdx_business_db: BusinessDb | None = None
+    gdx_publishes: list[Publication] = Field(default_factory=list)
+    gdx_subscribes: list[Subscription] = Field(default_factory=list)
+    gdx_agent_port: int = Field(default=9470, ge=1, le=65535)
+
+
+@dataclass(frozen=True)
+class Jurisdiction:
+    id: str
+    name: str
+    reply_working_days: int
+
+
+@dataclass(frozen=True)
+class Node:
+    host: str
+    address: str
+    department_id: str
+    department_name: str
+    jurisdiction: str
+    agent_port: int
+    business_db: BusinessDb | None
+    publishes: tuple[Publication, ...]
+    subscribes: tuple[Subscription, ...]
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path
+    exchange_url: str | None
+    jurisdictions: dict[str, Jurisdiction]
+    nodes: tuple[Node, ...]
+
+    def reply_working_days(self, jurisdiction: str) -> int:
+        return self.jurisdictions[jurisdiction].reply_working_days
+
+
+def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
+    return ".".join([prefix, *(str(part) for part in loc)])
+
+
+def _pydantic_problems(prefix: str, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting (misspelt?)"
+        elif err["type"] == "string_pattern_mismatch":
+            message = f"{err['input']!r} is not allowed here: {message}"
+        problems.append(f"{_loc(prefix, err['loc'])}: {message}")
+    return problems
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        return yaml.load(text, Loader=_InventoryLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise InventoryError(path, [f"not valid YAML: {exc}"]) from None
+
+
+def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
+    """Read and validate the inventory, raising InventoryError with every problem found."""
+    data = read_yaml(path)
+    problems: list[str] = []
+    if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
+        raise InventoryError(path, ["the file must start with 'all:' (an Ansible YAML inventory)"])
+    top = data["all"]
+    top_vars = top.get("vars") or {}
+    if not isinstance(top_vars, dict):
+        raise InventoryError(path, ["all.vars must be a mapping"])
+
+    jurisdictions = {key: Jurisdiction(key, name, days) for key, (name, days) in BUILTIN_JURISDICTIONS.items()}
+    for key, spec in (top_vars.get("gdx_jurisdictions") or {}).items():
+        try:
+            parsed = JurisdictionSpec.model_validate(spec)
+        except ValidationError as exc:
+            problems += _pydantic_problems(f"all.vars.gdx_jurisdictions.{key}", exc)
+            continue
+        jurisdictions[key] = Jurisdiction(key, parsed.name, parsed.reply_working_days)
+
+    group = (top.get("children") or {}).get(NODE_GROUP)
+    hosts = (group or {}).get("hosts") or {}
+    if not isinstance(hosts, dict) or not hosts:
+        problems.append(f"all.children.{NODE_GROUP}.hosts: no front-end nodes are listed")
+        hosts = {}
+
+    nodes: list[Node] = []
+    for host, host_vars in hosts.items():
+        prefix = f"all.children.{NODE_GROUP}.hosts.{host}"
+        try:
+            parsed_node = NodeVars.model_validate(host_vars or {})
+        except ValidationError as exc:
+            problems += _pydantic_problems(prefix, exc)
+            continue
+        dept = parsed_node.gdx_department
+        if dept.jurisdiction not in jurisdictions:
+            known = ", ".join(sorted(jurisdictions))
+            problems.append(
+                f"{prefix}.gdx_department.jurisdiction: unknown jurisdiction {dept.jurisdiction!r} "
+                f"(known: {known}); declare it under all.vars.gdx_jurisdictions"
+            )
+        db = parsed_node.gdx_business_db
+        if db is not None and require_secrets:
+            if db.password is None:
+                problems.append(
+                    f"{prefix}.gdx_business_db.password: missing secret (encrypt it with "
+                    "`ansible-vault encrypt_string`)"
+                )
+            elif not isinstance(db.password, VaultSecret):
+                problems.append(
+                    f"{prefix}.gdx_business_db.password: stored in plain text; encrypt it with "
+                    "`ansible-vault encrypt_string` and paste the !vault block"
+                )
+        nodes.append(
+            Node(
+                host=str(host),
+                address=parsed_node.ansible_host or str(host),
+                department_id=dept.id,
+                department_name=dept.name,
+                jurisdiction=dept.jurisdiction,
+                agent_port=parsed_node.gdx_agent_port,
+                business_db=db,
+                publishes=tuple(parsed_node.gdx_publishes),
+                subscribes=tuple(parsed_node.gdx_subscribes),
+            )
+        )
+
+    for dept_id, count in Counter(n.department_id for n in nodes).items():
+        if count > 1:
+            hosts_of = ", ".join(n.host for n in nodes if n.department_id == dept_id)
+            problems.append(f"department {dept_id!r} is listed on {count} hosts ({hosts_of}); one node each")
+    for address, count in Counter(n.address for n in nodes).items():
+        if count > 1:
+            hosts_of = ", ".join(n.host for n in nodes if n.address == address)
+            problems.append(f"address {address!r} is used by {count} hosts ({hosts_of})")
+
+    if problems:
+        raise InventoryError(path, problems)
+    exchange_url = top_vars.get("gdx_exchange_url")
+    return Inventory(
+        path=path,
+        exchange_url=str(exchange_url) if exchange_url else None,
+        jurisdictions=jurisdictions,
+        nodes=tuple(nodes),
+    )

@@ -1,0 +1,298 @@
+"""The wire protocol between front-end nodes and the central exchange.
+
+One module, imported by both sides: the exchange serves these models and the agent
+sends and parses them, so a field cannot drift between the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+from gdx.fields import FieldType, KeyKind, RowSchema
+
+# Limits that a client can rely on; the exchange refuses anything beyond them with 413/422.
+MAX_BATCH_CHANGES = 5000
+MAX_PAGE_CHANGES = 5000
+MAX_FIELDS = 200
+
+CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+FIELD_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+DEPARTMENT_PATTERN = r"^[a-z0-9][a-z0-9-]{1,39}$"
+
+ResourceCode = Annotated[str, Field(pattern=CODE_PATTERN, description="Catalog code, e.g. zjg-gaj.population")]
+FieldName = Annotated[str, Field(pattern=FIELD_PATTERN)]
+DepartmentId = Annotated[str, Field(pattern=DEPARTMENT_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+Purpose = Annotated[str, Field(min_length=2, max_length=500, description="What the data is used for (ZJG Art. 21)")]
+Key = StrictStr | StrictInt
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShareType(StrEnum):
+    UNCONDITIONAL = "unconditional"  # 无条件共享
+    CONDITIONAL = "conditional"  # 有条件共享
+    NOT_SHARED = "not_shared"  # 不予共享
+
+
+class ShareMethod(StrEnum):
+    FRONT_END = "front_end"  # 前置交换
+    API = "api"  # 接口 (online lookup)
+    DOWNLOAD = "download"  # 批量下载
+    FILE = "file"  # 文件上传 / 模板导入
+
+
+class UpdatePeriod(StrEnum):
+    REALTIME = "realtime"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    QUARTERLY = "quarterly"
+    YEARLY = "yearly"
+
+
+class DataFormat(StrEnum):
+    TABLE = "table"
+    FILE = "file"
+    API = "api"
+
+
+class FieldSpec(_Model):
+    name: FieldName
+    type: FieldType
+    nullable: bool = True
+    description: str = Field(default="", max_length=500)
+
+
+class ResourceSpec(_Model):
+    """A catalog entry (资源目录条目) as the providing department registers it."""
+
+    code: ResourceCode
+    name: Text
+    classification: Text = Field(description="Catalog classification, e.g. 基础信息资源/人口信息")
+    format: DataFormat = DataFormat.TABLE
+    fields: list[FieldSpec] = Field(min_length=1, max_length=MAX_FIELDS)
+    primary_key: FieldName
+    key_kind: KeyKind = KeyKind.PLAIN
+    share_type: ShareType
+    share_conditions: str = Field(default="", max_length=2000)
+    share_methods: list[ShareMethod] = Field(min_length=1)
+    update_period: UpdatePeriod
+    usage_requirements: str = Field(default="", max_length=2000)
+    release_date: dt.date
+    legal_basis: str | None = Field(
+        default=None, max_length=2000, description="Required for not_shared: the law or policy behind it"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourceSpec:
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate field name(s): {', '.join(duplicates)}")
+        by_name = {f.name: f for f in self.fields}
+        key = by_name.get(self.primary_key)
+        if key is None:
+            raise ValueError(f"primary_key {self.primary_key!r} is not one of the fields")
+        if key.nullable:
+            raise ValueError(f"primary key field {self.primary_key!r} must have nullable: false")
+        if self.key_kind is not KeyKind.PLAIN and key.type is not FieldType.STRING:
+            raise ValueError(f"key_kind {self.key_kind.value} needs a primary key of type string")
+        if key.type not in (FieldType.STRING, FieldType.INTEGER):
+            raise ValueError("the primary key must be of type string or integer")
+        if self.share_type is ShareType.NOT_SHARED and not (self.legal_basis or "").strip():
+            raise ValueError("a not_shared resource needs its legal_basis (the law or policy that forbids sharing)")
+        if self.share_type is ShareType.CONDITIONAL and not self.share_conditions.strip():
+            raise ValueError("a conditional resource needs share_conditions (who may use it, for what)")
+        if len(set(self.share_methods)) != len(self.share_methods):
+            raise ValueError("share_methods lists a method twice")
+        return self
+
+    def row_schema(self) -> RowSchema:
+        return RowSchema(
+            {f.name: (f.type, f.nullable) for f in self.fields},
+            primary_key=self.primary_key,
+            key_kind=self.key_kind,
+        )
+
+
+class Resource(ResourceSpec):
+    provider: DepartmentId
+    schema_version: int
+    created_at: dt.datetime
+    catalog_updated_at: dt.datetime
+
+
+class Change(_Model):
+    op: Literal["upsert", "delete"]
+    key: Key
+    row: dict[str, Any] | None = Field(default=None, description="The whole row for upsert; absent for delete")
+    source_version: StrictInt = Field(ge=0, description="Monotonic per key at the source; stale ones are ignored")
+    source_commit_time: dt.datetime
+
+    @model_validator(mode="after")
+    def _row_matches_op(self) -> Change:
+        if self.op == "upsert" and self.row is None:
+            raise ValueError("an upsert needs its row")
+        if self.op == "delete" and self.row is not None:
+            raise ValueError("a delete carries no row")
+        if self.source_commit_time.tzinfo is None:
+            raise ValueError("source_commit_time needs a UTC offset")
+        return self
+
+
+class ChangeBatch(_Model):
+    batch_id: uuid.UUID = Field(description="Chosen by the sender; a repeated id changes nothing")
+    changes: list[Change] = Field(min_length=1, max_length=MAX_BATCH_CHANGES)
+
+
+class BatchReceipt(_Model):
+    batch_id: uuid.UUID
+    resource: str
+    received: int
+    applied: int = Field(description="Changes that got a sequence number")
+    stale: int = Field(description="Changes whose source_version was not newer than the exchange's")
+    first_seq: int | None
+    last_seq: int | None
+    duplicate: bool = Field(description="True when this batch id had been applied before")
+
+
+class ChangeOut(_Model):
+    seq: int
+    op: Literal["upsert", "delete"]
+    key: Key
+    row: dict[str, Any] | None
+    source_version: int
+    source_commit_time: dt.datetime
+
+
+class ChangePage(_Model):
+    resource: str
+    changes: list[ChangeOut]
+    next_after: int = Field(description="Pass as `after` to read on")
+    has_more: bool
+
+
+class Record(_Model):
+    resource: str
+    key: Key
+    row: dict[str, Any]
+    seq: int
+    source_version: int
+
+
+class Subscribe(_Model):
+    purpose: Purpose
+
+
+class ShareRequestIn(_Model):
+    resource: ResourceCode
+    purpose: Purpose
+    fields: list[FieldName] | None = Field(default=None, description="Fields asked for; none means all")
+
+
+class RequestStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    ESCALATED = "escalated"  # 提请协调: sent to the competent authority
+    DECIDED = "decided"  # the competent authority recorded its decision
+
+
+class ShareRequest(_Model):
+    id: int
+    resource: str
+    consumer: str
+    provider: str
+    purpose: str
+    fields: list[str] | None
+    status: RequestStatus
+    requested_at: dt.datetime
+    due_date: dt.date
+    due_date_estimated: bool = Field(
+        description="True when the calendar did not know every day up to the due date (weekends only)"
+    )
+    replied_at: dt.datetime | None
+    reply_reason: str | None
+    approved_fields: list[str] | None
+    escalation_reason: str | None
+    decision: str | None
+    decision_reason: str | None
+    decided_by: str | None
+
+
+class Approve(_Model):
+    fields: list[FieldName] | None = Field(default=None, description="Limit the grant to these fields")
+
+
+class Refuse(_Model):
+    reason: Text
+
+
+class Escalate(_Model):
+    reason: Text
+
+
+class Decision(_Model):
+    outcome: Literal["approve", "refuse"]
+    reason: Text
+    fields: list[FieldName] | None = None
+
+
+class Grant(_Model):
+    id: int
+    resource: str
+    consumer: str
+    purpose: str
+    fields: list[str] | None = Field(description="Granted fields; none means all")
+    request_id: int | None
+    granted_at: dt.datetime
+
+
+class DisputeIn(_Model):
+    resource: ResourceCode
+    key: Key
+    reason: Text
+
+
+class Resolve(_Model):
+    resolution: Text
+
+
+class Dispute(_Model):
+    id: int
+    resource: str
+    key: Key
+    consumer: str
+    provider: str
+    reason: str
+    status: Literal["open", "resolved"]
+    opened_at: dt.datetime
+    resolution: str | None
+    resolved_at: dt.datetime | None
+
+
+class Department(_Model):
+    id: str
+    name: str
+    jurisdiction: str
+
+
+class AuditEntry(_Model):
+    id: int
+    at: dt.datetime
+    actor: str
+    role: str
+    action: str
+    resource: str | None
+    purpose: str | None
+    scope: dict[str, Any]
+    outcome: str
+    hash: str
