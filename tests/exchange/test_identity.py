@@ -1,0 +1,77 @@
+"""Mutual TLS: who may call at all, and as whom."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from gdx.pki import init_ca, issue
+from tests.support.exchange import RunningExchange
+
+
+def test_health_needs_no_certificate_but_the_api_does(exchange: RunningExchange) -> None:
+    with exchange.anonymous() as anon:
+        assert anon.get("/healthz").json() == {"status": "ok"}
+        assert anon.get("/readyz").json()["status"] == "ready"
+        refused = anon.get("/v1/resources")
+    assert refused.status_code == 401
+    assert "client certificate" in refused.json()["message"]
+
+
+def test_a_certificate_from_another_ca_fails_the_handshake(exchange: RunningExchange, tmp_path: Path) -> None:
+    init_ca(tmp_path)
+    cert, key = issue(tmp_path, "zjg-gaj")  # same name, wrong CA
+    context = ssl.create_default_context(cafile=exchange.pki / "ca.crt")
+    context.load_cert_chain(cert, key)
+    with (
+        httpx.Client(base_url=exchange.url, verify=context) as c,
+        pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)),
+    ):
+        c.get("/v1/whoami")
+
+
+def test_the_certificate_names_the_caller_and_its_role(exchange: RunningExchange) -> None:
+    assert exchange.client("zjg-gaj").get("/v1/whoami").json() == {"name": "zjg-gaj", "role": "department"}
+    assert exchange.client("bob").get("/v1/whoami").json() == {"name": "bob", "role": "auditor"}
+
+
+def test_a_department_missing_from_the_registry_is_refused(exchange: RunningExchange) -> None:
+    response = exchange.client("ghost").get("/v1/resources")
+    assert response.status_code == 403
+    assert "not in the department registry" in response.json()["message"]
+
+
+def test_a_forwarded_identity_header_from_a_non_ingress_peer_is_ignored(exchange: RunningExchange) -> None:
+    forged = quote((exchange.pki / "zjg-scjgj.crt").read_text())
+    response = exchange.client("zjg-gaj").get("/v1/whoami", headers={"ssl-client-cert": forged})
+    assert response.json()["name"] == "zjg-gaj"
+
+
+def test_the_ingress_forwards_a_verified_identity(exchange: RunningExchange, tmp_path: Path) -> None:
+    ingress = exchange.client("ingress-1")
+    forwarded = quote((exchange.pki / "zjg-scjgj.crt").read_text())
+    assert ingress.get("/v1/whoami", headers={"ssl-client-cert": forwarded}).json()["name"] == "zjg-scjgj"
+    assert ingress.get("/v1/whoami").status_code == 401  # nothing forwarded: no identity
+
+    init_ca(tmp_path)
+    foreign, _ = issue(tmp_path, "zjg-scjgj")
+    response = ingress.get("/v1/whoami", headers={"ssl-client-cert": quote(foreign.read_text())})
+    assert response.status_code == 401
+    assert "not issued by the platform CA" in response.json()["message"]
+
+
+def test_roles_are_separated(exchange: RunningExchange) -> None:
+    # The auditor reads the audit trail but records no decisions; the admin the reverse;
+    # a department does neither.
+    assert exchange.client("bob").get("/v1/audit").status_code == 200
+    assert exchange.client("alice").get("/v1/audit").status_code == 403
+    assert exchange.client("zjg-gaj").get("/v1/audit").status_code == 403
+    decision = {"outcome": "approve", "reason": "x"}
+    assert exchange.client("bob").post("/v1/requests/1/decision", json=decision).status_code == 403
+    assert exchange.client("zjg-gaj").post("/v1/requests/1/decision", json=decision).status_code == 403
+    assert exchange.client("carol").get("/metrics").status_code == 200
+    assert exchange.client("zjg-gaj").get("/metrics").status_code == 403
