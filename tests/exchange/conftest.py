@@ -60,7 +60,7 @@ def resident_id(n: int) -> str:
     """A valid 18-digit resident ID number (GB 11643 check digit) for serial ``n``."""
     from stdnum.cn import ric
 
-    body = f"320582{dt.date(1950, 1, 1) + dt.timedelta(days=n % 20000):%Y%m%d}{n % 1000:03d}"
+    body = f"320582{dt.date(1990, 1, 1) + dt.timedelta(days=n % 10000):%Y%m%d}{(n // 10000) % 1000:03d}"
     return body + ric.calc_check_digit(body + "0")
 
 

@@ -1,0 +1,172 @@
+"""The change log: batches applied whole or not at all, idempotent, numbered per resource."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from gdx.protocol import MAX_BATCH_CHANGES
+from tests.exchange.conftest import batch, delete, person, population_spec, resident_id, unique_code, upsert
+from tests.support.exchange import RunningExchange
+
+PURPOSE = "城乡居民医保参保登记核验"
+
+
+@pytest.fixture
+def resource(exchange: RunningExchange) -> str:
+    code = unique_code("zjg-gaj")
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code)).status_code == 201
+    subscribed = exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
+    assert subscribed.status_code == 201
+    return code
+
+
+def pull_all(exchange: RunningExchange, code: str, who: str = "zjg-wjw", after: int = 0) -> list[dict]:
+    changes: list[dict] = []
+    while True:
+        page = exchange.client(who).get(
+            f"/v1/resources/{code}/changes", params={"after": after, "purpose": PURPOSE, "limit": 7}
+        ).json()
+        changes += page["changes"]
+        after = page["next_after"]
+        if not page["has_more"]:
+            return changes
+
+
+def test_changes_get_gapless_sequence_numbers_and_reach_the_consumer(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    receipt = gaj.post(f"/v1/resources/{resource}/changes", json=batch(*(upsert(n, 1) for n in range(20)))).json()
+    assert (receipt["applied"], receipt["first_seq"], receipt["last_seq"]) == (20, 1, 20)
+    receipt = gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(3, 2, name="改名"), delete(4, 2))).json()
+    assert (receipt["first_seq"], receipt["last_seq"]) == (21, 22)
+
+    changes = pull_all(exchange, resource)
+    assert [c["seq"] for c in changes] == list(range(1, 23))
+    assert changes[20]["row"]["name"] == "改名"
+    assert changes[21] == {**changes[21], "op": "delete", "key": resident_id(4), "row": None}
+
+
+def test_a_repeated_batch_changes_nothing(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    body = batch(*(upsert(n, 1) for n in range(5)))
+    first = gaj.post(f"/v1/resources/{resource}/changes", json=body).json()
+    second = gaj.post(f"/v1/resources/{resource}/changes", json=body).json()
+    assert second["duplicate"] is True and first["duplicate"] is False
+    assert (second["first_seq"], second["last_seq"]) == (first["first_seq"], first["last_seq"])
+    assert len(pull_all(exchange, resource)) == 5
+
+
+def test_stale_and_superseded_changes_are_skipped(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    # A row updated many times in one batch: only its newest version is logged.
+    many = batch(*(upsert(1, v, income=float(v)) for v in range(1, 51)))
+    assert gaj.post(f"/v1/resources/{resource}/changes", json=many).json()["applied"] == 1
+    # An old version arriving late (a new batch id) is stale.
+    late = gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 7, income=7.0))).json()
+    assert (late["applied"], late["stale"]) == (0, 1)
+    # Deleted, then inserted again.
+    gaj.post(f"/v1/resources/{resource}/changes", json=batch(delete(1, 60)))
+    gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 61, name="回来了")))
+    changes = pull_all(exchange, resource)
+    assert [(c["op"], c["source_version"]) for c in changes] == [("upsert", 50), ("delete", 60), ("upsert", 61)]
+    record = exchange.client("zjg-wjw").get(
+        f"/v1/resources/{resource}/records/{resident_id(1)}", params={"purpose": PURPOSE}
+    )
+    assert record.json()["row"]["name"] == "回来了"
+
+
+def test_a_bad_check_digit_rejects_the_whole_batch_naming_the_record(
+    exchange: RunningExchange, resource: str
+) -> None:
+    bad = upsert(3, 1)
+    bad["key"] = bad["row"]["id_number"] = resident_id(3)[:-1] + ("0" if resident_id(3)[-1] != "0" else "1")
+    response = exchange.client("zjg-gaj").post(
+        f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1), upsert(2, 1), bad, upsert(4, 1))
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "invalid_changes"
+    assert body["details"][0]["index"] == 2
+    assert "resident_id" in body["details"][0]["problem"]
+    assert "nothing in this batch was applied" in body["message"]
+    assert pull_all(exchange, resource) == []
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"household_size": "three"}, "field 'household_size': expected an integer"),
+        ({"birth_date": "1980-13-40"}, "expected a date"),
+        ({"updated_at": "2026-11-01T08:00:00"}, "has no UTC offset"),
+        ({"name": None}, "field 'name' is required"),
+        ({"shoe_size": 42}, "unknown field(s) shoe_size"),
+    ],
+)
+def test_rows_must_fit_the_schema(exchange: RunningExchange, resource: str, row: dict, problem: str) -> None:
+    response = exchange.client("zjg-gaj").post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1, **row)))
+    assert response.status_code == 422
+    assert problem in response.json()["details"][0]["problem"]
+
+
+def test_malformed_json_and_oversized_batches(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    malformed = gaj.post(
+        f"/v1/resources/{resource}/changes", content=b'{"batch_id": ', headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    assert malformed.json()["error"] == "malformed_json"
+    change = upsert(1, 1)
+    huge = {"batch_id": str(uuid.uuid4()), "changes": [change] * (MAX_BATCH_CHANGES + 1)}
+    too_big = gaj.post(f"/v1/resources/{resource}/changes", json=huge)
+    assert too_big.status_code == 413
+    assert str(MAX_BATCH_CHANGES) in too_big.json()["message"]
+
+
+def test_only_the_provider_pushes_and_unknown_resources_are_named(exchange: RunningExchange, resource: str) -> None:
+    foreign = exchange.client("zjg-wjw").post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1)))
+    assert foreign.status_code == 403
+    assert "provided by zjg-gaj" in foreign.json()["message"]
+    missing = exchange.client("zjg-gaj").post("/v1/resources/zjg-gaj.nope/changes", json=batch(upsert(1, 1)))
+    assert missing.status_code == 404
+    assert "zjg-gaj.nope" in missing.json()["message"]
+
+
+def test_consumers_read_only_granted_resources_and_the_refusal_is_audited(
+    exchange: RunningExchange, resource: str
+) -> None:
+    exchange.client("zjg-gaj").post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1)))
+    scjgj = exchange.client("zjg-scjgj")
+    refused = scjgj.get(f"/v1/resources/{resource}/changes", params={"purpose": PURPOSE})
+    assert refused.status_code == 403
+    wrong_purpose = exchange.client("zjg-wjw").get(f"/v1/resources/{resource}/changes", params={"purpose": "营销"})
+    assert wrong_purpose.status_code == 403
+    assert "new purpose needs a new request" in wrong_purpose.json()["message"]
+    entries = exchange.client("bob").get("/v1/audit", params={"resource": resource, "action": "pull"}).json()
+    assert [(e["actor"], e["outcome"]) for e in entries] == [("zjg-scjgj", "refused"), ("zjg-wjw", "refused")]
+
+
+def test_concurrent_batches_interleave_without_gaps(exchange: RunningExchange, resource: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def push(start: int) -> int:
+        body = batch(*(upsert(n, 1) for n in range(start, start + 50)))
+        response = exchange.client("zjg-gaj", headers={"x-test": str(start)}).post(
+            f"/v1/resources/{resource}/changes", json=body
+        )
+        return int(response.json()["applied"])
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(push, range(0, 800, 50))) == 800
+    seqs = [c["seq"] for c in pull_all(exchange, resource)]
+    assert seqs == list(range(1, 801))
+    with psycopg.connect(exchange.database_url) as conn:
+        row = conn.execute("SELECT last_seq FROM resource WHERE code = %s", (resource,)).fetchone()
+    assert row == (800,)
+
+
+def test_person_fixture_rows_are_valid() -> None:
+    from stdnum.cn import ric
+
+    assert all(ric.is_valid(person(n)["id_number"]) for n in range(100))
