@@ -21,7 +21,6 @@ technician fixes the whole inventory in one pass.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -170,6 +169,30 @@ def _pydantic_problems(prefix: str, exc: ValidationError) -> list[str]:
     return problems
 
 
+def _duplicates(hosts: dict[str, Any]) -> list[str]:
+    """Departments or addresses used twice, read from the raw entries so that a host with
+    other problems still counts."""
+    departments: dict[str, list[str]] = {}
+    addresses: dict[str, list[str]] = {}
+    for host, host_vars in hosts.items():
+        host_vars = host_vars if isinstance(host_vars, dict) else {}
+        dept = host_vars.get("gdx_department")
+        if isinstance(dept, dict) and isinstance(dept.get("id"), str):
+            departments.setdefault(dept["id"], []).append(str(host))
+        addresses.setdefault(str(host_vars.get("ansible_host") or host), []).append(str(host))
+    problems = [
+        f"department {dept_id!r} is listed on {len(on)} hosts ({', '.join(on)}); one node each"
+        for dept_id, on in departments.items()
+        if len(on) > 1
+    ]
+    problems += [
+        f"address {address!r} is used by {len(on)} hosts ({', '.join(on)})"
+        for address, on in addresses.items()
+        if len(on) > 1
+    ]
+    return problems
+
+
 def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -208,6 +231,7 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
         hosts = {}
 
     nodes: list[Node] = []
+    problems += _duplicates(hosts)
     for host, host_vars in hosts.items():
         prefix = f"all.children.{NODE_GROUP}.hosts.{host}"
         try:
@@ -247,15 +271,6 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
                 subscribes=tuple(parsed_node.gdx_subscribes),
             )
         )
-
-    for dept_id, count in Counter(n.department_id for n in nodes).items():
-        if count > 1:
-            hosts_of = ", ".join(n.host for n in nodes if n.department_id == dept_id)
-            problems.append(f"department {dept_id!r} is listed on {count} hosts ({hosts_of}); one node each")
-    for address, count in Counter(n.address for n in nodes).items():
-        if count > 1:
-            hosts_of = ", ".join(n.host for n in nodes if n.address == address)
-            problems.append(f"address {address!r} is used by {count} hosts ({hosts_of})")
 
     if problems:
         raise InventoryError(path, problems)

@@ -1,0 +1,102 @@
+"""The one inventory: validation names every bad entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gdx.cli import app
+from gdx.inventory import InventoryError, load_inventory
+
+GOOD = """\
+all:
+  vars:
+    gdx_exchange_url: https://exchange.example.gov.cn:8443
+    gdx_jurisdictions:
+      hebei: {name: 河北省, reply_working_days: 15}
+  children:
+    gdx_front_end_nodes:
+      hosts:
+        fe-gaj:
+          ansible_host: 192.0.2.10
+          gdx_department: {id: zjg-gaj, name: 张家港市公安局, jurisdiction: zhangjiagang}
+          gdx_business_db:
+            kind: postgresql
+            host: 10.1.0.5
+            port: 5432
+            name: hukou
+            user: gdx_reader
+            password: !vault |
+              $ANSIBLE_VAULT;1.1;AES256
+              6162636465
+        fe-nx:
+          ansible_host: 192.0.2.11
+          gdx_department: {id: nx-gat, name: 宁夏回族自治区公安厅, jurisdiction: ningxia}
+        fe-hb:
+          ansible_host: 192.0.2.12
+          gdx_department: {id: hb-gat, name: 河北省公安厅, jurisdiction: hebei}
+"""
+
+BAD = """\
+all:
+  children:
+    gdx_front_end_nodes:
+      hosts:
+        fe-a:
+          ansible_host: 192.0.2.10
+          gdx_department: {id: zjg-gaj, name: A, jurisdiction: ningxai}
+          gdx_business_db: {kind: postgresql, host: h, port: 5432, name: d, user: u, password: hunter2}
+        fe-b:
+          ansible_host: 192.0.2.10
+          gdx_department: {id: zjg-gaj, name: B, jurisdiction: zhangjiagang}
+          gdx_business_db: {kind: oracle, host: h, port: 5432, name: d, user: u}
+        fe-c:
+          ansible_host: 192.0.2.12
+          gdx_department: {id: "Bad Id", name: C, jurisdiction: zhangjiagang, colour: red}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "inventory.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_good_inventory_loads_with_reply_days_per_jurisdiction(tmp_path: Path) -> None:
+    inventory = load_inventory(write(tmp_path, GOOD))
+    days = {n.department_id: inventory.reply_working_days(n.jurisdiction) for n in inventory.nodes}
+    assert days == {"zjg-gaj": 5, "nx-gat": 10, "hb-gat": 15}
+
+
+def test_every_bad_entry_is_named_at_once(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(write(tmp_path, BAD))
+    text = "\n".join(caught.value.problems)
+    assert "fe-a.gdx_department.jurisdiction: unknown jurisdiction 'ningxai'" in text
+    assert "fe-a.gdx_business_db.password: stored in plain text" in text
+    assert "fe-b.gdx_business_db.kind" in text
+    assert "fe-c.gdx_department.id: 'Bad Id' is not allowed" in text
+    assert "fe-c.gdx_department.colour: unknown setting" in text
+    assert "address '192.0.2.10' is used by 2 hosts" in text
+
+
+def test_gdx_inventory_check_prints_the_problems_and_fails(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["inventory", "check", str(write(tmp_path, BAD))])
+    assert result.exit_code == 1
+    assert "unknown jurisdiction 'ningxai'" in result.output
+    ok = CliRunner().invoke(app, ["inventory", "check", str(write(tmp_path, GOOD))])
+    assert ok.exit_code == 0, ok.output
+    assert "nx-gat" in ok.output
+
+
+def test_duplicate_departments_are_named(tmp_path: Path) -> None:
+    text = GOOD.replace("id: nx-gat", "id: zjg-gaj")
+    with pytest.raises(InventoryError, match="department 'zjg-gaj' is listed on 2 hosts"):
+        load_inventory(write(tmp_path, text))
+
+
+def test_not_yaml_is_said_plainly(tmp_path: Path) -> None:
+    with pytest.raises(InventoryError, match="not valid YAML"):
+        load_inventory(write(tmp_path, "all: [unclosed"))
