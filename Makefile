@@ -41,7 +41,8 @@ typecheck: venv ## mypy --strict over the Python packages
 test: setup lint typecheck ## everything: set-up, lint, types, the whole test suite
 	$(BIN)/pytest
 
-test-fast: venv ## the inner loop: all tests but the slow end-to-end suites
+test-fast: venv ## the inner loop: lint and all tests but the slow suites
+	$(BIN)/ruff check .
 	$(BIN)/pytest -m 'not slow' -x -q
 
 test-exchange: venv ## only the central exchange's tests

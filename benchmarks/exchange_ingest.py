@@ -50,7 +50,9 @@ def start_server(pg: PostgresServer, work: Path) -> tuple[subprocess.Popen[bytes
     make_pki(pki)
     url = pg.create_database("exchange")
     migrate(url)
-    sync_from_inventory(url, load_inventory(write_inventory(work / "inventory.yml", DEPARTMENTS), require_secrets=False))
+    sync_from_inventory(
+        url, load_inventory(write_inventory(work / "inventory.yml", DEPARTMENTS), require_secrets=False)
+    )
     port = free_port()
     env = {
         **os.environ,
@@ -147,13 +149,17 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
         pg.stop()
-    print(json.dumps({
-        "ingest_rows_per_s": round(ingest),
-        "copy_rows_per_s": round(copy),
-        "ingest_vs_copy": round(ingest / copy, 3),
-        "batch_rows": args.size,
-        "clients": args.clients,
-    }))
+    print(
+        json.dumps(
+            {
+                "ingest_rows_per_s": round(ingest),
+                "copy_rows_per_s": round(copy),
+                "ingest_vs_copy": round(ingest / copy, 3),
+                "batch_rows": args.size,
+                "clients": args.clients,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

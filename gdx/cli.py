@@ -183,5 +183,7 @@ def inventory_check(
 def main() -> None:
     os.environ.setdefault("PYTHONUTF8", "1")
     app()
+
+
 if __name__ == "__main__":
     main()

@@ -36,7 +36,9 @@ def test_every_access_is_recorded_with_who_what_purpose_and_scope(exchange: Runn
         ("zjg-wjw", "download"),
     ]
     pull = entries[3]
-    assert pull["purpose"] == PURPOSE and pull["scope"]["count"] == 1 and pull["role"] == "department"
+    assert pull["purpose"] == PURPOSE
+    assert pull["scope"]["count"] == 1
+    assert pull["role"] == "department"
 
 
 def _run_verify(url: str) -> tuple[int, str]:
@@ -110,8 +112,7 @@ def test_a_removed_tail_is_found_and_an_anchor_catches_a_rewritten_head(audited_
     assert "entries were removed" in " ".join(verify(audited_db).problems)
     with psycopg.connect(audited_db) as conn:
         conn.execute(
-            "UPDATE audit_head SET last_id = last_id - 1, "
-            "hash = (SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1)"
+            "UPDATE audit_head SET last_id = last_id - 1, hash = (SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1)"
         )
     assert verify(audited_db).ok  # a consistent rewrite of the tail...
     anchored = verify(audited_db, anchor=(before.head_id, before.head_hash))

@@ -17,8 +17,17 @@ def test_register_and_read_back_with_every_catalog_field(exchange: RunningExchan
     assert entry["schema_version"] == 1
     assert entry["key_kind"] == "resident_id"
     assert entry["share_conditions"].startswith("仅限")
-    for field in ("classification", "format", "fields", "primary_key", "share_type", "share_methods",
-                  "update_period", "usage_requirements", "release_date"):
+    for field in (
+        "classification",
+        "format",
+        "fields",
+        "primary_key",
+        "share_type",
+        "share_methods",
+        "update_period",
+        "usage_requirements",
+        "release_date",
+    ):
         assert field in entry
 
 
@@ -68,7 +77,8 @@ def test_schema_changes_are_versioned_and_keys_cannot_change(exchange: RunningEx
     assert updated.json()["schema_version"] == 2
     versions = gaj.get(f"/v1/resources/{code}/versions").json()
     assert [v["version"] for v in versions] == [1, 2]
-    assert len(versions[0]["spec"]["fields"]) == 10 and len(versions[1]["spec"]["fields"]) == 11
+    assert len(versions[0]["spec"]["fields"]) == 10
+    assert len(versions[1]["spec"]["fields"]) == 11
 
     rekeyed = gaj.put(f"/v1/resources/{code}", json={**spec, "key_kind": "plain"})
     assert rekeyed.status_code == 409

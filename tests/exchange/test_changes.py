@@ -26,9 +26,11 @@ def resource(exchange: RunningExchange) -> str:
 def pull_all(exchange: RunningExchange, code: str, who: str = "zjg-wjw", after: int = 0) -> list[dict]:
     changes: list[dict] = []
     while True:
-        page = exchange.client(who).get(
-            f"/v1/resources/{code}/changes", params={"after": after, "purpose": PURPOSE, "limit": 7}
-        ).json()
+        page = (
+            exchange.client(who)
+            .get(f"/v1/resources/{code}/changes", params={"after": after, "purpose": PURPOSE, "limit": 7})
+            .json()
+        )
         changes += page["changes"]
         after = page["next_after"]
         if not page["has_more"]:
@@ -53,7 +55,8 @@ def test_a_repeated_batch_changes_nothing(exchange: RunningExchange, resource: s
     body = batch(*(upsert(n, 1) for n in range(5)))
     first = gaj.post(f"/v1/resources/{resource}/changes", json=body).json()
     second = gaj.post(f"/v1/resources/{resource}/changes", json=body).json()
-    assert second["duplicate"] is True and first["duplicate"] is False
+    assert second["duplicate"] is True
+    assert first["duplicate"] is False
     assert (second["first_seq"], second["last_seq"]) == (first["first_seq"], first["last_seq"])
     assert len(pull_all(exchange, resource)) == 5
 
@@ -77,9 +80,7 @@ def test_stale_and_superseded_changes_are_skipped(exchange: RunningExchange, res
     assert record.json()["row"]["name"] == "回来了"
 
 
-def test_a_bad_check_digit_rejects_the_whole_batch_naming_the_record(
-    exchange: RunningExchange, resource: str
-) -> None:
+def test_a_bad_check_digit_rejects_the_whole_batch_naming_the_record(exchange: RunningExchange, resource: str) -> None:
     bad = upsert(3, 1)
     bad["key"] = bad["row"]["id_number"] = resident_id(3)[:-1] + ("0" if resident_id(3)[-1] != "0" else "1")
     response = exchange.client("zjg-gaj").post(

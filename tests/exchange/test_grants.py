@@ -18,7 +18,9 @@ PURPOSE = "低保资格审核"
 @pytest.fixture
 def conditional(exchange: RunningExchange) -> str:
     code = unique_code("zjg-gaj")
-    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, "conditional")).status_code == 201
+    assert (
+        exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, "conditional")).status_code == 201
+    )
     exchange.client("zjg-gaj").post(f"/v1/resources/{code}/changes", json=batch(upsert(1, 1), upsert(2, 1)))
     return code
 
@@ -65,17 +67,18 @@ def test_approval_limited_to_fields_grants_only_those(exchange: RunningExchange,
     assert approved.json()["status"] == "approved"
     assert approved.json()["approved_fields"] == ["name", "address"]
 
-    page = exchange.client("zjg-wjw").get(
-        f"/v1/resources/{conditional}/changes", params={"purpose": PURPOSE}
-    ).json()
+    page = exchange.client("zjg-wjw").get(f"/v1/resources/{conditional}/changes", params={"purpose": PURPOSE}).json()
     assert [set(c["row"]) for c in page["changes"]] == [{"id_number", "name", "address"}] * 2
-    record = exchange.client("zjg-wjw").get(
-        f"/v1/resources/{conditional}/records/{resident_id(2)}", params={"purpose": PURPOSE}
-    ).json()
+    record = (
+        exchange.client("zjg-wjw")
+        .get(f"/v1/resources/{conditional}/records/{resident_id(2)}", params={"purpose": PURPOSE})
+        .json()
+    )
     assert set(record["row"]) == {"id_number", "name", "address"}
     lines = exchange.client("zjg-wjw").get(f"/v1/resources/{conditional}/records", params={"purpose": PURPOSE})
     assert lines.headers["content-type"].startswith("application/x-ndjson")
-    assert len(lines.text.splitlines()) == 2 and "income" not in lines.text
+    assert len(lines.text.splitlines()) == 2
+    assert "income" not in lines.text
 
 
 def test_approval_cannot_widen_the_request(exchange: RunningExchange, conditional: str) -> None:
@@ -86,11 +89,15 @@ def test_approval_cannot_widen_the_request(exchange: RunningExchange, conditiona
 
 def test_refusal_needs_a_reason_and_only_the_provider_answers(exchange: RunningExchange, conditional: str) -> None:
     request = file_request(exchange, conditional)
-    assert exchange.client("zjg-wjw").post(f"/v1/requests/{request['id']}/refuse", json={"reason": "x"}).status_code == 403
+    assert (
+        exchange.client("zjg-wjw").post(f"/v1/requests/{request['id']}/refuse", json={"reason": "x"}).status_code == 403
+    )
     assert exchange.client("zjg-gaj").post(f"/v1/requests/{request['id']}/refuse", json={}).status_code == 422
-    refused = exchange.client("zjg-gaj").post(
-        f"/v1/requests/{request['id']}/refuse", json={"reason": "用途超出共享条件"}
-    ).json()
+    refused = (
+        exchange.client("zjg-gaj")
+        .post(f"/v1/requests/{request['id']}/refuse", json={"reason": "用途超出共享条件"})
+        .json()
+    )
     assert (refused["status"], refused["reply_reason"]) == ("refused", "用途超出共享条件")
     again = exchange.client("zjg-gaj").post(f"/v1/requests/{request['id']}/approve", json={})
     assert again.status_code == 409
@@ -105,10 +112,14 @@ def test_escalation_and_the_authoritys_decision(exchange: RunningExchange, condi
         f"/v1/requests/{request['id']}/escalate", json={"reason": "社会救助法规定可以共享"}
     )
     assert escalated.json()["status"] == "escalated"
-    decided = exchange.client("alice").post(
-        f"/v1/requests/{request['id']}/decision",
-        json={"outcome": "approve", "reason": "经协调，依据社会救助暂行办法共享", "fields": ["name"]},
-    ).json()
+    decided = (
+        exchange.client("alice")
+        .post(
+            f"/v1/requests/{request['id']}/decision",
+            json={"outcome": "approve", "reason": "经协调，依据社会救助暂行办法共享", "fields": ["name"]},
+        )
+        .json()
+    )
     assert (decided["status"], decided["decision"], decided["decided_by"]) == ("decided", "approve", "alice")
     grants = exchange.client("zjg-wjw").get("/v1/grants").json()
     assert any(g["resource"] == conditional and g["fields"] == ["name"] for g in grants)
@@ -134,6 +145,8 @@ def test_overdue_requests_are_queryable(exchange: RunningExchange, conditional: 
 def test_a_truly_overdue_request_can_be_escalated(exchange: RunningExchange, conditional: str) -> None:
     request = file_request(exchange, conditional)
     with psycopg.connect(exchange.database_url) as conn:
-        conn.execute("UPDATE share_request SET due_date = %s WHERE id = %s", (today() - dt.timedelta(days=1), request["id"]))
+        conn.execute(
+            "UPDATE share_request SET due_date = %s WHERE id = %s", (today() - dt.timedelta(days=1), request["id"])
+        )
     escalated = exchange.client("zjg-wjw").post(f"/v1/requests/{request['id']}/escalate", json={"reason": "逾期未答复"})
     assert escalated.json()["status"] == "escalated"

@@ -28,9 +28,11 @@ def test_lookup_by_key(exchange: RunningExchange, shared: str) -> None:
     deleted = wjw.get(f"/v1/resources/{shared}/records/{resident_id(9)}", params={"purpose": PURPOSE})
     assert deleted.status_code == 404
     bad = wjw.get(f"/v1/resources/{shared}/records/110105194912310021", params={"purpose": PURPOSE})
-    assert bad.status_code == 422 and "resident_id" in bad.json()["message"]
+    assert bad.status_code == 422
+    assert "resident_id" in bad.json()["message"]
     no_purpose = wjw.get(f"/v1/resources/{shared}/records/{resident_id(3)}")
-    assert no_purpose.status_code == 422 and "purpose" in no_purpose.json()["message"]
+    assert no_purpose.status_code == 422
+    assert "purpose" in no_purpose.json()["message"]
 
 
 def test_download_streams_current_records(exchange: RunningExchange, shared: str) -> None:
@@ -53,24 +55,31 @@ def test_staff_do_not_read_department_data(exchange: RunningExchange, shared: st
     assert response.status_code == 403
 
 
-def test_a_dispute_is_opened_by_a_consumer_and_resolved_by_the_provider(
-    exchange: RunningExchange, shared: str
-) -> None:
+def test_a_dispute_is_opened_by_a_consumer_and_resolved_by_the_provider(exchange: RunningExchange, shared: str) -> None:
     opened = exchange.client("zjg-wjw").post(
         "/v1/disputes", json={"resource": shared, "key": resident_id(2), "reason": "住址与医保登记不一致"}
     )
     assert opened.status_code == 201
     dispute = opened.json()
-    assert dispute["status"] == "open" and dispute["provider"] == "zjg-gaj"
-    assert exchange.client("zjg-scjgj").post(
-        "/v1/disputes", json={"resource": shared, "key": resident_id(2), "reason": "x"}
-    ).status_code == 403
+    assert dispute["status"] == "open"
+    assert dispute["provider"] == "zjg-gaj"
+    assert (
+        exchange.client("zjg-scjgj")
+        .post("/v1/disputes", json={"resource": shared, "key": resident_id(2), "reason": "x"})
+        .status_code
+        == 403
+    )
     open_ids = [d["id"] for d in exchange.client("carol").get("/v1/disputes", params={"status": "open"}).json()]
     assert dispute["id"] in open_ids
-    assert exchange.client("zjg-wjw").post(f"/v1/disputes/{dispute['id']}/resolve", json={"resolution": "x"}).status_code == 403
-    resolved = exchange.client("zjg-gaj").post(
-        f"/v1/disputes/{dispute['id']}/resolve", json={"resolution": "已核实并更正住址"}
-    ).json()
+    assert (
+        exchange.client("zjg-wjw").post(f"/v1/disputes/{dispute['id']}/resolve", json={"resolution": "x"}).status_code
+        == 403
+    )
+    resolved = (
+        exchange.client("zjg-gaj")
+        .post(f"/v1/disputes/{dispute['id']}/resolve", json={"resolution": "已核实并更正住址"})
+        .json()
+    )
     assert resolved["status"] == "resolved"
     open_ids = [d["id"] for d in exchange.client("carol").get("/v1/disputes", params={"status": "open"}).json()]
     assert dispute["id"] not in open_ids

@@ -49,11 +49,21 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         data = self.base / "data"
         self._run(
-            str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-            "-E", "UTF8", "--locale=C.UTF-8",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
         )
         options = [
-            f"-p {self.port}", f"-k {self.base}", "-c listen_addresses=127.0.0.1", "-c max_connections=200",
+            f"-p {self.port}",
+            f"-k {self.base}",
+            "-c listen_addresses=127.0.0.1",
+            "-c max_connections=200",
             "-c shared_buffers=256MB",
         ]
         if not self.durable:
@@ -61,8 +71,15 @@ class PostgresServer:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         try:
             self._run(
-                str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.base / "server.log"),
-                "-o", " ".join(options), "-w", "start",
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.base / "server.log"),
+                "-o",
+                " ".join(options),
+                "-w",
+                "start",
             )
         except subprocess.CalledProcessError:
             log = (self.base / "server.log").read_text(errors="replace")
