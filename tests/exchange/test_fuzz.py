@@ -25,6 +25,7 @@ def api_schema(exchange: RunningExchange) -> Any:
 @pytest.fixture(scope="module")
 def session(exchange: RunningExchange) -> Iterator[requests.Session]:
     with requests.Session() as s:
+        s.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override verify
         s.verify = str(exchange.pki / "ca.crt")
         s.cert = (str(exchange.pki / "zjg-gaj.crt"), str(exchange.pki / "zjg-gaj.key"))
         # The fuzzer must get past authentication, or it only ever meets the 401 path.
