@@ -46,11 +46,13 @@ def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
     problems = []
     for index, change in enumerate(changes):
         try:
-            schema.check_key(change.key)
-            if change.row is not None:
-                schema.check_row(change.row)
-                if change.row[key_field] != change.key:
+            if change.row is None:
+                schema.check_key(change.key)
+            else:
+                # check_row checks the row's key, which must be the change's key: one check, not two.
+                if change.row.get(key_field) != change.key:
                     raise RowError(f"the row's {key_field!r} differs from the change's key")
+                schema.check_row(change.row)
         except RowError as exc:
             problems.append({"index": index, "key": change.key, "problem": str(exc)})
             if len(problems) >= 100:
