@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,6 +42,13 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         body = {"error": exc.code, "message": exc.message, "details": exc.details}
         return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def _data_error(_: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # Input that passed validation but that PostgreSQL cannot store or compare (a NUL
+        # character in a text value, for instance) is the caller's error, not the server's.
+        message = f"the request holds a value the database cannot take: {exc.diag.message_primary or exc}"
+        return JSONResponse({"error": "invalid_value", "message": message, "details": []}, 422)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

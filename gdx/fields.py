@@ -42,6 +42,8 @@ class RowError(ValueError):
 def _check_string(value: Any) -> None:
     if not isinstance(value, str):
         raise TypeError("expected a string")
+    if "\x00" in value:
+        raise TypeError("text may not contain NUL characters")
 
 
 def _check_integer(value: Any) -> None:

@@ -12,7 +12,7 @@ from exchange import audit, resources
 from exchange.deps import Pool
 from exchange.errors import conflict, forbidden
 from exchange.identity import Anyone, Department
-from gdx.protocol import Resource, ResourceSpec
+from gdx.protocol import DepartmentId, Resource, ResourceSpec
 
 router = APIRouter(prefix="/v1/resources", tags=["catalog"])
 
@@ -79,7 +79,7 @@ async def update(code: str, spec: ResourceSpec, who: Department, pool: Pool) -> 
 
 
 @router.get("", response_model=list[Resource], summary="The catalog")
-async def list_resources(_: Anyone, pool: Pool, provider: str | None = None) -> list[Resource]:
+async def list_resources(_: Anyone, pool: Pool, provider: DepartmentId | None = None) -> list[Resource]:
     async with pool.connection() as conn:
         return [r.public() for r in await resources.load_all(conn, provider)]
 

@@ -171,3 +171,17 @@ def test_person_fixture_rows_are_valid() -> None:
     from stdnum.cn import ric
 
     assert all(ric.is_valid(person(n)["id_number"]) for n in range(100))
+
+
+def test_nul_characters_are_refused_not_a_server_error(exchange: RunningExchange, resource: str) -> None:
+    # Found by the fuzzer: PostgreSQL cannot store NUL in text; the caller gets a 422 naming it.
+    response = exchange.client("zjg-gaj").post(
+        f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1, name="a\x00b"))
+    )
+    assert response.status_code == 422
+    assert "NUL" in response.json()["details"][0]["problem"]
+    listing = exchange.client("zjg-gaj").get("/v1/resources", params={"provider": "a\x00b"})
+    assert listing.status_code == 422
+    subscribe = exchange.client("zjg-wjw").post(f"/v1/resources/{resource}/subscriptions", json={"purpose": "x\x00y"})
+    assert subscribe.status_code == 422
+    assert subscribe.json()["error"] == "invalid_value"
