@@ -181,8 +181,15 @@ def inventory_check(
 
 
 def main() -> None:
+    import psycopg
+
     os.environ.setdefault("PYTHONUTF8", "1")
-    app()
+    try:
+        app()
+    except psycopg.OperationalError as exc:
+        # An unreachable database or a wrong password: say so, without a traceback.
+        console.print(f"[red]error:[/red] cannot reach the database: {str(exc).strip()}", highlight=False)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
