@@ -148,9 +148,33 @@ class Change(_Model):
         return self
 
 
+class Heartbeat(_Model):
+    """A heartbeat row travelling the data path (the pt-heartbeat technique): wherever it is
+    seen, now - source_time is the lag up to that point, and a seq that stops advancing
+    means the path is stalled, not idle."""
+
+    seq: StrictInt = Field(ge=0, description="The publishing node's heartbeat counter for this resource")
+    source_time: dt.datetime = Field(description="When the heartbeat was written at the source")
+
+    @model_validator(mode="after")
+    def _aware(self) -> Heartbeat:
+        if self.source_time.tzinfo is None:
+            raise ValueError("source_time needs a UTC offset")
+        return self
+
+
 class ChangeBatch(_Model):
     batch_id: uuid.UUID = Field(description="Chosen by the sender; a repeated id changes nothing")
-    changes: list[Change] = Field(min_length=1, max_length=MAX_BATCH_CHANGES)
+    changes: list[Change] = Field(default_factory=list, max_length=MAX_BATCH_CHANGES)
+    heartbeat: Heartbeat | None = Field(
+        default=None, description="Appended to the change log after the batch's changes; idle nodes send it alone"
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ChangeBatch:
+        if not self.changes and self.heartbeat is None:
+            raise ValueError("a batch needs changes, a heartbeat, or both")
+        return self
 
 
 class BatchReceipt(_Model):
@@ -166,11 +190,12 @@ class BatchReceipt(_Model):
 
 class ChangeOut(_Model):
     seq: int
-    op: Literal["upsert", "delete"]
-    key: Key
+    op: Literal["upsert", "delete", "heartbeat"]
+    key: Key | None = Field(description="None for a heartbeat")
     row: dict[str, Any] | None
     source_version: int
     source_commit_time: dt.datetime
+    heartbeat: Heartbeat | None = None
 
 
 class ChangePage(_Model):

@@ -28,6 +28,7 @@ from gdx.protocol import (
     ChangeBatch,
     ChangeOut,
     ChangePage,
+    Heartbeat,
     Purpose,
     ShareMethod,
 )
@@ -119,6 +120,10 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
                 metrics.BATCHES.labels("duplicate").inc()
                 return await _existing_receipt(conn, batch, code)
             receipt = await _apply(conn, stored, batch)
+            if not batch.changes:
+                # A heartbeat alone carries no data: not an access to audit, and it comes
+                # every few seconds from every node.
+                return receipt
             await audit.record(
                 conn,
                 who,
@@ -180,6 +185,8 @@ async def _apply(
             (first + len(fresh) - 1, stored.id),
         )
     last = first + len(fresh) - 1 if fresh else None
+    if batch.heartbeat is not None:
+        await _append_heartbeat(conn, stored.id, (last or stored.last_seq) + 1, batch.heartbeat)
     await conn.execute(
         "UPDATE change_batch SET applied = %s, stale = %s, first_seq = %s, last_seq = %s WHERE batch_id = %s",
         (len(fresh), len(batch.changes) - len(fresh), first if fresh else None, last, batch.batch_id),
@@ -193,6 +200,21 @@ async def _apply(
         first_seq=first if fresh else None,
         last_seq=last,
         duplicate=False,
+    )
+
+
+async def _append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int, seq: int, beat: Heartbeat) -> None:
+    """The heartbeat takes the next number after the batch's changes: a consumer that has
+    applied it has applied them too."""
+    await conn.execute(
+        "INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time) "
+        "VALUES (%s, %s, 'h', NULL, NULL, %s, %s)",
+        (resource_id, seq, beat.seq, beat.source_time),
+    )
+    await conn.execute(
+        "UPDATE resource SET last_seq = %s, heartbeat_seq = %s, heartbeat_source_time = %s, "
+        "heartbeat_received_at = now() WHERE id = %s",
+        (seq, beat.seq, beat.source_time, resource_id),
     )
 
 
@@ -227,7 +249,6 @@ async def pull(
     async with pool.connection() as conn:
         stored = await resources.load(conn, code)
     fields = await access.granted_fields(pool, who, stored, purpose, ShareMethod.FRONT_END, "pull")
-    key_field = stored.spec.primary_key
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT seq, op, key, row, source_version, source_commit_time FROM change "
@@ -235,19 +256,9 @@ async def pull(
             (stored.id, after, limit + 1),
         )
         rows = await cur.fetchall()
-        page = [
-            ChangeOut(
-                seq=seq,
-                op="upsert" if op == "u" else "delete",
-                key=stored.key_out(key),
-                row=access.project(row, fields, key_field),
-                source_version=version,
-                source_commit_time=commit_time,
-            )
-            for seq, op, key, row, version, commit_time in rows[:limit]
-        ]
-        if page:
-            # Empty polls read no data and are not audited; every page that returns data is.
+        page = [_change_out(stored, fields, *row) for row in rows[:limit]]
+        if any(change.op != "heartbeat" for change in page):
+            # Polls that return no data (nothing, or heartbeats only) are not audited; every page with data is.
             async with conn.transaction():
                 await audit.record(
                     conn,
@@ -266,4 +277,36 @@ async def pull(
     metrics.PULLED.inc(len(page))
     return ChangePage(
         resource=code, changes=page, next_after=page[-1].seq if page else after, has_more=len(rows) > limit
+    )
+
+
+def _change_out(
+    stored: resources.StoredResource,
+    fields: list[str] | None,
+    seq: int,
+    op: str,
+    key: str | None,
+    row: dict[str, Any] | None,
+    version: int,
+    commit_time: Any,
+) -> ChangeOut:
+    if op == "h":
+        beat = Heartbeat(seq=version, source_time=commit_time)
+        return ChangeOut(
+            seq=seq,
+            op="heartbeat",
+            key=None,
+            row=None,
+            source_version=version,
+            source_commit_time=commit_time,
+            heartbeat=beat,
+        )
+    assert key is not None
+    return ChangeOut(
+        seq=seq,
+        op="upsert" if op == "u" else "delete",
+        key=stored.key_out(key),
+        row=access.project(row, fields, stored.spec.primary_key),
+        source_version=version,
+        source_commit_time=commit_time,
     )

@@ -185,3 +185,37 @@ def test_nul_characters_are_refused_not_a_server_error(exchange: RunningExchange
     subscribe = exchange.client("zjg-wjw").post(f"/v1/resources/{resource}/subscriptions", json={"purpose": "x\x00y"})
     assert subscribe.status_code == 422
     assert subscribe.json()["error"] == "invalid_value"
+
+
+def test_heartbeats_travel_the_change_log_after_the_batch_they_close(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    beat = {"seq": 7, "source_time": "2026-11-22T10:00:00+08:00"}
+    receipt = gaj.post(
+        f"/v1/resources/{resource}/changes", json={**batch(upsert(1, 1), upsert(2, 1)), "heartbeat": beat}
+    ).json()
+    assert (receipt["applied"], receipt["last_seq"]) == (2, 2)
+    idle = gaj.post(f"/v1/resources/{resource}/changes", json={**batch(), "heartbeat": {**beat, "seq": 8}})
+    assert idle.status_code == 200, idle.text
+    assert idle.json()["applied"] == 0
+
+    changes = pull_all(exchange, resource)
+    assert [(c["seq"], c["op"]) for c in changes] == [(1, "upsert"), (2, "upsert"), (3, "heartbeat"), (4, "heartbeat")]
+    assert changes[2]["heartbeat"]["seq"] == 7
+    assert changes[2]["key"] is None and changes[2]["row"] is None
+    # the next data change is numbered after the heartbeats
+    receipt = gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(3, 1))).json()
+    assert receipt["first_seq"] == 5
+
+    with psycopg.connect(exchange.database_url) as conn:
+        row = conn.execute("SELECT heartbeat_seq FROM resource WHERE code = %s", (resource,)).fetchone()
+        pushes = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE action = 'push' AND resource = %s", (resource,)
+        ).fetchone()
+    assert row == (8,)
+    assert pushes == (2,), "a heartbeat-only push is not a data access and is not audited"
+
+
+def test_an_empty_batch_without_heartbeat_is_refused(exchange: RunningExchange, resource: str) -> None:
+    response = exchange.client("zjg-gaj").post(f"/v1/resources/{resource}/changes", json=batch())
+    assert response.status_code == 422
+    assert "changes, a heartbeat, or both" in response.text
