@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.table import Table
 from gdx import __version__, logs
 from gdx.inventory import InventoryError, load_inventory
 from gdx.pki import PkiError, Role, init_ca, issue
+
+if TYPE_CHECKING:
+    from front_end_node.config import NodeConfig
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -23,11 +26,13 @@ app = typer.Typer(
 ca_app = typer.Typer(help="The platform's certificate authority (mutual TLS identities).", no_args_is_help=True)
 exchange_app = typer.Typer(help="The central exchange service.", no_args_is_help=True)
 audit_app = typer.Typer(help="The exchange's audit trail.", no_args_is_help=True)
+node_app = typer.Typer(help="The front-end node agent (前置机): extract, push, pull.", no_args_is_help=True)
 inventory_app = typer.Typer(help="The one inventory of departments and front-end nodes.", no_args_is_help=True)
 app.add_typer(ca_app, name="ca")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(audit_app, name="audit")
 app.add_typer(inventory_app, name="inventory")
+app.add_typer(node_app, name="node")
 
 DbUrl = Annotated[
     str,
@@ -178,6 +183,68 @@ def inventory_check(
         days = str(inv.reply_working_days(node.jurisdiction))
         table.add_row(node.host, node.department_id, node.department_name, node.jurisdiction, days)
     Console().print(table)
+
+
+NodeConfigPath = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="GDX_NODE_CONFIG", help="The node's config file (written by Ansible)."),
+]
+
+
+def _node_config(path: Path) -> NodeConfig:
+    from front_end_node.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+@node_app.command("run")
+def node_run(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """Run the agent: extract published tables, push them, pull subscriptions; serve /healthz and /metrics.
+
+    Runs until SIGTERM or Ctrl-C, then finishes the step in hand. Logs are JSON lines on stderr.
+    """
+    import asyncio
+
+    from front_end_node.agent import run
+
+    cfg = _node_config(config)
+    logs.configure(cfg.log_level)
+    raise typer.Exit(asyncio.run(run(cfg)))
+
+
+@node_app.command("sync")
+def node_sync(
+    resource: Annotated[str, typer.Argument(help="The published resource's catalog code.")],
+    full: Annotated[bool, typer.Option("--full", help="Copy the whole table (the initial load).")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming.")] = False,
+    config: NodeConfigPath = Path("/etc/gdx/node.yml"),
+) -> None:
+    """Load a published table into the front-end database; the running agent pushes it on.
+
+    Resumable: an interrupted load goes on after the last key it committed.
+
+    Example: gdx node sync --full zjg-gaj.population -c /etc/gdx/node.yml
+    """
+    import asyncio
+
+    from front_end_node.config import ConfigError
+    from front_end_node.full_sync import full_sync
+    from front_end_node.health import Waiting
+    from front_end_node.sources import SourceError
+
+    if not full:
+        raise _fail("only --full is supported: incremental sync is what `gdx node run` does", 2)
+    cfg = _node_config(config)
+    logs.configure(cfg.log_level)
+    try:
+        rows = asyncio.run(full_sync(cfg, resource, restart=restart))
+    except (ConfigError, SourceError, Waiting) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{resource}: {rows:,} rows read; the agent pushes the changes to the exchange", highlight=False)
 
 
 def main() -> None:

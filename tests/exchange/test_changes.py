@@ -201,7 +201,8 @@ def test_heartbeats_travel_the_change_log_after_the_batch_they_close(exchange: R
     changes = pull_all(exchange, resource)
     assert [(c["seq"], c["op"]) for c in changes] == [(1, "upsert"), (2, "upsert"), (3, "heartbeat"), (4, "heartbeat")]
     assert changes[2]["heartbeat"]["seq"] == 7
-    assert changes[2]["key"] is None and changes[2]["row"] is None
+    assert changes[2]["key"] is None
+    assert changes[2]["row"] is None
     # the next data change is numbered after the heartbeats
     receipt = gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(3, 1))).json()
     assert receipt["first_seq"] == 5

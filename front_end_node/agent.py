@@ -1,0 +1,254 @@
+"""`gdx node run`: the long-running agent. One asyncio task per hop and resource, each with
+its own front-end database connection, retrying with backoff; /healthz and /metrics beside.
+
+Nothing here is lost on a crash: every position (watermark, outbox, cursor) is in the
+front-end database and commits with the rows it covers, so a restart resumes where the
+last commit left off. SIGTERM finishes the current step of every loop and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Generator
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+import psycopg
+import structlog
+import uvicorn
+
+from front_end_node import store
+from front_end_node.config import NodeConfig, Publication
+from front_end_node.exchange_client import ExchangeClient, ExchangeError
+from front_end_node.extract import Extractor
+from front_end_node.health import AgentState, Waiting, create_app
+from front_end_node.pull import Puller
+from front_end_node.push import Pusher
+from front_end_node.sources import SourceError, open_source
+from gdx.protocol import ResourceSpec
+
+log = structlog.get_logger("gdx.node")
+
+
+class Step(Protocol):
+    async def step(self, conn: store.Conn) -> bool: ...
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn would take SIGTERM for itself; the agent handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
+    """The catalog entry from the exchange (kept in the front-end DB), or the kept one while
+    the exchange is unreachable, so extraction goes on without it."""
+    try:
+        resource = await client.resource(code)
+    except ExchangeError as exc:
+        if not exc.retryable:
+            raise Waiting(f"{code}: {exc}; register the resource in the exchange's catalog first") from None
+        cached = await store.cached_spec(conn, code)
+        if cached is None:
+            raise Waiting(f"{code}: the exchange has never been reached and no catalog entry is kept: {exc}") from None
+        return cached
+    if resource.provider != department:
+        raise Waiting(f"{code} is provided by {resource.provider}, not by this node's department {department}")
+    spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
+    await store.cache_spec(conn, code, spec)
+    return spec
+
+
+class Loop:
+    """Runs one hop of one resource until stopped: prepare once, then steps; every failure is
+    logged once with what to do, shown in /healthz, and retried with growing pauses."""
+
+    def __init__(
+        self,
+        hop: str,
+        resource: str,
+        prepare: Callable[[store.Conn], Awaitable[Step]],
+        config: NodeConfig,
+        state: AgentState,
+        stop: asyncio.Event,
+    ) -> None:
+        self.hop, self.resource = hop, resource
+        self.prepare = prepare
+        self.config, self.state, self.stop = config, state, stop
+
+    async def run(self) -> None:
+        conn: store.Conn | None = None
+        worker: Step | None = None
+        pause = self.config.poll_interval_s
+        last_problem = ""
+        while not self.stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = await store.connect(self.config.front_end_db)
+                if worker is None:
+                    worker = await self.prepare(conn)
+                busy = await worker.step(conn)
+                if last_problem:
+                    log.info("recovered", hop=self.hop, resource=self.resource)
+                    last_problem = ""
+                pause = self.config.poll_interval_s
+                if not busy:
+                    await _pause(self.stop, pause)
+                continue
+            except Waiting as exc:
+                problem, level = str(exc), "info"
+                self.state.waiting(self.hop, self.resource, problem)
+            except psycopg.OperationalError as exc:
+                problem, level = f"front-end database: {str(exc).strip()}", "error"
+                self.state.failed(self.hop, self.resource, problem)
+            except (ExchangeError, SourceError) as exc:
+                problem, level = str(exc), "error"
+                self.state.failed(self.hop, self.resource, problem)
+            except Exception as exc:  # a bug or an unforeseen state: keep the other hops going
+                problem, level = f"unexpected: {exc!r}", "error"
+                self.state.failed(self.hop, self.resource, problem)
+                log.exception("unexpected failure", hop=self.hop, resource=self.resource)
+            if problem != last_problem:
+                getattr(log, level)(problem, hop=self.hop, resource=self.resource, retry_in_s=round(pause, 1))
+                last_problem = problem
+            if conn is not None:
+                await conn.close()
+                conn = None
+            await _pause(self.stop, pause)
+            pause = min(pause * 2, self.config.max_backoff_s)
+        if conn is not None:
+            await conn.close()
+
+
+async def _refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> None:
+    conn: store.Conn | None = None
+    while not stop.is_set():
+        try:
+            if conn is None or conn.closed:
+                conn = await store.connect(config.front_end_db)
+            await state.refresh(conn)
+        except psycopg.Error:
+            state.database_down()
+            if conn is not None:
+                await conn.close()
+            conn = None
+        await _pause(stop, 2.0)
+    if conn is not None:
+        await conn.close()
+
+
+async def _migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> bool:
+    pause = config.poll_interval_s
+    last = ""
+    while not stop.is_set():
+        try:
+            conn = await store.connect(config.front_end_db)
+            async with conn:
+                await store.migrate(conn)
+                await state.refresh(conn)
+            return True
+        except psycopg.Error as exc:
+            problem = f"front-end database unavailable: {str(exc).strip()} (check front_end_db in the node config)"
+            if problem != last:
+                log.error(problem, retry_in_s=round(pause, 1))
+                last = problem
+            state.database_down()
+            await _pause(stop, pause)
+            pause = min(pause * 2, config.max_backoff_s)
+    return False
+
+
+def _extract_loop(
+    config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState
+) -> Callable[[store.Conn], Awaitable[Step]]:
+    assert config.business_db is not None
+    source = open_source(config.business_db)
+    zone = ZoneInfo(config.business_db.timezone)
+
+    async def prepare(conn: store.Conn) -> Step:
+        assert config.business_db is not None
+        spec = await resource_spec(conn, client, pub.resource, config.department)
+        return Extractor(
+            pub,
+            spec,
+            source,
+            zone,
+            batch_size=config.batch_size,
+            heartbeat_table=config.business_db.heartbeat_table,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+            state=state,
+        )
+
+    return prepare
+
+
+def _push_loop(
+    config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState
+) -> Callable[[store.Conn], Awaitable[Step]]:
+    async def prepare(conn: store.Conn) -> Step:
+        spec = await resource_spec(conn, client, pub.resource, config.department)
+        return Pusher(pub.resource, spec, client, state, config.batch_size)
+
+    return prepare
+
+
+async def run(config: NodeConfig) -> int:
+    state = AgentState(config.department, config.exchange.cert)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    server = _QuietServer(
+        uvicorn.Config(
+            create_app(state), host=config.listen.host, port=config.listen.port, log_level="warning", lifespan="off"
+        )
+    )
+    server_task = asyncio.create_task(server.serve())
+    log.info(
+        "starting",
+        department=config.department,
+        publishes=[p.resource for p in config.publishes],
+        subscribes=[s.resource for s in config.subscribes],
+        listen=f"{config.listen.host}:{config.listen.port}",
+    )
+    if not await _migrate(config, state, stop):
+        server.should_exit = True
+        await server_task
+        return 0
+
+    client = ExchangeClient(config.exchange)
+    loops: list[Loop] = []
+    for pub in config.publishes:
+        loops.append(Loop("extract", pub.resource, _extract_loop(config, pub, client, state), config, state, stop))
+        loops.append(Loop("push", pub.resource, _push_loop(config, pub, client, state), config, state, stop))
+    for sub in config.subscribes:
+        puller = Puller(sub, client, state)
+
+        async def prepare_pull(conn: store.Conn, puller: Puller = puller) -> Step:
+            await puller.prepare(conn)
+            return puller
+
+        loops.append(Loop("pull", sub.resource, prepare_pull, config, state, stop))
+    tasks = [asyncio.create_task(lp.run()) for lp in loops]
+    tasks.append(asyncio.create_task(_refresh_figures(config, state, stop)))
+
+    await stop.wait()
+    log.info("stopping: finishing the current step of every hop")
+    _done, pending = await asyncio.wait(tasks, timeout=30)
+    for task in pending:
+        task.cancel()
+    await client.close()
+    server.should_exit = True
+    await server_task
+    log.info("stopped", unfinished=len(pending))
+    return 0

@@ -1,0 +1,75 @@
+"""The agent's client of the central exchange: HTTPS with the department's certificate."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import httpx
+import orjson
+
+from front_end_node.config import ExchangeSettings
+from gdx.protocol import BatchReceipt, ChangePage, Grant, Resource
+
+
+class ExchangeError(Exception):
+    """The exchange answered with an error, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or self.status >= 500 or self.status == 429
+
+
+class ExchangeClient:
+    def __init__(self, settings: ExchangeSettings) -> None:
+        context = ssl.create_default_context(cafile=str(settings.ca))
+        context.load_cert_chain(str(settings.cert), str(settings.key))
+        self.url = settings.url.rstrip("/")
+        # trust_env=False: a proxy or CA bundle from the environment must not replace the platform CA.
+        self._http = httpx.AsyncClient(
+            base_url=self.url, verify=context, timeout=settings.timeout_s, trust_env=False, http2=False
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ExchangeError(f"the exchange at {self.url} is unreachable: {exc!r}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"message": response.text[:300]}
+            message = body.get("message", response.reason_phrase) if isinstance(body, dict) else str(body)
+            raise ExchangeError(
+                f"{method} {path}: {response.status_code} {message}",
+                status=response.status_code,
+                body=body if isinstance(body, dict) else {},
+            )
+        return orjson.loads(response.content)
+
+    async def resource(self, code: str) -> Resource:
+        return Resource.model_validate(await self._call("GET", f"/v1/resources/{code}"))
+
+    async def grants(self) -> list[Grant]:
+        return [Grant.model_validate(g) for g in await self._call("GET", "/v1/grants")]
+
+    async def push(self, code: str, body: bytes) -> BatchReceipt:
+        data = await self._call(
+            "POST", f"/v1/resources/{code}/changes", content=body, headers={"content-type": "application/json"}
+        )
+        return BatchReceipt.model_validate(data)
+
+    async def pull(self, code: str, purpose: str, after: int, limit: int) -> ChangePage:
+        data = await self._call(
+            "GET", f"/v1/resources/{code}/changes", params={"purpose": purpose, "after": after, "limit": limit}
+        )
+        return ChangePage.model_validate(data)

@@ -1,0 +1,207 @@
+"""Hop 1: the department's business database -> the front-end database.
+
+Two ways to find changes, per published table:
+- change column (the default): rows whose column is at or after the watermark, minus a
+  lookback for transactions that commit after a later one; re-read rows whose digest did
+  not change are dropped, so the lookback costs reads, never duplicates;
+- keyed comparison: every key (and, without a change column, every row's digest) compared
+  with the mirror. It is how a table without a change column is extracted at all, and how
+  deletions are found in every table: a key that is gone from the source is a deletion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg.types.json import Jsonb
+
+from front_end_node import store
+from front_end_node.config import Publication
+from front_end_node.health import AgentState, utcnow
+from front_end_node.sources import Source
+from front_end_node.wire import RowMaker, aware, digest
+from gdx.protocol import ResourceSpec
+
+HOP = "extract"
+
+
+def encode_watermark(value: Any) -> dict[str, Any]:
+    if isinstance(value, dt.datetime):
+        return {"ts": value.isoformat()}
+    if isinstance(value, int):
+        return {"int": value}
+    return {"dec": str(value)}
+
+
+def decode_watermark(data: dict[str, Any] | None) -> Any:
+    if not data:
+        return None
+    if "ts" in data:
+        return dt.datetime.fromisoformat(data["ts"])
+    if "int" in data:
+        return int(data["int"])
+    return decimal.Decimal(data["dec"])
+
+
+class Extractor:
+    def __init__(
+        self,
+        pub: Publication,
+        spec: ResourceSpec,
+        source: Source,
+        zone: ZoneInfo,
+        *,
+        batch_size: int,
+        heartbeat_table: str | None,
+        heartbeat_interval_s: float,
+        state: AgentState,
+    ) -> None:
+        self.pub = pub
+        self.code = pub.resource
+        self.source = source
+        self.zone = zone
+        self.batch_size = batch_size
+        self.heartbeat_table = heartbeat_table
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.state = state
+        self.fields = [(f.name, f.type) for f in spec.fields]
+        self.columns = [name for name, _ in self.fields]
+        self.key = spec.primary_key
+        self.key_index = self.columns.index(self.key)
+        self.maker = RowMaker(self.fields, zone)
+        self.schema = spec.row_schema()
+        self._next_compare = 0.0
+        self._next_heartbeat = 0.0
+
+    def _commit_time(self, change_value: Any, fallback: dt.datetime) -> dt.datetime:
+        return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
+
+    async def _position(self, conn: store.Conn) -> tuple[Any, int]:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (self.code,)
+            )
+            cur = await conn.execute(
+                "SELECT watermark, heartbeat_seq FROM gdx.extract_state WHERE resource = %s", (self.code,)
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return decode_watermark(row[0]), int(row[1])
+
+    async def step(self, conn: store.Conn) -> bool:
+        """One cycle; True when it found changes (so the caller goes on without pausing)."""
+        watermark, heartbeat_seq = await self._position(conn)
+        beat = await self._heartbeat(heartbeat_seq) if time.monotonic() >= self._next_heartbeat else None
+        changed = 0
+        if self.pub.change_column:
+            changed += await self._incremental(conn, watermark)
+        if time.monotonic() >= self._next_compare:
+            changed += await self.compare(conn)
+            self._next_compare = time.monotonic() + self.pub.compare_every()
+        if beat is not None:
+            # After the data read: everything committed before the heartbeat was read first.
+            async with conn.transaction():
+                await store.queue_heartbeat(conn, self.code, *beat)
+                await conn.execute(
+                    "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
+                )
+            self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
+        self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0)
+        return changed > 0
+
+    async def _heartbeat(self, last_seq: int) -> tuple[int, dt.datetime] | None:
+        """The heartbeat to send after this cycle's read: the row the agent wrote into the
+        business database's heartbeat table where allowed, else the source's clock."""
+        if self.heartbeat_table is None:
+            return last_seq + 1, await asyncio.to_thread(self.source.now)
+
+        def write_and_read() -> tuple[int, dt.datetime] | None:
+            assert self.heartbeat_table is not None
+            self.source.write_heartbeat(self.heartbeat_table, self.code)
+            return self.source.read_heartbeat(self.heartbeat_table, self.code)
+
+        read = await asyncio.to_thread(write_and_read)
+        if read is None or read[0] <= last_seq:
+            return None
+        return read[0], aware(read[1], self.zone)
+
+    async def _incremental(self, conn: store.Conn, watermark: Any) -> int:
+        assert self.pub.change_column is not None
+        lower = watermark
+        if isinstance(watermark, dt.datetime):
+            lower = watermark - dt.timedelta(seconds=self.pub.lookback_s)
+        after: tuple[Any, Any] | None = None
+        changed = 0
+        while True:
+            rows = await asyncio.to_thread(
+                self.source.read_changed,
+                self.pub.table,
+                self.columns,
+                self.pub.change_column,
+                self.key,
+                lower,
+                after,
+                self.batch_size,
+            )
+            if not rows:
+                break
+            now = utcnow()
+            items = [(self.maker.row(r[1:]), self._commit_time(r[0], now)) for r in rows]
+            newest = rows[-1][0]
+            async with conn.transaction():
+                recorded = await store.record_rows(conn, self.code, self.schema, items)
+                if watermark is None or newest > watermark:
+                    watermark = newest
+                    await conn.execute(
+                        "UPDATE gdx.extract_state SET watermark = %s WHERE resource = %s",
+                        (Jsonb(encode_watermark(newest)), self.code),
+                    )
+            changed += recorded.changed
+            after = (newest, rows[-1][1 + self.key_index])
+            if len(rows) < self.batch_size:
+                break
+        return changed
+
+    async def compare(self, conn: store.Conn) -> int:
+        """Keyed comparison with the mirror: deletions always; changed rows when the table has
+        no change column. The mirror is read before the source, so a key that is in the
+        snapshot and missing at the source was deleted there."""
+        snapshot = await store.mirror_keys(conn, self.code)
+        keys_only = self.pub.change_column is not None
+        columns = [self.key] if keys_only else self.columns
+
+        def scan() -> tuple[set[str], list[dict[str, Any]]]:
+            seen: set[str] = set()
+            changed: list[dict[str, Any]] = []
+            for chunk in self.source.iter_rows(self.pub.table, columns, 10_000):
+                if keys_only:
+                    seen.update(str(r[0]) for r in chunk)
+                    continue
+                for values in chunk:
+                    row = self.maker.row(values)
+                    key = str(row[self.key])
+                    seen.add(key)
+                    held = snapshot.get(key)
+                    if held is None or held[0] != digest(row):
+                        changed.append(row)
+            return seen, changed
+
+        seen, changed_rows = await asyncio.to_thread(scan)
+        now = utcnow()
+        changed = 0
+        for start in range(0, len(changed_rows), self.batch_size):
+            async with conn.transaction():
+                items = [(row, now) for row in changed_rows[start : start + self.batch_size]]
+                changed += (await store.record_rows(conn, self.code, self.schema, items)).changed
+        gone = {key: version for key, (_, version) in snapshot.items() if key not in seen}
+        if gone:
+            async with conn.transaction():
+                changed += await store.record_deletes(conn, self.code, gone, now)
+        async with conn.transaction():
+            await conn.execute("UPDATE gdx.extract_state SET last_compare_at = now() WHERE resource = %s", (self.code,))
+        return changed

@@ -1,0 +1,110 @@
+"""`gdx node sync --full RESOURCE`: the initial load of a large published table.
+
+Reads the source table in key order, a page at a time; each page goes through the same
+comparison with the mirror as incremental extraction, and commits together with the last
+key copied, so an interrupted load resumes after that key. Rows that changed during the
+load are caught by incremental extraction, whose watermark is set before the load begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from psycopg.types.json import Jsonb
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from front_end_node import store
+from front_end_node.agent import resource_spec
+from front_end_node.config import NodeConfig
+from front_end_node.exchange_client import ExchangeClient
+from front_end_node.extract import encode_watermark
+from front_end_node.health import utcnow
+from front_end_node.sources import open_source
+from front_end_node.wire import RowMaker, aware
+
+
+async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, progress: bool = True) -> int:
+    pub = config.publication(code)
+    assert config.business_db is not None
+    source = open_source(config.business_db)
+    zone = ZoneInfo(config.business_db.timezone)
+    client = ExchangeClient(config.exchange)
+    conn = await store.connect(config.front_end_db)
+    try:
+        await store.migrate(conn)
+        spec = await resource_spec(conn, client, code, config.department)
+        columns = [f.name for f in spec.fields]
+        maker = RowMaker([(f.name, f.type) for f in spec.fields], zone)
+        schema = spec.row_schema()
+        key_index = columns.index(spec.primary_key)
+        change_index = columns.index(pub.change_column) if pub.change_column in columns else None
+
+        after, done = await _resume_point(conn, code, restart)
+        if after is None and pub.change_column:
+            newest = await asyncio.to_thread(source.max_value, pub.table, pub.change_column)
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO gdx.extract_state (resource, watermark) VALUES (%s, %s) "
+                    "ON CONFLICT (resource) DO UPDATE SET watermark = COALESCE(gdx.extract_state.watermark, "
+                    "EXCLUDED.watermark)",
+                    (code, Jsonb(encode_watermark(newest)) if newest is not None else None),
+                )
+        total = await asyncio.to_thread(source.count, pub.table)
+        with Progress(
+            TextColumn(f"[bold]{code}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} rows/s"),
+            TimeRemainingColumn(),
+            disable=not progress,
+        ) as bar:
+            task = bar.add_task("load", total=max(total, done), completed=done, rate="-")
+            resumed_at = done
+            while True:
+                rows = await asyncio.to_thread(
+                    source.read_by_key, pub.table, columns, spec.primary_key, after, config.batch_size
+                )
+                if not rows:
+                    break
+                now = utcnow()
+                items: list[tuple[dict[str, Any], Any]] = []
+                for values in rows:
+                    row = maker.row(values)
+                    changed_at = values[change_index] if change_index is not None else None
+                    items.append((row, aware(changed_at, zone) if isinstance(changed_at, dt.datetime) else now))
+                after = rows[-1][key_index]
+                done += len(rows)
+                async with conn.transaction():
+                    await store.record_rows(conn, code, schema, items)
+                    await conn.execute(
+                        "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s WHERE resource = %s",
+                        (Jsonb(after), done, code),
+                    )
+                elapsed = max(bar.tasks[0].elapsed or 0.0, 1e-6)
+                bar.update(task, completed=done, total=max(total, done), rate=f"{(done - resumed_at) / elapsed:,.0f}")
+            async with conn.transaction():
+                await conn.execute("UPDATE gdx.full_sync SET finished_at = now() WHERE resource = %s", (code,))
+        return done
+    finally:
+        await conn.close()
+        await client.close()
+        source.close()
+
+
+async def _resume_point(conn: store.Conn, code: str, restart: bool) -> tuple[Any, int]:
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT after_key, rows_done, finished_at FROM gdx.full_sync WHERE resource = %s FOR UPDATE", (code,)
+        )
+        row = await cur.fetchone()
+        if row is not None and row[2] is None and not restart:
+            return row[0], int(row[1])
+        await conn.execute(
+            "INSERT INTO gdx.full_sync (resource) VALUES (%s) ON CONFLICT (resource) DO UPDATE "
+            "SET after_key = NULL, rows_done = 0, started_at = now(), finished_at = NULL",
+            (code,),
+        )
+        return None, 0

@@ -1,0 +1,211 @@
+"""What the agent knows about itself: served as /healthz (JSON) and /metrics (Prometheus).
+
+The loops report into AgentState; a refresher task reads the front-end database's figures
+(pending rows, quarantine, heartbeats) every few seconds. Scrapes only read what is held in
+memory, so a slow database never hangs a scrape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from fastapi import FastAPI, Response
+from fastapi.responses import ORJSONResponse
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from front_end_node.store import Conn
+
+HOPS = ("extract", "push", "pull")
+
+
+class Waiting(Exception):
+    """Not an error: a hop cannot start yet (no grant, resource not in the catalog); the message says why."""
+
+
+@dataclass
+class LoopStatus:
+    state: str = "starting"  # starting | ok | waiting | error
+    message: str = ""
+    last_success: float | None = None
+    rows: int = 0
+    batches: int = 0
+    errors: int = 0
+
+
+@dataclass
+class DbFigures:
+    up: bool = False
+    pending: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    heartbeats: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)
+
+
+class AgentState:
+    def __init__(self, department: str, cert: Path) -> None:
+        self.department = department
+        self.cert = cert
+        self.loops: dict[tuple[str, str], LoopStatus] = {}
+        self.db = DbFigures()
+        self.started = time.time()
+
+    def loop(self, hop: str, resource: str) -> LoopStatus:
+        return self.loops.setdefault((hop, resource), LoopStatus())
+
+    def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0) -> None:
+        status = self.loop(hop, resource)
+        status.state, status.message, status.last_success = "ok", "", time.time()
+        status.rows += rows
+        status.batches += batches
+
+    def waiting(self, hop: str, resource: str, message: str) -> None:
+        status = self.loop(hop, resource)
+        status.state, status.message = "waiting", message
+
+    def failed(self, hop: str, resource: str, message: str) -> None:
+        status = self.loop(hop, resource)
+        status.state, status.message = "error", message
+        status.errors += 1
+
+    def cert_expiry(self) -> float | None:
+        try:
+            cert = x509.load_pem_x509_certificate(self.cert.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return cert.not_valid_after_utc.timestamp()
+
+    def health(self) -> dict[str, Any]:
+        loops = {
+            f"{hop}/{resource}": {"state": s.state, "message": s.message, "last_success": s.last_success}
+            for (hop, resource), s in sorted(self.loops.items())
+        }
+        if not self.db.up:
+            status = "failing"
+        elif any(s.state == "error" for s in self.loops.values()):
+            status = "degraded"
+        else:
+            status = "ok"
+        expiry = self.cert_expiry()
+        return {
+            "status": status,
+            "department": self.department,
+            "front_end_db": "up" if self.db.up else "down",
+            "certificate_days_left": None if expiry is None else round((expiry - time.time()) / 86400, 1),
+            "loops": loops,
+            "pending": self.db.pending,
+            "quarantined": self.db.quarantined,
+        }
+
+    async def refresh(self, conn: Conn) -> None:
+        figures = DbFigures(up=True)
+        cur = await conn.execute("SELECT resource, count(*) FROM gdx.outbox WHERE op <> 'h' GROUP BY resource")
+        figures.pending = {r: int(n) for r, n in await cur.fetchall()}
+        cur = await conn.execute("SELECT resource, count(*) FROM gdx.quarantine GROUP BY resource")
+        figures.quarantined = {r: int(n) for r, n in await cur.fetchall()}
+        cur = await conn.execute("SELECT hop, resource, seq, source_time FROM gdx.heartbeat")
+        figures.heartbeats = {(h, r): (int(s), t.timestamp()) for h, r, s, t in await cur.fetchall()}
+        cur = await conn.execute("SELECT resource, after_seq FROM gdx.subscription_state")
+        figures.cursors = {r: int(s) for r, s in await cur.fetchall()}
+        self.db = figures
+
+    def database_down(self) -> None:
+        self.db = DbFigures(
+            up=False,
+            pending=self.db.pending,
+            quarantined=self.db.quarantined,
+            heartbeats=self.db.heartbeats,
+            cursors=self.db.cursors,
+        )
+
+
+class _Collector(Collector):
+    def __init__(self, state: AgentState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        s = self.state
+        labels = ["hop", "resource"]
+        heartbeat_seq = GaugeMetricFamily(
+            "gdx_node_heartbeat_seq", "Newest heartbeat sequence seen at the hop", labels=labels
+        )
+        heartbeat_time = GaugeMetricFamily(
+            "gdx_node_heartbeat_timestamp_seconds",
+            "Source time of the newest heartbeat seen at the hop (lag = now - this)",
+            labels=labels,
+        )
+        for (hop, resource), (seq, at) in sorted(s.db.heartbeats.items()):
+            heartbeat_seq.add_metric([hop, resource], seq)
+            heartbeat_time.add_metric([hop, resource], at)
+        yield heartbeat_seq
+        yield heartbeat_time
+
+        rows = CounterMetricFamily("gdx_node_rows", "Rows moved by the hop since the agent started", labels=labels)
+        batches = CounterMetricFamily("gdx_node_batches", "Batches or cycles that moved rows", labels=labels)
+        errors = CounterMetricFamily("gdx_node_errors", "Failed attempts of the hop", labels=labels)
+        success = GaugeMetricFamily(
+            "gdx_node_last_success_timestamp_seconds", "When the hop last completed a cycle", labels=labels
+        )
+        up = GaugeMetricFamily("gdx_node_hop_up", "1 when the hop's last attempt succeeded", labels=labels)
+        for (hop, resource), status in sorted(s.loops.items()):
+            rows.add_metric([hop, resource], status.rows)
+            batches.add_metric([hop, resource], status.batches)
+            errors.add_metric([hop, resource], status.errors)
+            if status.last_success is not None:
+                success.add_metric([hop, resource], status.last_success)
+            up.add_metric([hop, resource], 1 if status.state == "ok" else 0)
+        yield from (rows, batches, errors, success, up)
+
+        pending = GaugeMetricFamily("gdx_node_pending_rows", "Changes waiting for the exchange", labels=["resource"])
+        for resource, count in sorted(s.db.pending.items()):
+            pending.add_metric([resource], count)
+        yield pending
+        quarantined = GaugeMetricFamily(
+            "gdx_node_quarantined_rows", "Source rows held back for failing the resource's checks", labels=["resource"]
+        )
+        for resource, count in sorted(s.db.quarantined.items()):
+            quarantined.add_metric([resource], count)
+        yield quarantined
+        cursor = GaugeMetricFamily("gdx_node_pull_cursor", "Last change sequence applied", labels=["resource"])
+        for resource, seq in sorted(s.db.cursors.items()):
+            cursor.add_metric([resource], seq)
+        yield cursor
+        yield GaugeMetricFamily("gdx_node_front_end_db_up", "1 when the front-end database answers", value=int(s.db.up))
+        expiry = s.cert_expiry()
+        if expiry is not None:
+            yield GaugeMetricFamily(
+                "gdx_node_certificate_expiry_timestamp_seconds",
+                "When the node's client certificate expires",
+                value=expiry,
+            )
+        info = GaugeMetricFamily("gdx_node_info", "The agent", labels=["department"])
+        info.add_metric([s.department], 1)
+        yield info
+
+
+def create_app(state: AgentState) -> FastAPI:
+    registry = CollectorRegistry()
+    registry.register(_Collector(state))
+    app = FastAPI(title="GDX front-end agent", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        body = state.health()
+        return ORJSONResponse(body, status_code=503 if body["status"] == "failing" else 200)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)

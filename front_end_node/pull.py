@@ -1,0 +1,117 @@
+"""Hop 3: the central exchange -> this node's front-end database, for each subscription.
+
+Each page of changes is applied to the subscription's table and the cursor advanced in
+one transaction: after a crash the node re-reads from the cursor it committed, and the
+rows it had applied are exactly those before it.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from front_end_node import store
+from front_end_node.config import Subscription
+from front_end_node.exchange_client import ExchangeClient
+from front_end_node.health import AgentState, Waiting
+from gdx.fields import FieldType
+from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, ResourceSpec
+
+HOP = "pull"
+
+SQL_TYPES = {
+    FieldType.STRING: "text",
+    FieldType.INTEGER: "bigint",
+    FieldType.NUMBER: "double precision",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.TIMESTAMP: "timestamptz",
+}
+
+
+def quote(identifier: str) -> str:
+    return ".".join(f'"{part}"' for part in identifier.split("."))
+
+
+class Puller:
+    def __init__(self, sub: Subscription, client: ExchangeClient, state: AgentState) -> None:
+        self.sub = sub
+        self.code = sub.resource
+        self.table = sub.table_name()
+        self.client = client
+        self.state = state
+        self.columns: list[str] = []
+        self.key = ""
+        self.integer_key = False
+
+    async def prepare(self, conn: store.Conn) -> None:
+        """Find the grant, then create the subscription's table with the granted fields."""
+        spec: ResourceSpec = await self.client.resource(self.code)
+        grants = [g for g in await self.client.grants() if g.resource == self.code]
+        grant = next((g for g in grants if g.purpose == self.sub.purpose), None)
+        if grant is None:
+            held = "; ".join(repr(g.purpose) for g in grants) or "none"
+            raise Waiting(
+                f"no grant on {self.code} for the purpose {self.sub.purpose!r} yet (grants held: {held}); "
+                "subscribe, or wait for the provider to approve the request"
+            )
+        granted = set(grant.fields) if grant.fields is not None else None
+        fields = [f for f in spec.fields if f.name == spec.primary_key or granted is None or f.name in granted]
+        self.columns = [f.name for f in fields]
+        self.key = spec.primary_key
+        self.integer_key = next(f.type for f in fields if f.name == self.key) is FieldType.INTEGER
+        definitions = ", ".join(
+            f'"{f.name}" {SQL_TYPES[f.type]}' + (" PRIMARY KEY" if f.name == spec.primary_key else "") for f in fields
+        )
+        async with conn.transaction():
+            if "." in self.table:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.table.split(".")[0]}"')
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({definitions})")
+            await conn.execute(
+                "INSERT INTO gdx.subscription_state (resource, table_name, fields) VALUES (%s, %s, %s) "
+                "ON CONFLICT (resource) DO UPDATE SET table_name = EXCLUDED.table_name, fields = EXCLUDED.fields",
+                (self.code, self.table, orjson.dumps(self.columns).decode()),
+            )
+
+    async def step(self, conn: store.Conn) -> bool:
+        cur = await conn.execute("SELECT after_seq FROM gdx.subscription_state WHERE resource = %s", (self.code,))
+        row = await cur.fetchone()
+        after = int(row[0]) if row else 0
+        page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES)
+        if page.changes:
+            await self._apply(conn, after, page.changes, page.next_after)
+        data = sum(1 for c in page.changes if c.op != "heartbeat")
+        self.state.ok(HOP, self.code, rows=data, batches=1 if page.changes else 0)
+        return page.has_more
+
+    async def _apply(self, conn: store.Conn, after: int, changes: list[ChangeOut], next_after: int) -> None:
+        latest: dict[str, ChangeOut] = {}
+        beat = None
+        for change in changes:
+            if change.heartbeat is not None:
+                beat = change.heartbeat
+            else:
+                latest[str(change.key)] = change
+        upserts = [c.row for c in latest.values() if c.op == "upsert"]
+        deletes = [c.key for c in latest.values() if c.op == "delete"]
+        table, key = quote(self.table), f'"{self.key}"'
+        async with conn.transaction():
+            cur = await conn.execute(
+                "UPDATE gdx.subscription_state SET after_seq = %s WHERE resource = %s AND after_seq = %s",
+                (next_after, self.code, after),
+            )
+            if cur.rowcount != 1:
+                raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")
+            if deletes:
+                await conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (deletes,))  # noqa: S608
+            if upserts:
+                cols = ", ".join(f'"{c}"' for c in self.columns)
+                updates = (
+                    ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in self.columns if c != self.key) or f"{key} = {key}"
+                )
+                await conn.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, %s) "  # noqa: S608
+                    f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
+                    (orjson.dumps(upserts).decode(),),
+                )
+            if beat is not None:
+                await store.record_heartbeat(conn, HOP, self.code, beat.seq, beat.source_time)

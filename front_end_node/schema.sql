@@ -1,0 +1,85 @@
+-- The agent's own state in the front-end database (schema gdx). Idempotent: applied at
+-- every start. Subscribed tables live beside it, in the schema their names give.
+CREATE SCHEMA IF NOT EXISTS gdx;
+
+-- The resource entries the agent works with, as the exchange's catalog last gave them, so
+-- that extraction goes on while the exchange is unreachable.
+CREATE TABLE IF NOT EXISTS gdx.resource_cache (
+    resource    text PRIMARY KEY,
+    spec        jsonb NOT NULL,
+    fetched_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- The front-end copy (前置库) of every published table: one row per key, the newest row
+-- seen at the source, its digest and a version that grows with every change of the key
+-- (deletions included), which becomes the change's source_version at the exchange.
+CREATE TABLE IF NOT EXISTS gdx.mirror (
+    resource  text NOT NULL,
+    key       text NOT NULL,
+    row       jsonb,
+    digest    bytea,
+    version   bigint NOT NULL,
+    deleted   boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (resource, key)
+);
+
+-- Changes waiting for the exchange. A row leaves only when the exchange acknowledged the
+-- batch it was sent in; batch_id is fixed before sending, so a resend after a crash reuses it
+-- and the exchange applies it once.
+CREATE TABLE IF NOT EXISTS gdx.outbox (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    resource            text NOT NULL,
+    op                  "char" NOT NULL CHECK (op IN ('u', 'd', 'h')),
+    key                 text,
+    row                 jsonb,
+    source_version      bigint NOT NULL,
+    source_commit_time  timestamptz NOT NULL,
+    batch_id            uuid
+);
+CREATE INDEX IF NOT EXISTS outbox_resource ON gdx.outbox (resource, id);
+
+-- Where incremental extraction stands per published resource.
+CREATE TABLE IF NOT EXISTS gdx.extract_state (
+    resource         text PRIMARY KEY,
+    watermark        jsonb,
+    heartbeat_seq    bigint NOT NULL DEFAULT 0,
+    last_compare_at  timestamptz
+);
+
+-- The initial load (`gdx node sync --full`): the last key copied, so it resumes.
+CREATE TABLE IF NOT EXISTS gdx.full_sync (
+    resource     text PRIMARY KEY,
+    after_key    jsonb,
+    rows_done    bigint NOT NULL DEFAULT 0,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz
+);
+
+-- Source rows that fail the resource's schema or key check; they do not block the others.
+CREATE TABLE IF NOT EXISTS gdx.quarantine (
+    resource  text NOT NULL,
+    key       text NOT NULL,
+    row       jsonb,
+    reason    text NOT NULL,
+    seen_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (resource, key)
+);
+
+-- Per subscription: the last change sequence applied (committed with the rows).
+CREATE TABLE IF NOT EXISTS gdx.subscription_state (
+    resource    text PRIMARY KEY,
+    table_name  text NOT NULL,
+    after_seq   bigint NOT NULL DEFAULT 0,
+    fields      jsonb
+);
+
+-- The newest heartbeat seen per hop: extract (business DB -> here), push (here -> central,
+-- acknowledged), pull (central -> here, applied).
+CREATE TABLE IF NOT EXISTS gdx.heartbeat (
+    hop          text NOT NULL CHECK (hop IN ('extract', 'push', 'pull')),
+    resource     text NOT NULL,
+    seq          bigint NOT NULL,
+    source_time  timestamptz NOT NULL,
+    seen_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (hop, resource)
+);

@@ -1,0 +1,283 @@
+"""Reading the department's business database: PostgreSQL or MySQL/MariaDB.
+
+Only SELECTs, except the optional heartbeat table the department allowed. The calls are
+blocking and run in a worker thread; each source holds one connection and reopens it after
+a failure, so a restarted business database costs one failed cycle, not a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import psycopg
+import pymysql
+
+from front_end_node.config import BusinessDb
+
+
+class SourceError(Exception):
+    """The business database could not be read; the message says what to check."""
+
+
+class Source(Protocol):
+    def now(self) -> dt.datetime: ...
+
+    def read_changed(
+        self,
+        table: str,
+        columns: Sequence[str],
+        change_column: str,
+        key: str,
+        lower: Any,
+        after: tuple[Any, Any] | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """Rows with change_column >= lower (first page) or (change_column, key) > after,
+        ordered by (change_column, key); each tuple is (change value, *columns)."""
+        ...
+
+    def read_by_key(
+        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
+    ) -> list[tuple[Any, ...]]: ...
+
+    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    def count(self, table: str) -> int: ...
+
+    def max_value(self, table: str, column: str) -> Any: ...
+
+    def write_heartbeat(self, table: str, resource: str) -> None: ...
+
+    def read_heartbeat(self, table: str, resource: str) -> tuple[int, dt.datetime] | None: ...
+
+    def close(self) -> None: ...
+
+
+def _describe(db: BusinessDb, exc: Exception) -> SourceError:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return SourceError(
+        f"business database {db.kind}://{db.user}@{db.host}:{db.port}/{db.name}: {first_line} "
+        "(check business_db in the node config, the password, and that the firewall lets this node reach it)"
+    )
+
+
+class PostgresSource:
+    def __init__(self, db: BusinessDb, password: str) -> None:
+        self.db = db
+        self._password = password
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(
+                    host=self.db.host,
+                    port=self.db.port,
+                    dbname=self.db.name,
+                    user=self.db.user,
+                    password=self._password,
+                    connect_timeout=10,
+                    autocommit=True,
+                    application_name="gdx-front-end-agent",
+                )
+            except psycopg.Error as exc:
+                raise _describe(self.db, exc) from None
+        return self._conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise _describe(self.db, exc) from None
+
+    @staticmethod
+    def _name(identifier: str) -> str:
+        return ".".join(f'"{part}"' for part in identifier.split("."))
+
+    def now(self) -> dt.datetime:
+        value: dt.datetime = self._query("SELECT clock_timestamp()")[0][0]
+        return value
+
+    def read_changed(
+        self,
+        table: str,
+        columns: Sequence[str],
+        change_column: str,
+        key: str,
+        lower: Any,
+        after: tuple[Any, Any] | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        chg, k = self._name(change_column), self._name(key)
+        if after is not None:
+            where, params = f"({chg}, {k}) > (%s, %s)", [after[0], after[1]]
+        elif lower is not None:
+            where, params = f"{chg} >= %s", [lower]
+        else:
+            where, params = f"{chg} IS NOT NULL", []
+        sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
+        return self._query(sql, [*params, limit])
+
+    def read_by_key(
+        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        k = self._name(key)
+        where, params = (f"WHERE {k} > %s", [after]) if after is not None else ("", [])
+        return self._query(f"SELECT {cols} FROM {self._name(table)} {where} ORDER BY {k} LIMIT %s", [*params, limit])  # noqa: S608
+
+    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor(name="gdx_compare") as cur:
+                cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
+                while rows := cur.fetchmany(chunk):
+                    yield rows
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise _describe(self.db, exc) from None
+
+    def count(self, table: str) -> int:
+        return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
+
+    def max_value(self, table: str, column: str) -> Any:
+        return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
+
+    def write_heartbeat(self, table: str, resource: str) -> None:
+        self._query(
+            f"INSERT INTO {self._name(table)} AS h (resource, seq, source_time) "  # noqa: S608
+            "VALUES (%s, 1, clock_timestamp()) "
+            "ON CONFLICT (resource) DO UPDATE SET seq = h.seq + 1, source_time = clock_timestamp() RETURNING seq",
+            [resource],
+        )
+
+    def read_heartbeat(self, table: str, resource: str) -> tuple[int, dt.datetime] | None:
+        rows = self._query(f"SELECT seq, source_time FROM {self._name(table)} WHERE resource = %s", [resource])  # noqa: S608
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class MariaDbSource:
+    """MySQL and MariaDB, through PyMySQL (pure Python: nothing to compile on the node)."""
+
+    def __init__(self, db: BusinessDb, password: str) -> None:
+        self.db = db
+        self._password = password
+        self._conn: pymysql.connections.Connection[Any] | None = None
+
+    def _connection(self) -> pymysql.connections.Connection[Any]:
+        if self._conn is None or not self._conn.open:
+            try:
+                self._conn = pymysql.connect(
+                    host=self.db.host,
+                    port=self.db.port,
+                    user=self.db.user,
+                    password=self._password,
+                    database=self.db.name,
+                    charset="utf8mb4",
+                    autocommit=True,
+                    connect_timeout=10,
+                    read_timeout=300,
+                )
+            except pymysql.MySQLError as exc:
+                raise _describe(self.db, exc) from None
+        return self._conn
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._connection().cursor() as cur:
+                cur.execute(sql, tuple(params))
+                return list(cur.fetchall())
+        except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
+            self.close()
+            raise _describe(self.db, exc) from None
+
+    @staticmethod
+    def _name(identifier: str) -> str:
+        return ".".join(f"`{part}`" for part in identifier.split("."))
+
+    def now(self) -> dt.datetime:
+        # UTC_TIMESTAMP is zone-free: the one clock reading that needs no server setting.
+        value: dt.datetime = self._query("SELECT UTC_TIMESTAMP(6)")[0][0]
+        return value.replace(tzinfo=dt.UTC)
+
+    def read_changed(
+        self,
+        table: str,
+        columns: Sequence[str],
+        change_column: str,
+        key: str,
+        lower: Any,
+        after: tuple[Any, Any] | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        chg, k = self._name(change_column), self._name(key)
+        if after is not None:
+            # Spelt out rather than a row comparison, which MariaDB does not use an index for.
+            where, params = f"({chg} > %s OR ({chg} = %s AND {k} > %s))", [after[0], after[0], after[1]]
+        elif lower is not None:
+            where, params = f"{chg} >= %s", [lower]
+        else:
+            where, params = f"{chg} IS NOT NULL", []
+        sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
+        return self._query(sql, [*params, limit])
+
+    def read_by_key(
+        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        k = self._name(key)
+        where, params = (f"WHERE {k} > %s", [after]) if after is not None else ("", [])
+        return self._query(f"SELECT {cols} FROM {self._name(table)} {where} ORDER BY {k} LIMIT %s", [*params, limit])  # noqa: S608
+
+    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        try:
+            with self._connection().cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
+                while rows := cur.fetchmany(chunk):
+                    yield list(rows)
+        except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
+            self.close()
+            raise _describe(self.db, exc) from None
+
+    def count(self, table: str) -> int:
+        return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
+
+    def max_value(self, table: str, column: str) -> Any:
+        return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
+
+    def write_heartbeat(self, table: str, resource: str) -> None:
+        self._query(
+            f"INSERT INTO {self._name(table)} (resource, seq, source_time) VALUES (%s, 1, UTC_TIMESTAMP(6)) "  # noqa: S608
+            "ON DUPLICATE KEY UPDATE seq = seq + 1, source_time = UTC_TIMESTAMP(6)",
+            [resource],
+        )
+
+    def read_heartbeat(self, table: str, resource: str) -> tuple[int, dt.datetime] | None:
+        rows = self._query(f"SELECT seq, source_time FROM {self._name(table)} WHERE resource = %s", [resource])  # noqa: S608
+        return (int(rows[0][0]), rows[0][1].replace(tzinfo=dt.UTC)) if rows else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(pymysql.Error):
+                self._conn.close()
+            self._conn = None
+
+
+def open_source(db: BusinessDb) -> Source:
+    password = db.secret()
+    if db.kind == "postgresql":
+        return PostgresSource(db, password)
+    return MariaDbSource(db, password)

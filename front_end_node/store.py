@@ -1,0 +1,237 @@
+"""The front-end database (前置库): the agent's state and the data waiting at each hop.
+
+Every function that changes data takes a connection inside a transaction the caller holds,
+so that rows and the position they advance (watermark, cursor, outbox) commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from importlib import resources as package_files
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.json import Jsonb
+
+from front_end_node.wire import digest
+from gdx.fields import RowError, RowSchema
+from gdx.protocol import ResourceSpec
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+_SCHEMA_LOCK = 0x6764785F6665  # "gdx_fe": one migrating agent at a time
+
+
+async def connect(url: str) -> Conn:
+    return await psycopg.AsyncConnection.connect(url, connect_timeout=10, application_name="gdx-front-end-agent")
+
+
+async def migrate(conn: Conn) -> None:
+    sql = package_files.files("front_end_node").joinpath("schema.sql").read_text(encoding="utf-8")
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        await conn.execute(sql.encode())
+
+
+async def cache_spec(conn: Conn, code: str, spec: ResourceSpec) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO gdx.resource_cache (resource, spec) VALUES (%s, %s) "
+            "ON CONFLICT (resource) DO UPDATE SET spec = EXCLUDED.spec, fetched_at = now()",
+            (code, Jsonb(spec.model_dump(mode="json"))),
+        )
+
+
+async def cached_spec(conn: Conn, code: str) -> ResourceSpec | None:
+    cur = await conn.execute("SELECT spec FROM gdx.resource_cache WHERE resource = %s", (code,))
+    row = await cur.fetchone()
+    return ResourceSpec.model_validate(row[0]) if row else None
+
+
+async def lock_resource(conn: Conn, code: str) -> None:
+    """Extraction, comparison and a full load of one resource may run in different
+    processes; they take turns, so that a key's version is never handed out twice."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gdx.mirror'), hashtext(%s))", (code,))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    changed: int
+    quarantined: int
+
+
+async def record_rows(
+    conn: Conn, code: str, schema: RowSchema, rows: list[tuple[dict[str, Any], dt.datetime]]
+) -> Recorded:
+    """Compare source rows with the mirror; the new and changed ones go to the mirror and the
+    outbox with the key's next version. Rows failing the schema go to quarantine instead."""
+    await lock_resource(conn, code)
+    latest: dict[str, tuple[dict[str, Any], dt.datetime]] = {}
+    bad: list[tuple[str, str, str]] = []
+    for row, commit_time in rows:
+        key = str(row.get(schema.primary_key))
+        try:
+            schema.check_row(row)
+        except RowError as exc:
+            bad.append((key, orjson.dumps(row, default=str).decode(), str(exc)))
+            latest.pop(key, None)
+            continue
+        latest[key] = (row, commit_time)
+    if bad:
+        await conn.cursor().executemany(
+            "INSERT INTO gdx.quarantine (resource, key, row, reason) VALUES (%s, %s, %s::jsonb, %s) "
+            "ON CONFLICT (resource, key) DO UPDATE SET row = EXCLUDED.row, reason = EXCLUDED.reason, seen_at = now()",
+            [(code, key, row, reason) for key, row, reason in bad],
+        )
+    if not latest:
+        return Recorded(0, len(bad))
+    cur = await conn.execute(
+        "SELECT key, digest, version, deleted FROM gdx.mirror WHERE resource = %s AND key = ANY(%s)",
+        (code, list(latest)),
+    )
+    held = {key: (dig, version, deleted) for key, dig, version, deleted in await cur.fetchall()}
+    keys, texts, digests, versions, times = [], [], [], [], []
+    for key, (row, commit_time) in latest.items():
+        row_digest = digest(row)
+        old = held.get(key)
+        if old is not None and not old[2] and old[0] == row_digest:
+            continue
+        keys.append(key)
+        texts.append(orjson.dumps(row).decode())
+        digests.append(row_digest)
+        versions.append(old[1] + 1 if old else 1)
+        times.append(commit_time)
+    if keys:
+        await conn.execute(
+            """
+            INSERT INTO gdx.mirror (resource, key, row, digest, version, deleted)
+            SELECT %(code)s, k, r::jsonb, d, v, false FROM unnest(%(k)s::text[], %(r)s::text[], %(d)s::bytea[],
+                %(v)s::bigint[]) AS t(k, r, d, v)
+            ON CONFLICT (resource, key) DO UPDATE
+                SET row = EXCLUDED.row, digest = EXCLUDED.digest, version = EXCLUDED.version, deleted = false
+            """,
+            {"code": code, "k": keys, "r": texts, "d": digests, "v": versions},
+        )
+        await conn.execute(
+            """
+            INSERT INTO gdx.outbox (resource, op, key, row, source_version, source_commit_time)
+            SELECT %(code)s, 'u', k, r::jsonb, v, c FROM unnest(%(k)s::text[], %(r)s::text[], %(v)s::bigint[],
+                %(c)s::timestamptz[]) WITH ORDINALITY AS t(k, r, v, c, n) ORDER BY n
+            """,
+            {"code": code, "k": keys, "r": texts, "v": versions, "c": times},
+        )
+        await conn.execute("DELETE FROM gdx.quarantine WHERE resource = %s AND key = ANY(%s)", (code, keys))
+    return Recorded(len(keys), len(bad))
+
+
+async def mirror_keys(conn: Conn, code: str) -> dict[str, tuple[bytes | None, int]]:
+    """The live keys of the mirror with their digest and version (a snapshot for comparison)."""
+    cur = await conn.execute("SELECT key, digest, version FROM gdx.mirror WHERE resource = %s AND NOT deleted", (code,))
+    return {key: (dig, version) for key, dig, version in await cur.fetchall()}
+
+
+async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_time: dt.datetime) -> int:
+    """Mark keys deleted that were missing at the source, unless the key changed since the
+    snapshot said so (then the next comparison decides again)."""
+    if not gone:
+        return 0
+    await lock_resource(conn, code)
+    cur = await conn.execute(
+        """
+        UPDATE gdx.mirror m SET deleted = true, row = NULL, digest = NULL, version = m.version + 1
+        FROM unnest(%s::text[], %s::bigint[]) AS g(k, v)
+        WHERE m.resource = %s AND m.key = g.k AND m.version = g.v AND NOT m.deleted
+        RETURNING m.key, m.version
+        """,
+        (list(gone), list(gone.values()), code),
+    )
+    deleted = await cur.fetchall()
+    if deleted:
+        await conn.execute(
+            """
+            INSERT INTO gdx.outbox (resource, op, key, row, source_version, source_commit_time)
+            SELECT %s, 'd', k, NULL, v, %s FROM unnest(%s::text[], %s::bigint[]) AS t(k, v)
+            """,
+            (code, commit_time, [k for k, _ in deleted], [v for _, v in deleted]),
+        )
+    return len(deleted)
+
+
+async def record_heartbeat(conn: Conn, hop: str, code: str, seq: int, source_time: dt.datetime) -> None:
+    await conn.execute(
+        "INSERT INTO gdx.heartbeat (hop, resource, seq, source_time) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (hop, resource) DO UPDATE SET seq = EXCLUDED.seq, source_time = EXCLUDED.source_time, "
+        "seen_at = now() WHERE gdx.heartbeat.seq <= EXCLUDED.seq",
+        (hop, code, seq, source_time),
+    )
+
+
+async def queue_heartbeat(conn: Conn, code: str, seq: int, source_time: dt.datetime) -> None:
+    await conn.execute(
+        "INSERT INTO gdx.outbox (resource, op, key, row, source_version, source_commit_time) "
+        "VALUES (%s, 'h', NULL, NULL, %s, %s)",
+        (code, seq, source_time),
+    )
+    await record_heartbeat(conn, "extract", code, seq, source_time)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    batch_id: uuid.UUID
+    ids: list[int]
+    rows: list[tuple[int, str, str | None, str | None, int, dt.datetime]]  # id, op, key, row text, version, time
+
+
+async def next_batch(conn: Conn, code: str, limit: int) -> Outgoing | None:
+    """The batch to send: the one fixed before (unacknowledged, maybe sent before a crash),
+    else the oldest pending rows under a new batch id, fixed before anything is sent."""
+    columns = "id, op, key, row::text, source_version, source_commit_time"
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT batch_id FROM gdx.outbox WHERE resource = %s AND batch_id IS NOT NULL LIMIT 1", (code,)
+        )
+        fixed = await cur.fetchone()
+        if fixed is not None:
+            cur = await conn.execute(
+                f"SELECT {columns} FROM gdx.outbox WHERE batch_id = %s ORDER BY id",  # noqa: S608
+                (fixed[0],),
+            )
+            rows = await cur.fetchall()
+            return Outgoing(fixed[0], [r[0] for r in rows], rows)
+        cur = await conn.execute(
+            f"SELECT {columns} FROM gdx.outbox WHERE resource = %s ORDER BY id LIMIT %s",  # noqa: S608
+            (code, limit),
+        )
+        rows = await cur.fetchall()
+        if not rows:
+            return None
+        batch_id = uuid.uuid4()
+        ids = [r[0] for r in rows]
+        await conn.execute("UPDATE gdx.outbox SET batch_id = %s WHERE id = ANY(%s)", (batch_id, ids))
+    return Outgoing(batch_id, ids, rows)
+
+
+async def acknowledge(conn: Conn, code: str, batch: Outgoing, heartbeat: tuple[int, dt.datetime] | None) -> None:
+    async with conn.transaction():
+        await conn.execute("DELETE FROM gdx.outbox WHERE batch_id = %s", (batch.batch_id,))
+        if heartbeat is not None:
+            await record_heartbeat(conn, "push", code, *heartbeat)
+
+
+async def unfix(conn: Conn, batch: Outgoing, quarantined: dict[int, str], code: str) -> None:
+    """The exchange refused some rows of a batch: quarantine them and free the rest for a new
+    batch (a refused batch id was never recorded by the exchange)."""
+    async with conn.transaction():
+        for outbox_id, reason in quarantined.items():
+            cur = await conn.execute("DELETE FROM gdx.outbox WHERE id = %s RETURNING key, row::text", (outbox_id,))
+            gone = await cur.fetchone()
+            if gone is not None:
+                await conn.execute(
+                    "INSERT INTO gdx.quarantine (resource, key, row, reason) VALUES (%s, %s, %s::jsonb, %s) "
+                    "ON CONFLICT (resource, key) DO UPDATE SET row = EXCLUDED.row, reason = EXCLUDED.reason, "
+                    "seen_at = now()",
+                    (code, gone[0] or "", gone[1], f"refused by the exchange: {reason}"),
+                )
+        await conn.execute("UPDATE gdx.outbox SET batch_id = NULL WHERE batch_id = %s", (batch.batch_id,))

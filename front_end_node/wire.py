@@ -1,0 +1,99 @@
+"""Source rows into the protocol's JSON form, and their digests.
+
+Business databases hand out Decimals, naive datetimes, MariaDB's 0/1 booleans; the catalog
+says what each field is, and the exchange expects that type in JSON. Values that cannot be
+converted are left as they are, so that the schema check names the field and the row is
+quarantined rather than silently changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from gdx.fields import FieldType
+
+
+def _string(value: Any, _: ZoneInfo) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="strict")
+    if isinstance(value, int | decimal.Decimal) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _integer(value: Any, _: ZoneInfo) -> Any:
+    if isinstance(value, decimal.Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+def _number(value: Any, _: ZoneInfo) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
+
+
+def _boolean(value: Any, _: ZoneInfo) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def _date(value: Any, _: ZoneInfo) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _timestamp(value: Any, zone: ZoneInfo) -> Any:
+    if isinstance(value, dt.datetime):
+        return aware(value, zone).isoformat()
+    return value
+
+
+_CONVERT: dict[FieldType, Callable[[Any, ZoneInfo], Any]] = {
+    FieldType.STRING: _string,
+    FieldType.INTEGER: _integer,
+    FieldType.NUMBER: _number,
+    FieldType.BOOLEAN: _boolean,
+    FieldType.DATE: _date,
+    FieldType.TIMESTAMP: _timestamp,
+}
+
+
+def aware(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """A timestamp stored without a zone is read in the business database's zone."""
+    return value.replace(tzinfo=zone) if value.tzinfo is None else value
+
+
+class RowMaker:
+    """Turns source tuples (columns in the resource's field order) into protocol rows."""
+
+    def __init__(self, fields: Sequence[tuple[str, FieldType]], zone: ZoneInfo) -> None:
+        self.names = [name for name, _ in fields]
+        self._converters = [(name, _CONVERT[ftype]) for name, ftype in fields]
+        self.zone = zone
+
+    def row(self, values: Sequence[Any]) -> dict[str, Any]:
+        zone = self.zone
+        return {
+            name: None if value is None else convert(value, zone)
+            for (name, convert), value in zip(self._converters, values, strict=True)
+        }
+
+
+def digest(row: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
+def key_text(key: Any) -> str:
+    return str(key)
