@@ -11,7 +11,7 @@ BIN        := $(VENV)/bin
 PYTHON     ?= python3
 STAMP      := $(VENV)/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
-APT_PACKAGES := postgresql postgresql-contrib libpq5 openssl ca-certificates curl
+APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl
 
 .PHONY: help setup apt venv lint typecheck test test-fast test-exchange bench-exchange up down status clean
 

@@ -25,7 +25,11 @@ _SCHEMA_LOCK = 0x6764785F6665  # "gdx_fe": one migrating agent at a time
 
 
 async def connect(url: str) -> Conn:
-    return await psycopg.AsyncConnection.connect(url, connect_timeout=10, application_name="gdx-front-end-agent")
+    # autocommit: a bare query commits at once, and every `transaction()` block is a real transaction
+    # (not a savepoint inside an implicit one that would never commit).
+    return await psycopg.AsyncConnection.connect(
+        url, connect_timeout=10, application_name="gdx-front-end-agent", autocommit=True
+    )
 
 
 async def migrate(conn: Conn) -> None:

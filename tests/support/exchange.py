@@ -57,6 +57,8 @@ class RunningExchange:
     pki: Path
     server: uvicorn.Server
     thread: threading.Thread
+    settings: Settings
+    port: int
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     def client(self, name: str, **kwargs: Any) -> httpx.Client:
@@ -76,8 +78,13 @@ class RunningExchange:
     def stop(self) -> None:
         for client in self.clients.values():
             client.close()
+        self.clients.clear()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+    def start_again(self) -> None:
+        """Serve again on the same port after stop() (an outage that ends)."""
+        self.server, self.thread = _serve(self.settings, self.port)
 
 
 def make_pki(pki: Path) -> None:
@@ -105,6 +112,11 @@ def start_exchange(pg: PostgresServer, workdir: Path, dbname: str = "exchange", 
         pool_max=pool_max,
     )
     port = free_port()
+    server, thread = _serve(settings, port)
+    return RunningExchange(f"https://127.0.0.1:{port}", database_url, pki, server, thread, settings, port)
+
+
+def _serve(settings: Settings, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     server = uvicorn.Server(uvicorn_config(settings, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -113,4 +125,4 @@ def start_exchange(pg: PostgresServer, workdir: Path, dbname: str = "exchange", 
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the exchange did not start")
         time.sleep(0.05)
-    return RunningExchange(f"https://127.0.0.1:{port}", database_url, pki, server, thread)
+    return server, thread

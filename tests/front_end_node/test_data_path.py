@@ -1,0 +1,79 @@
+"""Business DB -> front-end DB -> exchange -> subscriber's front-end DB, on real databases."""
+
+from __future__ import annotations
+
+import psycopg
+
+from tests.exchange.conftest import resident_id
+from tests.front_end_node.conftest import PURPOSE, World
+from tests.support.nodes import POPULATION_COLUMNS, wait_for
+
+
+def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> None:
+    code, source, provider = world.population(compare_interval_s=1)
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    source.insert(range(300))
+    provider.start()
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+
+    for round_ in range(40):  # one row updated many times, in separate transactions
+        source.execute("UPDATE population SET name = %s WHERE id_number = %s", (f"改名{round_}", resident_id(7)))
+    source.execute("DELETE FROM population WHERE id_number = ANY(%s)", ([resident_id(n) for n in range(10, 20)],))
+    source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(20),))
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+    source.insert([20])  # deleted, then inserted again
+    source.execute("UPDATE population SET household_size = 9 WHERE id_number = %s", (resident_id(20),))
+    source.insert(range(1000, 1050))
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+
+    with psycopg.connect(consumer.front_end_db) as conn:
+        name = conn.execute("SELECT name FROM gaj_population WHERE id_number = %s", (resident_id(7),)).fetchone()
+    assert name == ("改名39",)
+    with psycopg.connect(world.exchange.database_url) as conn:
+        doubled = conn.execute(
+            "SELECT c.key, c.source_version FROM change c JOIN resource r ON r.id = c.resource_id "
+            "WHERE r.code = %s AND c.op <> 'h' GROUP BY 1, 2 HAVING count(*) > 1",
+            (code,),
+        ).fetchall()
+        versions = conn.execute(
+            "SELECT k.source_version FROM current_key k JOIN resource r ON r.id = k.resource_id "
+            "WHERE r.code = %s AND k.key = %s",
+            (code, resident_id(20)),
+        ).fetchone()
+    assert doubled == [], "a change reached the exchange's log twice"
+    assert versions is not None
+    assert versions[0] >= 3, "inserted, deleted, inserted again: the key's version kept growing"
+
+
+def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:
+    code, source, provider = world.population()
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE}])
+    provider.start().wait_ready()
+    consumer.start().wait_ready()
+
+    def seq(agent: object, hop: str) -> float:
+        value = agent.metric("gdx_node_heartbeat_seq", hop=hop, resource=code)  # type: ignore[attr-defined]
+        return value or 0.0
+
+    wait_for(lambda: seq(consumer, "pull") >= 2, 30, "a heartbeat at the subscriber", on_timeout=world.logs)
+    first = {hop: seq(provider, hop) for hop in ("extract", "push")} | {"pull": seq(consumer, "pull")}
+    wait_for(lambda: seq(consumer, "pull") >= first["pull"] + 2, 30, "the heartbeat to advance", on_timeout=world.logs)
+    assert seq(provider, "extract") > first["extract"]
+    assert seq(provider, "push") > first["push"]
+    with psycopg.connect(source.url) as conn:
+        written = conn.execute("SELECT seq FROM gdx_heartbeat WHERE resource = %s", (code,)).fetchone()
+    assert written is not None
+    assert written[0] >= seq(consumer, "pull"), "the heartbeat row in the business DB is where they start"
+
+    health = consumer.health()
+    assert health["status"] == "ok", health
+    assert health["loops"][f"pull/{code}"]["state"] == "ok"
+    timestamp = consumer.metric("gdx_node_heartbeat_timestamp_seconds", hop="pull", resource=code)
+    assert timestamp is not None
+    assert provider.metric("gdx_node_certificate_expiry_timestamp_seconds") is not None
+    assert provider.metric("gdx_node_front_end_db_up") == 1.0
+    assert provider.stop() == 0, "SIGTERM ends the agent cleanly"
+    assert '"stopped"' in provider.log_path.read_text()
