@@ -116,7 +116,8 @@ class Loop:
             except Exception as exc:  # a bug or an unforeseen state: keep the other hops going
                 problem, level = f"unexpected: {exc!r}", "error"
                 self.state.failed(self.hop, self.resource, problem)
-                log.exception("unexpected failure", hop=self.hop, resource=self.resource)
+                if problem != last_problem:
+                    log.exception("unexpected failure", hop=self.hop, resource=self.resource)
             if problem != last_problem:
                 getattr(log, level)(problem, hop=self.hop, resource=self.resource, retry_in_s=round(pause, 1))
                 last_problem = problem

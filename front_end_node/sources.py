@@ -182,7 +182,8 @@ class MariaDbSource:
                     host=self.db.host,
                     port=self.db.port,
                     user=self.db.user,
-                    password=self._password,
+                    # bytes: PyMySQL would encode a str password as latin-1 and fail on 中文.
+                    password=self._password.encode("utf-8"),
                     database=self.db.name,
                     charset="utf8mb4",
                     autocommit=True,

@@ -1,0 +1,135 @@
+"""A market regulation bureau on MariaDB: keyed comparison, a field-limited grant, bad rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from tests.front_end_node.conftest import World, entity_spec, uscc
+from tests.support.mariadb import MariaDbServer
+from tests.support.nodes import Agent, exchange_client, wait_for
+
+PURPOSE = "企业登记信息核验（联合执法）"
+TABLE = """
+CREATE TABLE legal_entity (
+    uscc varchar(18) PRIMARY KEY, name varchar(200) NOT NULL, legal_rep varchar(50), reg_capital decimal(18, 2),
+    established date, status varchar(20), updated datetime(6)
+) DEFAULT CHARSET = utf8mb4
+"""
+
+
+def entity(n: int) -> tuple[Any, ...]:
+    return (uscc(n), f"张家港市第{n}机械有限公司", f"法人{n}", 100000 + n, "2015-03-0" + str(n % 9 + 1), "存续", None)
+
+
+def mariadb_source(world: World, mariadb: MariaDbServer, password: str = "读者-s3cret") -> dict[str, Any]:
+    name = f"scjgj_{world.suffix}"
+    mariadb.create_database(name, f"reader_{world.suffix}", "读者-s3cret")
+    with mariadb.admin(name) as conn, conn.cursor() as cur:
+        cur.execute(TABLE)
+    secret = world.workdir / "business-db.password"
+    secret.write_text(password + "\n", encoding="utf-8")
+    secret.chmod(0o600)
+    return {
+        "kind": "mariadb",
+        "host": "127.0.0.1",
+        "port": mariadb.port,
+        "name": name,
+        "user": f"reader_{world.suffix}",
+        "password_file": str(secret),
+    }
+
+
+def mariadb_rows(mariadb: MariaDbServer, db: str, columns: list[str]) -> list[tuple[Any, ...]]:
+    with mariadb.admin(db) as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT {', '.join(columns)} FROM legal_entity WHERE uscc <> %s", (BAD,))
+        return list(cur.fetchall())
+
+
+BAD = uscc(999)[:-1] + ("0" if uscc(999)[-1] != "0" else "1")  # a wrong check digit
+
+
+def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
+    world: World, mariadb: MariaDbServer
+) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", entity_spec(code))
+    business = mariadb_source(world, mariadb)
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(200)])
+        cur.execute("INSERT INTO legal_entity VALUES (%s, '坏数据公司', NULL, 1, NULL, '存续', NULL)", (BAD,))
+
+    with exchange_client(world.exchange, "zjg-wjw") as wjw, exchange_client(world.exchange, "zjg-scjgj") as scj:
+        asked = wjw.post(
+            "/v1/requests", json={"resource": code, "purpose": PURPOSE, "fields": ["name", "status", "established"]}
+        )
+        assert asked.status_code == 201, asked.text
+        approved = scj.post(f"/v1/requests/{asked.json()['id']}/approve", json={"fields": ["name", "status"]})
+        assert approved.status_code == 200, approved.text
+
+    provider = world.agent(
+        "zjg-scjgj",
+        business_db=business,
+        publishes=[{"resource": code, "table": "legal_entity", "compare_interval_s": 1}],
+    )
+    consumer = world.agent(
+        "zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "market.legal_entity"}]
+    )
+    provider.start()
+    consumer.start()
+    granted = ["uscc", "name", "status"]
+    world.converge(
+        lambda: mariadb_rows(mariadb, business["name"], granted),
+        consumer.front_end_db,
+        "market.legal_entity",
+        granted,
+        60,
+    )
+
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE legal_entity SET status = '注销' WHERE uscc IN (%s, %s)", (uscc(3), uscc(4)))
+        cur.execute("DELETE FROM legal_entity WHERE uscc = %s", (uscc(5),))
+        cur.execute("UPDATE legal_entity SET legal_rep = '新法人' WHERE uscc = %s", (uscc(6),))  # not granted
+    world.converge(
+        lambda: mariadb_rows(mariadb, business["name"], granted),
+        consumer.front_end_db,
+        "market.legal_entity",
+        granted,
+        60,
+    )
+
+    with psycopg.connect(consumer.front_end_db) as conn:
+        columns = conn.execute(
+            "SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM information_schema.columns "
+            "WHERE table_schema = 'market' AND table_name = 'legal_entity'"
+        ).fetchone()
+    assert columns == (granted,), "the subscriber's table holds the granted fields only"
+    with psycopg.connect(provider.front_end_db) as conn:
+        held = conn.execute("SELECT key, reason FROM gdx.quarantine WHERE resource = %s", (code,)).fetchall()
+    assert held == [(BAD, held[0][1])]
+    assert "check digit" in held[0][1] or "uscc" in held[0][1], held
+    wait_for(lambda: provider.metric("gdx_node_quarantined_rows", resource=code) == 1.0, 10, "the quarantine metric")
+
+
+def test_a_wrong_password_is_a_clear_health_state_not_a_crash(world: World, mariadb: MariaDbServer) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", entity_spec(code))
+    business = mariadb_source(world, mariadb, password="wrong")
+    provider: Agent = world.agent(
+        "zjg-scjgj", business_db=business, publishes=[{"resource": code, "table": "legal_entity"}]
+    )
+    provider.start().wait_ready()
+
+    def failing() -> bool:
+        loop = provider.health()["loops"].get(f"extract/{code}", {})
+        return loop.get("state") == "error"
+
+    wait_for(failing, 20, "the extract hop to report its failure", on_timeout=provider.log)
+    message = provider.health()["loops"][f"extract/{code}"]["message"]
+    assert "Access denied" in message
+    assert f"mariadb://reader_{world.suffix}@127.0.0.1:{mariadb.port}" in message
+    assert provider.health()["status"] == "degraded"
+    assert provider.running(), "the agent keeps running and retrying"
+    log = provider.log_path.read_text()
+    assert log.count("Access denied") == 1, "the same failure is logged once, not at every retry"
