@@ -138,13 +138,16 @@ class World:
             response = client.post(f"/v1/resources/{code}/subscriptions", json={"purpose": purpose})
             assert response.status_code == 201, response.text
 
-    def population(self, *, heartbeat_table: bool = True, **publication: Any) -> tuple[str, PopulationSource, Agent]:
+    def population(
+        self, *, heartbeat_table: bool = True, front_end_db: str | None = None, **publication: Any
+    ) -> tuple[str, PopulationSource, Agent]:
         """zjg-gaj publishing a population table from PostgreSQL, with its agent (not started)."""
         code = self.code("zjg-gaj", "population")
         self.register("zjg-gaj", population_spec(code))
         source = PopulationSource(self.database("gaj_business")).create()
         agent = self.agent(
             "zjg-gaj",
+            front_end_db,
             business_db={
                 "kind": "postgresql",
                 "host": "127.0.0.1",
