@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gdx import __version__, logs
@@ -197,7 +198,7 @@ def _node_config(path: Path) -> NodeConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, markup=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
