@@ -13,7 +13,7 @@ STAMP      := $(VENV)/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl
 
-.PHONY: help setup apt venv lint typecheck test test-fast test-exchange bench-exchange up down status clean
+.PHONY: help setup apt venv lint typecheck test test-fast test-exchange test-node bench-exchange bench-sync up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,8 +48,14 @@ test-fast: venv ## the inner loop: lint and all tests but the slow suites
 test-exchange: venv ## only the central exchange's tests
 	$(BIN)/pytest tests/exchange -q
 
+test-node: venv ## only the front-end agent's tests (real PostgreSQL and MariaDB), the slow ones included
+	$(BIN)/pytest tests/front_end_node tests/unit/test_node_config.py -q
+
 bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last line: JSON)
 	$(PY) -m benchmarks.exchange_ingest
+
+bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)
+	$(PY) -m benchmarks.node_sync
 
 up: ## the whole platform on this machine (local platform issue; not yet built)
 	@echo "make up: the local platform is not built yet (see the open issue '\`make up\`')." >&2; exit 2

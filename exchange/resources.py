@@ -29,7 +29,7 @@ class StoredResource:
 
     @property
     def schema(self) -> RowSchema:
-        return _row_schema(self.id, self.schema_version, self.spec)
+        return _row_schema((self.code, self.created_at, self.schema_version), self.spec)
 
     @property
     def integer_key(self) -> bool:
@@ -49,15 +49,16 @@ class StoredResource:
         )
 
 
-_schemas: dict[tuple[int, int], RowSchema] = {}
+_schemas: dict[tuple[str, dt.datetime, int], RowSchema] = {}
 
 
-def _row_schema(resource_id: int, version: int, spec: ResourceSpec) -> RowSchema:
-    # Keyed by (id, version): a new schema version gets a new checker. Versions are few,
-    # so the cache is bounded by the catalog's size.
-    schema = _schemas.get((resource_id, version))
+def _row_schema(identity: tuple[str, dt.datetime, int], spec: ResourceSpec) -> RowSchema:
+    # Keyed by (code, created_at, version): a new schema version gets a new checker, and two
+    # databases served by one process (tests do this) never share one. Versions are few, so
+    # the cache is bounded by the catalog's size.
+    schema = _schemas.get(identity)
     if schema is None:
-        schema = _schemas[(resource_id, version)] = spec.row_schema()
+        schema = _schemas[identity] = spec.row_schema()
     return schema
 
 

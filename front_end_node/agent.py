@@ -22,7 +22,7 @@ import uvicorn
 from front_end_node import store
 from front_end_node.config import NodeConfig, Publication
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
-from front_end_node.extract import Extractor
+from front_end_node.extract import DeletionScan, Extractor
 from front_end_node.health import AgentState, Waiting, create_app
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
@@ -169,7 +169,7 @@ async def _migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -
 
 
 def _extract_loop(
-    config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState
+    config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState, *, deletions_only: bool = False
 ) -> Callable[[store.Conn], Awaitable[Step]]:
     assert config.business_db is not None
     source = open_source(config.business_db)
@@ -178,7 +178,7 @@ def _extract_loop(
     async def prepare(conn: store.Conn) -> Step:
         assert config.business_db is not None
         spec = await resource_spec(conn, client, pub.resource, config.department)
-        return Extractor(
+        extractor = Extractor(
             pub,
             spec,
             source,
@@ -188,6 +188,7 @@ def _extract_loop(
             heartbeat_interval_s=config.heartbeat_interval_s,
             state=state,
         )
+        return DeletionScan(extractor) if deletions_only else extractor
 
     return prepare
 
@@ -231,6 +232,9 @@ async def run(config: NodeConfig) -> int:
     loops: list[Loop] = []
     for pub in config.publishes:
         loops.append(Loop("extract", pub.resource, _extract_loop(config, pub, client, state), config, state, stop))
+        if pub.change_column:
+            scan = _extract_loop(config, pub, client, state, deletions_only=True)
+            loops.append(Loop("compare", pub.resource, scan, config, state, stop))
         loops.append(Loop("push", pub.resource, _push_loop(config, pub, client, state), config, state, stop))
     for sub in config.subscribes:
         puller = Puller(sub, client, state)

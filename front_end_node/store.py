@@ -16,7 +16,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from front_end_node.wire import digest
+from front_end_node.wire import encode
 from gdx.fields import RowError, RowSchema
 from gdx.protocol import ResourceSpec
 
@@ -98,12 +98,12 @@ async def record_rows(
     held = {key: (dig, version, deleted) for key, dig, version, deleted in await cur.fetchall()}
     keys, texts, digests, versions, times = [], [], [], [], []
     for key, (row, commit_time) in latest.items():
-        row_digest = digest(row)
+        text, row_digest = encode(row)
         old = held.get(key)
         if old is not None and not old[2] and old[0] == row_digest:
             continue
         keys.append(key)
-        texts.append(orjson.dumps(row).decode())
+        texts.append(text.decode())
         digests.append(row_digest)
         versions.append(old[1] + 1 if old else 1)
         times.append(commit_time)

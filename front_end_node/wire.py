@@ -91,8 +91,14 @@ class RowMaker:
         }
 
 
+def encode(row: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The row as JSON (keys sorted) and that JSON's digest: one serialisation for both."""
+    text = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    return text, hashlib.blake2b(text, digest_size=16).digest()
+
+
 def digest(row: dict[str, Any]) -> bytes:
-    return hashlib.blake2b(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    return encode(row)[1]
 
 
 def key_text(key: Any) -> str:
