@@ -23,8 +23,6 @@ from prometheus_client.registry import Collector
 
 from front_end_node.store import Conn
 
-HOPS = ("extract", "push", "pull")
-
 
 class Waiting(Exception):
     """Not an error: a hop cannot start yet (no grant, resource not in the catalog); the message says why."""

@@ -99,7 +99,3 @@ def encode(row: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def digest(row: dict[str, Any]) -> bytes:
     return encode(row)[1]
-
-
-def key_text(key: Any) -> str:
-    return str(key)
