@@ -28,7 +28,7 @@ $(APT_STAMP): scripts/apt-packages.sh
 venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(PY) -m pip install --quiet -e '.[dev,provision]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
 lint: venv ## ruff (lint and format check)

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from front_end_node.store import Conn
+from gdx import __version__
 
 
 class Waiting(Exception):
@@ -95,6 +96,7 @@ class AgentState:
         return {
             "status": status,
             "department": self.department,
+            "version": __version__,
             "front_end_db": "up" if self.db.up else "down",
             "certificate_days_left": None if expiry is None else round((expiry - time.time()) / 86400, 1),
             "loops": loops,
@@ -130,6 +132,9 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Any]:
         s = self.state
+        info = GaugeMetricFamily("gdx_node_build_info", "The agent's version (always 1)", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
         labels = ["hop", "resource"]
         heartbeat_seq = GaugeMetricFamily(
             "gdx_node_heartbeat_seq", "Newest heartbeat sequence seen at the hop", labels=labels

@@ -217,6 +217,18 @@ def node_run(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
     raise typer.Exit(asyncio.run(run(cfg)))
 
 
+@node_app.command("check")
+def node_check(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """Validate a config file without starting anything (Ansible runs it before installing a new config).
+
+    Exit 0 when the file is usable, 2 with every bad setting named otherwise.
+    """
+    cfg = _node_config(config)
+    typer.echo(
+        f"{config}: ok (department {cfg.department}, {len(cfg.publishes)} published, {len(cfg.subscribes)} subscribed)"
+    )
+
+
 @node_app.command("sync")
 def node_sync(
     resource: Annotated[str, typer.Argument(help="The published resource's catalog code.")],

@@ -26,8 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gdx.pki import PkiError, Role, identity_of, verify_issued_by
 from gdx.protocol import CODE_PATTERN, DEPARTMENT_PATTERN
 
 NODE_GROUP = "gdx_front_end_nodes"
@@ -146,6 +149,7 @@ class Node:
 class Inventory:
     path: Path
     exchange_url: str | None
+    pki_dir: Path | None
     jurisdictions: dict[str, Jurisdiction]
     nodes: tuple[Node, ...]
 
@@ -193,6 +197,65 @@ def _duplicates(hosts: dict[str, Any]) -> list[str]:
     return problems
 
 
+VAULT_HEADER = b"$ANSIBLE_VAULT;"
+
+
+def _read_pem_cert(path: Path) -> x509.Certificate:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError:
+        raise PkiError(f"{path} is not a PEM certificate") from None
+
+
+def _certificate_problems(pki_dir: Path, departments: list[str]) -> list[str]:
+    """The files the agent role places on each node: ca.crt, DEPT.crt and DEPT.key, as
+    `gdx ca issue DEPT` writes them. A key may be vault-encrypted (then it is not opened)."""
+    prefix = "all.vars.gdx_pki_dir"
+    try:
+        ca = _read_pem_cert(pki_dir / "ca.crt")
+    except PkiError as exc:
+        return [f"{prefix}: {exc}; create the CA with `gdx ca init --dir {pki_dir}`"]
+    problems = []
+    for dept in departments:
+        cert_path, key_path = pki_dir / f"{dept}.crt", pki_dir / f"{dept}.key"
+        fix = f"issue one with `gdx ca issue {dept} --dir {pki_dir}`"
+        try:
+            cert = _read_pem_cert(cert_path)
+            verify_issued_by(cert, ca)
+            identity = identity_of(cert)
+        except PkiError as exc:
+            problems.append(f"certificate of {dept!r}: {exc}; {fix}")
+            continue
+        if identity.name != dept or identity.role is not Role.DEPARTMENT:
+            problems.append(
+                f"certificate of {dept!r}: {cert_path} names {identity.name!r} ({identity.role.value}), "
+                f"not the department; {fix}"
+            )
+            continue
+        try:
+            key_data = key_path.read_bytes()
+        except OSError as exc:
+            problems.append(f"key of {dept!r}: cannot read {key_path}: {exc.strerror}; {fix}")
+            continue
+        if key_data.startswith(VAULT_HEADER):
+            continue
+        try:
+            key = serialization.load_pem_private_key(key_data, password=None)
+        except (ValueError, TypeError):
+            problems.append(f"key of {dept!r}: {key_path} is not an unencrypted PEM private key")
+            continue
+        if key.public_key().public_bytes(*_SPKI) != cert.public_key().public_bytes(*_SPKI):
+            problems.append(f"key of {dept!r}: {key_path} does not belong to {cert_path}; {fix}")
+    return problems
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -205,7 +268,10 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
-    """Read and validate the inventory, raising InventoryError with every problem found."""
+    """Read and validate the inventory, raising InventoryError with every problem found.
+
+    ``require_secrets`` (what provisioning needs): business database passwords vault-encrypted,
+    and every department's certificate and key present under ``gdx_pki_dir``."""
     data = read_yaml(path)
     problems: list[str] = []
     if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
@@ -272,12 +338,25 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
             )
         )
 
+    pki_dir = None
+    if top_vars.get("gdx_pki_dir"):
+        pki_dir = (path.parent / str(top_vars["gdx_pki_dir"])).resolve()
+    if require_secrets:
+        if pki_dir is None:
+            problems.append(
+                "all.vars.gdx_pki_dir: missing; set it to the folder of the CA and the departments' "
+                "certificates (`gdx ca init --dir DIR`, `gdx ca issue DEPT --dir DIR`)"
+            )
+        else:
+            problems += _certificate_problems(pki_dir, [node.department_id for node in nodes])
+
     if problems:
         raise InventoryError(path, problems)
     exchange_url = top_vars.get("gdx_exchange_url")
     return Inventory(
         path=path,
         exchange_url=str(exchange_url) if exchange_url else None,
+        pki_dir=pki_dir,
         jurisdictions=jurisdictions,
         nodes=tuple(nodes),
     )

@@ -9,11 +9,13 @@ from typer.testing import CliRunner
 
 from gdx.cli import app
 from gdx.inventory import InventoryError, load_inventory
+from gdx.pki import init_ca, issue
 
 GOOD = """\
 all:
   vars:
     gdx_exchange_url: https://exchange.example.gov.cn:8443
+    gdx_pki_dir: pki
     gdx_jurisdictions:
       hebei: {name: 河北省, reply_working_days: 15}
   children:
@@ -64,6 +66,16 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def pki(tmp_path: Path) -> Path:
+    """The CA and a certificate for each department of GOOD, beside the inventory."""
+    directory = tmp_path / "pki"
+    init_ca(directory)
+    for dept in ("zjg-gaj", "nx-gat", "hb-gat"):
+        issue(directory, dept)
+    return directory
+
+
 def test_a_good_inventory_loads_with_reply_days_per_jurisdiction(tmp_path: Path) -> None:
     inventory = load_inventory(write(tmp_path, GOOD))
     days = {n.department_id: inventory.reply_working_days(n.jurisdiction) for n in inventory.nodes}
@@ -100,3 +112,45 @@ def test_duplicate_departments_are_named(tmp_path: Path) -> None:
 def test_not_yaml_is_said_plainly(tmp_path: Path) -> None:
     with pytest.raises(InventoryError, match="not valid YAML"):
         load_inventory(write(tmp_path, "all: [unclosed"))
+
+
+def test_missing_unreadable_or_foreign_certificates_are_named(tmp_path: Path, pki: Path) -> None:
+    (pki / "nx-gat.crt").unlink()
+    (pki / "hb-gat.crt").write_bytes((pki / "zjg-gaj.crt").read_bytes())
+    (pki / "zjg-gaj.key").write_text("garbage", encoding="utf-8")
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(write(tmp_path, GOOD))
+    problems = caught.value.problems
+    assert any("certificate of 'nx-gat': cannot read" in p and "gdx ca issue nx-gat" in p for p in problems)
+    assert any("certificate of 'hb-gat'" in p and "names 'zjg-gaj'" in p for p in problems)
+    assert any("key of 'zjg-gaj'" in p and "not an unencrypted PEM private key" in p for p in problems)
+    assert len(problems) == 3
+
+
+def test_a_key_of_another_certificate_or_another_ca_is_refused(tmp_path: Path, pki: Path) -> None:
+    (pki / "nx-gat.key").write_bytes((pki / "hb-gat.key").read_bytes())
+    other = tmp_path / "other-ca"
+    init_ca(other)
+    issue(other, "hb-gat")
+    (pki / "hb-gat.crt").write_bytes((other / "hb-gat.crt").read_bytes())
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(write(tmp_path, GOOD))
+    text = "\n".join(caught.value.problems)
+    assert "key of 'nx-gat'" in text
+    assert "does not belong to" in text
+    assert "certificate of 'hb-gat': not issued by the platform CA" in text
+
+
+def test_a_vault_encrypted_key_is_accepted_unopened(tmp_path: Path, pki: Path) -> None:
+    (pki / "zjg-gaj.key").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n", encoding="utf-8")
+    assert len(load_inventory(write(tmp_path, GOOD)).nodes) == 3
+
+
+def test_no_pki_dir_or_no_ca_says_how_to_make_one(tmp_path: Path, pki: Path) -> None:
+    with pytest.raises(InventoryError, match="gdx_pki_dir: missing"):
+        load_inventory(write(tmp_path, GOOD.replace("    gdx_pki_dir: pki\n", "")))
+    (pki / "ca.crt").unlink()
+    with pytest.raises(InventoryError, match="gdx ca init --dir"):
+        load_inventory(write(tmp_path, GOOD))
+    # The exchange's registry needs neither secrets nor certificates.
+    assert len(load_inventory(write(tmp_path, GOOD), require_secrets=False).nodes) == 3
