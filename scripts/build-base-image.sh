@@ -31,6 +31,7 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 UNIT
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# Package lists stay: roles install with a day-old cache without asking the mirror again.
+rm -rf "$root"/var/cache/apt/archives/*.deb
 tar -C "$root" -c . | podman import -q --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$IMAGE" >/dev/null
 echo "build-base-image: built $IMAGE"
