@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
-UNITS = ("gdx-agent", "postgresql@15-main", "prometheus-node-exporter", "nftables", "chrony", "ssh",
-         "gdx-frontend-backup")
+UNITS = (
+    "gdx-agent",
+    "postgresql@15-main",
+    "prometheus-node-exporter",
+    "nftables",
+    "chrony",
+    "ssh",
+    "gdx-frontend-backup",
+)
 
 
 @pytest.hookimpl(wrapper=True)

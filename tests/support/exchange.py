@@ -59,6 +59,7 @@ class RunningExchange:
     thread: threading.Thread
     settings: Settings
     port: int
+    listen: str = "127.0.0.1"
     clients: dict[str, httpx.Client] = field(default_factory=dict)
 
     def client(self, name: str, **kwargs: Any) -> httpx.Client:
@@ -84,12 +85,12 @@ class RunningExchange:
 
     def start_again(self) -> None:
         """Serve again on the same port after stop() (an outage that ends)."""
-        self.server, self.thread = _serve(self.settings, self.port)
+        self.server, self.thread = _serve(self.settings, self.port, self.listen)
 
 
-def make_pki(pki: Path) -> None:
+def make_pki(pki: Path, server_names: list[str] | None = None) -> None:
     init_ca(pki)
-    issue(pki, "exchange", server_names=["127.0.0.1", "localhost"])
+    issue(pki, "exchange", server_names=["127.0.0.1", "localhost", *(server_names or [])])
     for dept_id, _, _ in DEPARTMENTS:
         issue(pki, dept_id)
     issue(pki, "ghost")  # a valid certificate for a department the registry does not list
@@ -97,9 +98,18 @@ def make_pki(pki: Path) -> None:
         issue(pki, name, role=role)
 
 
-def start_exchange(pg: PostgresServer, workdir: Path, dbname: str = "exchange", pool_max: int = 10) -> RunningExchange:
+def start_exchange(
+    pg: PostgresServer,
+    workdir: Path,
+    dbname: str = "exchange",
+    pool_max: int = 10,
+    *,
+    listen: str = "127.0.0.1",
+    server_names: list[str] | None = None,
+) -> RunningExchange:
+    """An exchange with its own CA; ``listen``/``server_names`` let containers reach it too."""
     pki = workdir / "pki"
-    make_pki(pki)
+    make_pki(pki, server_names)
     database_url = pg.create_database(dbname)
     migrate(database_url)
     inventory = write_inventory(workdir / "inventory.yml", DEPARTMENTS)
@@ -112,12 +122,12 @@ def start_exchange(pg: PostgresServer, workdir: Path, dbname: str = "exchange", 
         pool_max=pool_max,
     )
     port = free_port()
-    server, thread = _serve(settings, port)
-    return RunningExchange(f"https://127.0.0.1:{port}", database_url, pki, server, thread, settings, port)
+    server, thread = _serve(settings, port, listen)
+    return RunningExchange(f"https://127.0.0.1:{port}", database_url, pki, server, thread, settings, port, listen)
 
 
-def _serve(settings: Settings, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn_config(settings, "127.0.0.1", port, log_level="warning"))
+def _serve(settings: Settings, port: int, listen: str = "127.0.0.1") -> tuple[uvicorn.Server, threading.Thread]:
+    server = uvicorn.Server(uvicorn_config(settings, listen, port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

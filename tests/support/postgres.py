@@ -32,8 +32,9 @@ def _bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, listen: str = "127.0.0.1") -> None:
         self.port = free_port()
+        self.listen = listen
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="gdx-pg-"))
         self.durable = durable
@@ -62,7 +63,7 @@ class PostgresServer:
         options = [
             f"-p {self.port}",
             f"-k {self.base}",
-            "-c listen_addresses=127.0.0.1",
+            f"-c listen_addresses={self.listen}",
             "-c max_connections=200",
             "-c shared_buffers=256MB",
         ]
@@ -102,6 +103,12 @@ class PostgresServer:
                 check=False,
             )
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def allow(self, line: str) -> None:
+        """Add a pg_hba.conf line (e.g. password logins from a test network) and reload."""
+        hba = self.base / "data" / "pg_hba.conf"
+        hba.write_text(hba.read_text() + line + "\n")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "reload")
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"

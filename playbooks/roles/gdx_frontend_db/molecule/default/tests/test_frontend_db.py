@@ -7,7 +7,7 @@ DB = "gdx_frontend"
 
 
 def sql(host, query: str, user: str = "gdx"):
-    return host.run(f"runuser -u {user} -- psql -d {DB} -XAtc \"{query}\"")
+    return host.run(f'runuser -u {user} -- psql -d {DB} -XAtc "{query}"')
 
 
 def test_postgresql_runs_and_listens_on_loopback_only(host):
@@ -44,7 +44,10 @@ def test_the_backup_timer_is_active(host):
 
 
 def test_a_backup_restores_what_was_there(host):
-    assert sql(host, "DROP TABLE IF EXISTS marker; CREATE TABLE marker (v text); INSERT INTO marker VALUES ('before')").rc == 0
+    assert (
+        sql(host, "DROP TABLE IF EXISTS marker; CREATE TABLE marker (v text); INSERT INTO marker VALUES ('before')").rc
+        == 0
+    )
     host.check_output("systemctl start gdx-frontend-backup.service")
     dump = host.check_output("ls -1t /var/backups/gdx/gdx_frontend-*.dump | head -1")
     assert host.file(dump).mode == 0o600
