@@ -35,6 +35,7 @@ def project_version(root: Path = ROOT) -> str:
 
 
 def copy_source(dest: Path, version: str | None, patch: str | None) -> Path:
+    dest.mkdir(parents=True)
     for part in SOURCE_PARTS:
         src = ROOT / part
         if src.is_dir():

@@ -4,6 +4,7 @@ molecule scenario's testinfra verifier (playbooks/molecule/site/tests)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,7 @@ def business_db(gateway: str) -> Iterator[str]:
     server = PostgresServer(listen=f"127.0.0.1,{gateway}").start()
     server.create_database("hukou")
     with psycopg.connect(server.url("hukou"), autocommit=True) as conn:
-        conn.execute(POPULATION_TABLE.format(table="public.population").encode())
+        conn.execute(POPULATION_TABLE.format(table="population").encode())
         conn.execute(f"CREATE ROLE gdx_reader LOGIN PASSWORD '{READER_PASSWORD}'".encode())
         conn.execute("GRANT SELECT ON public.population TO gdx_reader")
         with conn.cursor() as cur:
@@ -99,8 +100,8 @@ def exchange(pg: PostgresServer, gateway: str, tmp_path_factory: pytest.TempPath
         pg,
         tmp_path_factory.mktemp("exchange"),
         dbname="exchange_site",
-        listen="0.0.0.0",
-        server_names=[gateway],  # noqa: S104
+        listen="0.0.0.0",  # noqa: S104 - the containers must reach it
+        server_names=[gateway],
     )
     provider = running.client("zjg-gaj")
     response = provider.post("/v1/resources", json=population_spec(RESOURCE))
@@ -136,7 +137,7 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
             pki=exchange.pki,
             bundles=bundles,
             db_port=business_db.rsplit(":", 1)[1].split("/")[0],
-            password=vault_block(READER_PASSWORD, vault_password),
+            password=vault_block(READER_PASSWORD, vault_password, indent=12),
             resource=RESOURCE,
         ),
         encoding="utf-8",
@@ -148,8 +149,10 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
         GDX_TEST_NEXT_VERSION=NEXT_VERSION,
         GDX_TEST_BROKEN_VERSION=BROKEN_VERSION,
     )
+    # GDX_KEEP_HOSTS=1 leaves the containers up after a failure, to look inside (podman exec -it gdx-fe-gaj bash).
+    keep = ["--destroy", "never"] if os.environ.get("GDX_KEEP_HOSTS") else []
     output = run_logged(
-        ["molecule", "test", "--scenario-name", "site"],
+        ["molecule", "test", "--scenario-name", "site", *keep],
         tmp_path / "molecule.log",
         cwd=PLAYBOOKS,
         env=env,

@@ -38,11 +38,12 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def vault_block(secret: str, password: str) -> str:
-    """An inventory value as `ansible-vault encrypt_string` prints it (YAML, 10 spaces deep)."""
+def vault_block(secret: str, password: str, indent: int) -> str:
+    """An inventory value as `ansible-vault encrypt_string` prints it, for a key ``indent`` spaces deep."""
     vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password.encode()))])
     ciphertext = vault.encrypt(secret).decode()
-    return "!vault |\n" + "".join(f"            {line}\n" for line in ciphertext.splitlines())
+    pad = " " * (indent + 2)
+    return "!vault |\n" + "".join(f"{pad}{line}\n" for line in ciphertext.splitlines())
 
 
 def build_bundle(out: Path, version: str | None = None, patch: Path | None = None) -> Path:
