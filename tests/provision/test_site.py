@@ -76,7 +76,8 @@ def gateway() -> str:
 @pytest.fixture(scope="module")
 def business_db(gateway: str) -> Iterator[str]:
     """The public security bureau's business database, reachable from the containers with a password."""
-    server = PostgresServer(listen=f"127.0.0.1,{gateway}").start()
+    # '*': podman's bridge (the gateway address) exists only while a container runs.
+    server = PostgresServer(listen="*").start()
     server.create_database("hukou")
     with psycopg.connect(server.url("hukou"), autocommit=True) as conn:
         conn.execute(POPULATION_TABLE.format(table="population").encode())
@@ -148,6 +149,14 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
         GDX_TEST_BUSINESS_DSN=business_db,
         GDX_TEST_NEXT_VERSION=NEXT_VERSION,
         GDX_TEST_BROKEN_VERSION=BROKEN_VERSION,
+    )
+    # A run that was cut off leaves molecule's state behind, which would skip creating the hosts.
+    run_logged(
+        ["molecule", "reset", "--scenario-name", "site"],
+        tmp_path / "molecule-reset.log",
+        cwd=PLAYBOOKS,
+        env=env,
+        timeout=120,
     )
     # GDX_KEEP_HOSTS=1 leaves the containers up after a failure, to look inside (podman exec -it gdx-fe-gaj bash).
     keep = ["--destroy", "never"] if os.environ.get("GDX_KEEP_HOSTS") else []
