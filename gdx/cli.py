@@ -175,9 +175,10 @@ def inventory_check(
     try:
         inv = load_inventory(inventory)
     except InventoryError as exc:
-        console.print(f"[red]{exc.path}: {len(exc.problems)} problem(s)[/red]", highlight=False)
+        # One line per problem, never wrapped: the text is read in terminals and in Ansible's output.
+        console.print(f"[red]{exc.path}: {len(exc.problems)} problem(s)[/red]", highlight=False, soft_wrap=True)
         for problem in exc.problems:
-            console.print(f"  - {problem}", highlight=False, markup=False)
+            console.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     table = Table("host", "department", "name", "jurisdiction", "reply days", title=str(inventory))
     for node in inv.nodes:
