@@ -11,17 +11,26 @@ BIN        := $(VENV)/bin
 PYTHON     ?= python3
 STAMP      := $(VENV)/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
-APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl
+APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
+                podman runc debootstrap
+# Front-end nodes in tests: Debian 12 containers booting systemd, from an image built here (no registry).
+BASE_IMAGE ?= localhost/gdx-debian-systemd:bookworm
+APT_CACHE  ?= /var/cache/gdx-molecule/apt
+VERSION    := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' gdx/__init__.py)
+BUNDLE     := dist/gdx-node-$(VERSION).tar.gz
+export GDX_BASE_IMAGE := $(BASE_IMAGE)
+export GDX_APT_CACHE := $(APT_CACHE)
 
-.PHONY: help setup apt venv lint typecheck test test-fast test-exchange test-node bench-exchange bench-sync up down status clean
+.PHONY: help setup apt venv podman base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
+        test-node test-provision bench-exchange bench-sync bench-provision up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: apt venv ## install system packages and the virtualenv (idempotent, fast when nothing changed)
+setup: apt venv podman ## install system packages, podman's settings and the virtualenv (idempotent, fast when nothing changed)
 
 apt: $(APT_STAMP)
-$(APT_STAMP): scripts/apt-packages.sh
+$(APT_STAMP): scripts/apt-packages.sh Makefile
 	@bash scripts/apt-packages.sh $(APT_PACKAGES)
 	@mkdir -p $(dir $@) && touch $@
 
@@ -31,15 +40,30 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet -e '.[dev,provision]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
+podman: apt ## podman's runtime and limits for systemd containers (/etc/containers/containers.conf)
+	@bash scripts/podman-setup.sh
+
+base-image: podman ## the Debian 12 systemd image of test nodes, made with debootstrap (about a minute, once)
+	@bash scripts/build-base-image.sh
+	@mkdir -p $(APT_CACHE)/gdx-fe-gaj $(APT_CACHE)/gdx-fe-wjw
+
+bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
+$(BUNDLE): venv
+	@$(PY) scripts/build_node_bundle.py
+
 lint: venv ## ruff (lint and format check)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+lint-playbooks: venv ## yamllint and ansible-lint (production profile) over playbooks/
+	cd playbooks && PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/yamllint --strict . \
+	  && PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/ansible-lint -q
+
 typecheck: venv ## mypy --strict over the Python packages
 	$(BIN)/mypy
 
-test: setup lint typecheck ## everything: set-up, lint, types, the whole test suite
-	$(BIN)/pytest
+test: setup lint typecheck lint-playbooks base-image ## everything: set-up, lint, types, the whole test suite
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 test-fast: venv ## the inner loop: lint and all tests but the slow suites
 	$(BIN)/ruff check .
@@ -51,11 +75,17 @@ test-exchange: venv ## only the central exchange's tests
 test-node: venv ## only the front-end agent's tests (real PostgreSQL and MariaDB), the slow ones included
 	$(BIN)/pytest tests/front_end_node tests/unit/test_node_config.py -q
 
+test-provision: setup base-image ## the Ansible roles and playbooks on podman systemd hosts (molecule + testinfra)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/provision -q
+
 bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last line: JSON)
 	$(PY) -m benchmarks.exchange_ingest
 
 bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)
 	$(PY) -m benchmarks.node_sync
+
+bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision
 
 up: ## the whole platform on this machine (local platform issue; not yet built)
 	@echo "make up: the local platform is not built yet (see the open issue '\`make up\`')." >&2; exit 2

@@ -124,6 +124,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.timeout(2400)
 def test_site_upgrade_and_rollback_on_two_systemd_hosts(
     tmp_path: Path, gateway: str, business_db: str, exchange: RunningExchange, bundles: Path
 ) -> None:
