@@ -48,8 +48,9 @@ base-image: podman ## the Debian 12 systemd image of test nodes, made with deboo
 	@mkdir -p $(APT_CACHE)/gdx-fe-gaj $(APT_CACHE)/gdx-fe-wjw
 
 bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
-$(BUNDLE): venv
-	@$(PY) scripts/build_node_bundle.py
+BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring -name '*.py' -o -name '*.sql')
+$(BUNDLE): $(STAMP) $(BUNDLE_SOURCES)
+	@$(PY) scripts/build_node_bundle.py --force
 
 lint: venv ## ruff (lint and format check)
 	$(BIN)/ruff check .
