@@ -1,7 +1,8 @@
 """`make bench-provision`: how long site.yml takes on a fresh front-end node, and a second run.
 
 One Debian 12 systemd container from the project's base image, provisioned by the real site.yml
-(base, front-end database, node_exporter, agent, firewall) over podman's connection. The node
+(base, front-end database, node_exporter, agent, firewall) over SSH with pipelining, as technicians
+run it (the firewall lets SSH in from the admin network, which here is this machine). The node
 subscribes to one resource and has no business database; its exchange address answers nothing, so
 the agent runs "degraded", which is what a node provisioned before the exchange exists looks like.
 
@@ -37,7 +38,10 @@ all:
     gdx_front_end_nodes:
       hosts:
         {node}:
-          ansible_connection: containers.podman.podman
+          ansible_host: {address}
+          ansible_user: root
+          ansible_ssh_private_key_file: {key}
+          ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
           gdx_department: {{id: zjg-wjw, name: 张家港市卫生健康委员会, jurisdiction: zhangjiagang}}
           gdx_subscribes:
             - {{resource: zjg-gaj.population, purpose: 城乡居民医保参保登记核验}}
@@ -67,8 +71,8 @@ def main() -> None:
     init_ca(work / "pki")
     issue(work / "pki", "zjg-wjw")
     gateway = podman_gateway()
-    inventory = work / "inventory.yml"
-    inventory.write_text(INVENTORY.format(gateway=gateway, pki=work / "pki", bundle=bundle, node=NODE))
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     subprocess.run(["podman", "rm", "-f", NODE], capture_output=True, check=False)
     subprocess.run(
         ["podman", "run", "-d", "--name", NODE, "--hostname", NODE, "--systemd=always", "--cap-add=NET_ADMIN",
@@ -78,6 +82,19 @@ def main() -> None:
     )  # fmt: skip
     try:
         time.sleep(3)  # systemd reaches its default target
+        subprocess.run(
+            ["podman", "exec", "-i", NODE, "sh", "-c",
+             "mkdir -p -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys"],
+            input=key.with_suffix(".pub").read_bytes(), check=True,
+        )  # fmt: skip
+        address = subprocess.run(
+            ["podman", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", NODE],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        inventory = work / "inventory.yml"
+        inventory.write_text(
+            INVENTORY.format(gateway=gateway, pki=work / "pki", bundle=bundle, node=NODE, address=address, key=key)
+        )
         print("bench-provision: first run of site.yml on a fresh node ...", flush=True)
         first_s, first_changed = run_site(inventory, work / "first.log")
         print(f"bench-provision: first run {first_s:.1f} s, {first_changed} changed; rerun ...", flush=True)
