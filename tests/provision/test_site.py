@@ -4,8 +4,11 @@ molecule scenario's testinfra verifier (playbooks/molecule/site/tests)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import psycopg
 import pytest
 
 from gdx import __version__
+from gdx.pki import issue
 from tests.exchange.conftest import person, population_spec
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.nodes import POPULATION_TABLE
@@ -51,6 +55,7 @@ all:
     gdx_front_end_nodes:
       hosts:
         gdx-fe-gaj:
+          ansible_connection: containers.podman.podman
           gdx_department: {{id: zjg-gaj, name: 张家港市公安局, jurisdiction: zhangjiagang}}
           gdx_business_db:
             kind: postgresql
@@ -62,6 +67,7 @@ all:
           gdx_publishes:
             - {{resource: {resource}, table: public.population, change_column: updated_at}}
         gdx-fe-wjw:
+          ansible_connection: containers.podman.podman
           gdx_department: {{id: zjg-wjw, name: 张家港市卫生健康委员会, jurisdiction: zhangjiagang}}
           gdx_subscribes:
             - {{resource: {resource}, purpose: 城乡居民医保参保登记核验, table: public.gaj_population}}
@@ -147,6 +153,7 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
     env = tool_env(
         GDX_TEST_INVENTORY=str(inventory),
         GDX_TEST_VAULT_PASSWORD_FILE=str(password_file),
+        ANSIBLE_VAULT_PASSWORD_FILE=str(password_file),
         GDX_TEST_BUSINESS_DSN=business_db,
         GDX_TEST_NEXT_VERSION=NEXT_VERSION,
         GDX_TEST_BROKEN_VERSION=BROKEN_VERSION,
@@ -159,14 +166,64 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
         env=env,
         timeout=120,
     )
-    # GDX_KEEP_HOSTS=1 leaves the containers up after a failure, to look inside (podman exec -it gdx-fe-gaj bash).
-    keep = ["--destroy", "never"] if os.environ.get("GDX_KEEP_HOSTS") else []
-    output = run_logged(
-        ["molecule", "test", "--scenario-name", "site", *keep],
-        tmp_path / "molecule.log",
-        cwd=PLAYBOOKS,
-        env=env,
-        timeout=1800,
+    keep = bool(os.environ.get("GDX_KEEP_HOSTS"))  # leave the containers up to look inside
+    try:
+        output = run_logged(
+            ["molecule", "test", "--scenario-name", "site", "--destroy", "never"],
+            tmp_path / "molecule.log",
+            cwd=PLAYBOOKS,
+            env=env,
+            timeout=1800,
+        )
+        for step in ("create", "converge", "idempotence", "side_effect", "verify"):
+            assert f"site > {step}: Executed: Successful" in output, step
+        rotate_certificates(tmp_path, inventory, exchange, env)
+        decommission(tmp_path, inventory, env)
+    finally:
+        if not keep:
+            run_logged(["molecule", "destroy", "--scenario-name", "site"], tmp_path / "destroy.log",
+                       cwd=PLAYBOOKS, env=env, timeout=300)  # fmt: skip
+
+
+def playbook(name: str, inventory: Path, env: dict[str, str], log: Path, *args: str) -> str:
+    return run_logged(["ansible-playbook", "-i", str(inventory), name, *args], log, cwd=PLAYBOOKS, env=env, timeout=900)
+
+
+def in_node(node: str, command: str) -> str:
+    done = subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True, text=True, check=False)
+    return done.stdout
+
+
+def rotate_certificates(tmp_path: Path, inventory: Path, exchange: RunningExchange, env: dict[str, str]) -> None:
+    """A renewed certificate for one department: placed, its agent restarted and healthy; the other untouched."""
+    issue(exchange.pki, "zjg-gaj")
+    output = playbook("rotate-certs.yml", inventory, env, tmp_path / "rotate.log")
+    assert in_node("gdx-fe-gaj", "cat /etc/gdx/node.crt") == (exchange.pki / "zjg-gaj.crt").read_text()
+    assert re.search(r"gdx-fe-gaj\s+: ok=\d+\s+changed=[1-9]", output), output[-2000:]
+    assert re.search(r"gdx-fe-wjw\s+: ok=\d+\s+changed=0 ", output), output[-2000:]
+    status = json.loads(in_node("gdx-fe-gaj", "python3 -c \"import urllib.request as u; "
+                                "print(u.urlopen('http://127.0.0.1:9470/healthz').read().decode())\""))  # fmt: skip
+    assert status["status"] in ("ok", "degraded")
+    assert status["front_end_db"] == "up"
+
+
+def decommission(tmp_path: Path, inventory: Path, env: dict[str, str]) -> None:
+    """The subscriber is taken out: agent, config and keys gone, the final backup kept and fetched."""
+    fetched = tmp_path / "decommissioned"
+    playbook(
+        "decommission.yml", inventory, env, tmp_path / "decommission.log",
+        "--limit", "gdx-fe-wjw", "-e", f"gdx_decommission_fetch_dir={fetched}",
+    )  # fmt: skip
+    assert in_node("gdx-fe-wjw", "systemctl is-active gdx-agent").strip() != "active"
+    assert (
+        in_node(
+            "gdx-fe-wjw", "ls /etc/gdx /opt/gdx /etc/systemd/system/gdx-agent.service 2>&1 | grep -c 'No such'"
+        ).strip()
+        == "3"
     )
-    # molecule's idempotence step fails the run on any change; say so in the test too.
-    assert "Idempotence completed successfully" in output or "idempotence: Executed: Successful" in output
+    final = in_node("gdx-fe-wjw", "ls /var/backups/gdx/final").split()
+    assert len(final) == 1
+    assert final[0].endswith(".dump")
+    assert (fetched / "gdx-fe-wjw" / final[0]).stat().st_size > 0
+    # The other node goes on.
+    assert in_node("gdx-fe-gaj", "systemctl is-active gdx-agent").strip() == "active"
