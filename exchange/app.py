@@ -15,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from exchange import errors, metrics
 from exchange.registry import Registry
-from exchange.routes import audit_log, catalog, changes, disputes, grants, ops, records
+from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
 from gdx import __version__
 from gdx.workdays import WorkCalendar
@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
     errors.install(app)
-    for module in (catalog, grants, changes, records, disputes, audit_log, ops):
+    for module in (catalog, grants, changes, records, disputes, audit_log, monitoring, ops):
         app.include_router(module.router)
 
     @app.middleware("http")

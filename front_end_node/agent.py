@@ -9,9 +9,8 @@ last commit left off. SIGTERM finishes the current step of every loop and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -27,6 +26,7 @@ from front_end_node.health import AgentState, Waiting, create_app
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
 from front_end_node.sources import SourceError, open_source
+from gdx import aio
 from gdx.protocol import ResourceSpec
 
 log = structlog.get_logger("gdx.node")
@@ -34,19 +34,6 @@ log = structlog.get_logger("gdx.node")
 
 class Step(Protocol):
     async def step(self, conn: store.Conn) -> bool: ...
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn would take SIGTERM for itself; the agent handles signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
@@ -102,7 +89,7 @@ class Loop:
                     last_problem = ""
                 pause = self.config.poll_interval_s
                 if not busy:
-                    await _pause(self.stop, pause)
+                    await aio.pause(self.stop, pause)
                 continue
             except Waiting as exc:
                 problem, level = str(exc), "info"
@@ -124,7 +111,7 @@ class Loop:
             if conn is not None:
                 await conn.close()
                 conn = None
-            await _pause(self.stop, pause)
+            await aio.pause(self.stop, pause)
             pause = min(pause * 2, self.config.max_backoff_s)
         if conn is not None:
             await conn.close()
@@ -142,7 +129,7 @@ async def _refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.
             if conn is not None:
                 await conn.close()
             conn = None
-        await _pause(stop, 2.0)
+        await aio.pause(stop, 2.0)
     if conn is not None:
         await conn.close()
 
@@ -163,7 +150,7 @@ async def _migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -
                 log.error(problem, retry_in_s=round(pause, 1))
                 last = problem
             state.database_down()
-            await _pause(stop, pause)
+            await aio.pause(stop, pause)
             pause = min(pause * 2, config.max_backoff_s)
     return False
 
@@ -204,15 +191,23 @@ def _push_loop(
 
 
 async def run(config: NodeConfig) -> int:
-    state = AgentState(config.department, config.exchange.cert)
+    state = AgentState(config.department, config.exchange.cert, tuple(config.disks))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    server = _QuietServer(
+    server = aio.QuietServer(
         uvicorn.Config(
-            create_app(state), host=config.listen.host, port=config.listen.port, log_level="warning", lifespan="off"
+            create_app(state, config.front_end_db),
+            host=config.listen.host,
+            port=config.listen.port,
+            log_level="warning",
+            lifespan="off",
+            # The department's certificate serves the health port too: the monitoring agent's
+            # handshake then proves which department answers.
+            ssl_certfile=config.exchange.cert if config.listen.tls else None,
+            ssl_keyfile=config.exchange.key if config.listen.tls else None,
         )
     )
     server_task = asyncio.create_task(server.serve())

@@ -120,6 +120,9 @@ class Subscription(_Strict):
 class Listen(_Strict):
     host: str = "0.0.0.0"  # noqa: S104 - the health port is firewalled to the monitoring network
     port: int = Field(default=9470, ge=1, le=65535)
+    tls: bool = Field(
+        default=True, description="Serve over TLS with the node certificate (the monitor checks the handshake)"
+    )
 
 
 class NodeConfig(_Strict):
@@ -135,6 +138,9 @@ class NodeConfig(_Strict):
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     max_backoff_s: float = Field(default=30.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    disks: list[Path] = Field(
+        default_factory=lambda: [Path("/")], description="File systems whose free space /healthz reports"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> NodeConfig:

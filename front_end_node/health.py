@@ -8,21 +8,24 @@ memory, so a slow database never hangs a scrape.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import orjson
 from cryptography import x509
-from fastapi import FastAPI, Response
-from fastapi.responses import ORJSONResponse
+from fastapi import FastAPI, Query, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from front_end_node.store import Conn
+from front_end_node.tally import Side, TallyError, tally
 from gdx import __version__
+from gdx.reconcile import DEFAULT_RANGES, MAX_RANGES
 
 
 class Waiting(Exception):
@@ -44,14 +47,15 @@ class DbFigures:
     up: bool = False
     pending: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
-    heartbeats: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
+    heartbeats: dict[tuple[str, str], tuple[int, float, float]] = field(default_factory=dict)  # seq, source, seen
     cursors: dict[str, int] = field(default_factory=dict)
 
 
 class AgentState:
-    def __init__(self, department: str, cert: Path) -> None:
+    def __init__(self, department: str, cert: Path, disks: tuple[Path, ...] = ()) -> None:
         self.department = department
         self.cert = cert
+        self.disks = disks
         self.loops: dict[tuple[str, str], LoopStatus] = {}
         self.db = DbFigures()
         self.started = time.time()
@@ -102,7 +106,24 @@ class AgentState:
             "loops": loops,
             "pending": self.db.pending,
             "quarantined": self.db.quarantined,
+            # What the monitoring agent measures lag and clock offset from.
+            "time": time.time(),
+            "heartbeats": {
+                f"{hop}/{resource}": {"seq": seq, "source_time": source, "seen_at": seen}
+                for (hop, resource), (seq, source, seen) in sorted(self.db.heartbeats.items())
+            },
+            "disks": self.disk_usage(),
         }
+
+    def disk_usage(self) -> dict[str, dict[str, int]]:
+        usage = {}
+        for path in self.disks:
+            try:
+                total, _used, free = shutil.disk_usage(path)
+            except OSError:
+                continue
+            usage[str(path)] = {"total_bytes": total, "free_bytes": free}
+        return usage
 
     async def refresh(self, conn: Conn) -> None:
         figures = DbFigures(up=True)
@@ -110,8 +131,10 @@ class AgentState:
         figures.pending = {r: int(n) for r, n in await cur.fetchall()}
         cur = await conn.execute("SELECT resource, count(*) FROM gdx.quarantine GROUP BY resource")
         figures.quarantined = {r: int(n) for r, n in await cur.fetchall()}
-        cur = await conn.execute("SELECT hop, resource, seq, source_time FROM gdx.heartbeat")
-        figures.heartbeats = {(h, r): (int(s), t.timestamp()) for h, r, s, t in await cur.fetchall()}
+        cur = await conn.execute("SELECT hop, resource, seq, source_time, seen_at FROM gdx.heartbeat")
+        figures.heartbeats = {
+            (h, r): (int(s), t.timestamp(), seen.timestamp()) for h, r, s, t, seen in await cur.fetchall()
+        }
         cur = await conn.execute("SELECT resource, after_seq FROM gdx.subscription_state")
         figures.cursors = {r: int(s) for r, s in await cur.fetchall()}
         self.db = figures
@@ -144,7 +167,7 @@ class _Collector(Collector):
             "Source time of the newest heartbeat seen at the hop (lag = now - this)",
             labels=labels,
         )
-        for (hop, resource), (seq, at) in sorted(s.db.heartbeats.items()):
+        for (hop, resource), (seq, at, _seen) in sorted(s.db.heartbeats.items()):
             heartbeat_seq.add_metric([hop, resource], seq)
             heartbeat_time.add_metric([hop, resource], at)
         yield heartbeat_seq
@@ -193,7 +216,7 @@ class _Collector(Collector):
         yield info
 
 
-def create_app(state: AgentState) -> FastAPI:
+def create_app(state: AgentState, front_end_db: str) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(_Collector(state))
     app = FastAPI(title="GDX front-end agent", docs_url=None, redoc_url=None, openapi_url=None)
@@ -201,13 +224,39 @@ def create_app(state: AgentState) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> Response:
         body = state.health()
-        return ORJSONResponse(body, status_code=503 if body["status"] == "failing" else 200)
+        return _json(body, 503 if body["status"] == "failing" else 200)
 
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    @app.get("/v1/tally/{resource}")
+    async def tally_endpoint(
+        resource: str,
+        side: Side,
+        ranges: Annotated[int, Query(ge=1, le=MAX_RANGES)] = DEFAULT_RANGES,
+        fields: Annotated[str | None, Query(description="Comma-separated; default: all of this copy's")] = None,
+        rows_per_s: Annotated[float, Query(gt=0, le=1_000_000)] = 20_000,
+    ) -> Response:
+        """Counts and checksums by key range of this node's copy of a resource (reconciliation)."""
+        try:
+            result = await tally(
+                front_end_db,
+                resource,
+                side,
+                ranges=ranges,
+                fields=fields.split(",") if fields else None,
+                rows_per_s=rows_per_s,
+            )
+        except TallyError as exc:
+            return _json({"detail": str(exc)}, 404)
+        return _json(result.model_dump())
+
     return app
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def utcnow() -> dt.datetime:

@@ -28,10 +28,6 @@ SQL_TYPES = {
 }
 
 
-def quote(identifier: str) -> str:
-    return ".".join(f'"{part}"' for part in identifier.split("."))
-
-
 class Puller:
     def __init__(self, sub: Subscription, client: ExchangeClient, state: AgentState) -> None:
         self.sub = sub
@@ -45,7 +41,9 @@ class Puller:
 
     async def prepare(self, conn: store.Conn) -> None:
         """Find the grant, then create the subscription's table with the granted fields."""
-        spec: ResourceSpec = await self.client.resource(self.code)
+        resource = await self.client.resource(self.code)
+        spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
+        await store.cache_spec(conn, self.code, spec)  # the field types, for reconciliation tallies
         grants = [g for g in await self.client.grants() if g.resource == self.code]
         grant = next((g for g in grants if g.purpose == self.sub.purpose), None)
         if grant is None:
@@ -65,7 +63,7 @@ class Puller:
         async with conn.transaction():
             if "." in self.table:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.table.split(".")[0]}"')
-            await conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({definitions})")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {store.quote(self.table)} ({definitions})")
             await conn.execute(
                 "INSERT INTO gdx.subscription_state (resource, table_name, fields) VALUES (%s, %s, %s) "
                 "ON CONFLICT (resource) DO UPDATE SET table_name = EXCLUDED.table_name, fields = EXCLUDED.fields",
@@ -93,7 +91,7 @@ class Puller:
                 latest[str(change.key)] = change
         upserts = [c.row for c in latest.values() if c.op == "upsert"]
         deletes = [c.key for c in latest.values() if c.op == "delete"]
-        table, key = quote(self.table), f'"{self.key}"'
+        table, key = store.quote(self.table), f'"{self.key}"'
         async with conn.transaction():
             cur = await conn.execute(
                 "UPDATE gdx.subscription_state SET after_seq = %s WHERE resource = %s AND after_seq = %s",

@@ -24,6 +24,11 @@ Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 _SCHEMA_LOCK = 0x6764785F6665  # "gdx_fe": one migrating agent at a time
 
 
+def quote(identifier: str) -> str:
+    """A table name, optionally schema-qualified, as a quoted SQL identifier."""
+    return ".".join(f'"{part}"' for part in identifier.split("."))
+
+
 async def connect(url: str) -> Conn:
     # autocommit: a bare query commits at once, and every `transaction()` block is a real transaction
     # (not a savepoint inside an implicit one that would never commit).

@@ -137,6 +137,9 @@ def issue(
         x509.NameAttribute(NameOID.COMMON_NAME, name),
     ]
     usage = [ExtendedKeyUsageOID.SERVER_AUTH] if server_names else [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if role is Role.DEPARTMENT and not server_names:
+        # A front-end node also serves its health port with it (the monitoring agent verifies the handshake).
+        usage.append(ExtendedKeyUsageOID.SERVER_AUTH)
     not_after = min(_now() + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()

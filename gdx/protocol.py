@@ -57,6 +57,16 @@ class UpdatePeriod(StrEnum):
     QUARTERLY = "quarterly"
     YEARLY = "yearly"
 
+    def max_age(self) -> dt.timedelta:
+        """How long a resource may go without a data change before it counts as not updated
+        within its declared period (a day of grace on top; a realtime resource gets a day)."""
+        days = {"realtime": 1, "daily": 2, "weekly": 8, "monthly": 32, "quarterly": 93, "yearly": 367}
+        return dt.timedelta(days=days[self.value])
+
+
+# The whole catalog is reviewed at least yearly (ZJG Art. 12; Ningxia Art. 8; Wushen Art. 7).
+CATALOG_REVIEW_PERIOD = dt.timedelta(days=365)
+
 
 class DataFormat(StrEnum):
     TABLE = "table"
@@ -321,3 +331,39 @@ class AuditEntry(_Model):
     scope: dict[str, Any]
     outcome: str
     hash: str
+
+
+class CentralHeartbeat(_Model):
+    seq: int
+    source_time: dt.datetime
+    received_at: dt.datetime
+
+
+class ResourceStatus(_Model):
+    """One catalog entry as the monitoring agent sees it: the central hop's newest heartbeat
+    and the governance deadlines."""
+
+    code: str
+    provider: str
+    update_period: UpdatePeriod
+    last_seq: int
+    last_change_at: dt.datetime | None
+    catalog_updated_at: dt.datetime
+    heartbeat: CentralHeartbeat | None
+    not_updated: bool = Field(description="No data change within the declared update period")
+    catalog_review_overdue: bool = Field(description="Catalog entry not reviewed within a year")
+    subscribers: list[DepartmentId] = Field(description="Departments holding a grant")
+
+
+class DepartmentGovernance(_Model):
+    department: DepartmentId
+    overdue_requests: int = Field(description="Share requests to it, unanswered after their reply deadline")
+    catalog_review_overdue: int
+    not_updated_resources: int
+    open_disputes: int = Field(description="Disputes about its resources still open")
+
+
+class MonitoringSummary(_Model):
+    as_of: dt.datetime
+    resources: list[ResourceStatus]
+    departments: list[DepartmentGovernance]

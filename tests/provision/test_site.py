@@ -152,6 +152,7 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
     )
     env = tool_env(
         GDX_TEST_INVENTORY=str(inventory),
+        GDX_TEST_CA=str(exchange.pki / "ca.crt"),
         GDX_TEST_VAULT_PASSWORD_FILE=str(password_file),
         ANSIBLE_VAULT_PASSWORD_FILE=str(password_file),
         GDX_TEST_BUSINESS_DSN=business_db,
@@ -201,8 +202,9 @@ def rotate_certificates(tmp_path: Path, inventory: Path, exchange: RunningExchan
     assert in_node("gdx-fe-gaj", "cat /etc/gdx/node.crt") == (exchange.pki / "zjg-gaj.crt").read_text()
     assert re.search(r"gdx-fe-gaj\s+: ok=\d+\s+changed=[1-9]", output), output[-2000:]
     assert re.search(r"gdx-fe-wjw\s+: ok=\d+\s+changed=0 ", output), output[-2000:]
-    status = json.loads(in_node("gdx-fe-gaj", "python3 -c \"import urllib.request as u; "
-                                "print(u.urlopen('http://127.0.0.1:9470/healthz').read().decode())\""))  # fmt: skip
+    status = json.loads(in_node("gdx-fe-gaj", "python3 -c \"import ssl, urllib.request as u; "
+                                "c = ssl._create_unverified_context(); "
+                                "print(u.urlopen('https://127.0.0.1:9470/healthz', context=c).read().decode())\""))  # fmt: skip
     assert status["status"] in ("ok", "degraded")
     assert status["front_end_db"] == "up"
 

@@ -95,6 +95,7 @@ class Agent:
     health_port: int
     log_path: Path
     front_end_db: str
+    ca: Path | None = None  # the health port serves TLS with the department's certificate
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -139,13 +140,23 @@ class Agent:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def health_url(self) -> str:
+        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.health_port}"
+
+    def _get(self, path: str) -> httpx.Response:
+        verify: ssl.SSLContext | bool = False
+        if self.ca is not None:
+            verify = ssl.create_default_context(cafile=self.ca)
+            verify.check_hostname = False  # the certificate names the department, not the address
+        return httpx.get(self.health_url + path, timeout=5, trust_env=False, verify=verify)
+
     def health(self) -> dict[str, Any]:
-        response = httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5, trust_env=False)
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = self._get("/healthz").json()
         return body
 
     def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=5, trust_env=False).text
+        return self._get("/metrics").text
 
     def log(self, tail: int = 40) -> str:
         lines = self.log_path.read_text(errors="replace").splitlines()
@@ -198,7 +209,7 @@ def write_agent(
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{department}.yml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return Agent(department, path, port, workdir / f"{department}.log", front_end_db)
+    return Agent(department, path, port, workdir / f"{department}.log", front_end_db, ca=exchange.pki / "ca.crt")
 
 
 def exchange_client(exchange: RunningExchange, name: str) -> httpx.Client:

@@ -1,0 +1,121 @@
+"""What the monitoring agent reads from the exchange (operators): the central hop's
+heartbeats, the governance deadlines per department, and tallies for reconciliation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from exchange import resources
+from exchange.deps import Pool
+from exchange.errors import ApiError
+from exchange.identity import Operator
+from exchange.routes.grants import today
+from gdx.protocol import (
+    CATALOG_REVIEW_PERIOD,
+    CentralHeartbeat,
+    DepartmentGovernance,
+    MonitoringSummary,
+    ResourceStatus,
+    UpdatePeriod,
+)
+from gdx.reconcile import DEFAULT_RANGES, MAX_RANGES, Counter, Tally, paced
+
+router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
+
+_RESOURCES = """
+SELECT r.code, r.provider, r.spec->>'update_period', r.last_seq, r.last_change_at, r.created_at,
+       r.catalog_updated_at, r.heartbeat_seq, r.heartbeat_source_time, r.heartbeat_received_at,
+       coalesce((SELECT array_agg(DISTINCT g.consumer ORDER BY g.consumer) FROM grants g WHERE g.resource_id = r.id),
+                '{}')
+FROM resource r ORDER BY r.code
+"""
+_OVERDUE = """
+SELECT r.provider, count(*) FROM share_request q JOIN resource r ON r.id = q.resource_id
+WHERE q.status = 'pending' AND q.due_date < %s GROUP BY r.provider
+"""
+_DISPUTES = """
+SELECT r.provider, count(*) FROM dispute d JOIN resource r ON r.id = d.resource_id
+WHERE d.status = 'open' GROUP BY r.provider
+"""
+
+
+@router.get("/summary", response_model=MonitoringSummary, summary="Heartbeats and deadlines (operators)")
+async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
+    async with pool.connection() as conn:
+        now = (await (await conn.execute("SELECT now()")).fetchone() or [dt.datetime.now(dt.UTC)])[0]
+        rows = await (await conn.execute(_RESOURCES)).fetchall()
+        overdue = dict(await (await conn.execute(_OVERDUE, (today(),))).fetchall())
+        disputes = dict(await (await conn.execute(_DISPUTES)).fetchall())
+        departments = [r[0] for r in await (await conn.execute("SELECT id FROM department WHERE active")).fetchall()]
+    statuses = []
+    for code, provider, period, last_seq, last_change, created, reviewed, hb_seq, hb_source, hb_received, subs in rows:
+        period = UpdatePeriod(period)
+        heartbeat = None
+        if hb_seq is not None:
+            heartbeat = CentralHeartbeat(seq=hb_seq, source_time=hb_source, received_at=hb_received)
+        statuses.append(
+            ResourceStatus(
+                code=code,
+                provider=provider,
+                update_period=period,
+                last_seq=last_seq,
+                last_change_at=last_change,
+                catalog_updated_at=reviewed,
+                heartbeat=heartbeat,
+                not_updated=now - (last_change or created) > period.max_age(),
+                catalog_review_overdue=now - reviewed > CATALOG_REVIEW_PERIOD,
+                subscribers=list(subs),
+            )
+        )
+    governance = [
+        DepartmentGovernance(
+            department=dept,
+            overdue_requests=int(overdue.get(dept, 0)),
+            catalog_review_overdue=sum(s.catalog_review_overdue for s in statuses if s.provider == dept),
+            not_updated_resources=sum(s.not_updated for s in statuses if s.provider == dept),
+            open_disputes=int(disputes.get(dept, 0)),
+        )
+        for dept in departments
+    ]
+    return MonitoringSummary(as_of=now, resources=statuses, departments=governance)
+
+
+@router.get("/tally/{code}", response_model=Tally, summary="Counts and checksums by key range (reconciliation)")
+async def tally(
+    code: str,
+    _: Operator,
+    pool: Pool,
+    ranges: Annotated[int, Query(ge=1, le=MAX_RANGES)] = DEFAULT_RANGES,
+    fields: Annotated[str | None, Query(description="Comma-separated, e.g. a subscriber's granted fields")] = None,
+    rows_per_s: Annotated[float, Query(gt=0, le=1_000_000)] = 50_000,
+) -> Tally:
+    async with pool.connection() as conn:
+        stored = await resources.load(conn, code)
+    types = {f.name: f.type for f in stored.spec.fields}
+    wanted = fields.split(",") if fields else list(types)
+    unknown = [f for f in wanted if f not in types]
+    if unknown:
+        raise ApiError(422, "unknown_field", f"{code} has no field(s) {', '.join(unknown)}")
+    key = stored.spec.primary_key
+    chosen = [key] + [f for f in types if f in wanted and f != key]
+    counter = Counter(code, [(f, types[f]) for f in chosen], ranges)
+    async with pool.connection() as conn:
+        async for row_key, row in paced(_current_rows(conn, stored.id), rows_per_s):
+            counter.add(row_key, [row.get(f) for f in chosen])
+    return counter.tally()
+
+
+async def _current_rows(conn: Any, resource_id: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async with conn.transaction(), conn.cursor(name="gdx_tally") as cur:
+        await cur.execute(
+            "SELECT k.key, c.row FROM current_key k JOIN change c ON c.resource_id = k.resource_id AND c.seq = k.seq "
+            "WHERE k.resource_id = %s AND NOT k.deleted",
+            (resource_id,),
+        )
+        while rows := await cur.fetchmany(1000):
+            for row in rows:
+                yield row

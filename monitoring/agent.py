@@ -1,0 +1,162 @@
+"""The monitoring agent (`gdx monitor run`): every interval, probe all nodes at once and read
+the exchange's summary; keep what was seen for /metrics, the status page and the alerts.
+
+Scrapes read the last cycle's results from memory, so a slow node never slows a scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+
+import structlog
+import uvicorn
+
+from gdx.aio import QuietServer, pause
+from gdx.protocol import MonitoringSummary
+from monitoring.exchange_client import ExchangeClient, ExchangeUnavailable
+from monitoring.lag import HopKey, LagTracker
+from monitoring.probes import ProbeResult, client_context, probe
+from monitoring.reconciler import Reconciler
+from monitoring.settings import Settings, Target
+
+log = structlog.get_logger("gdx.monitor")
+
+
+@dataclass
+class Snapshot:
+    """What the last cycle saw."""
+
+    probes: dict[str, ProbeResult] = field(default_factory=dict)
+    summary: MonitoringSummary | None = None
+    exchange_error: str = ""
+    finished_at: float | None = None
+    seconds: float = 0.0
+    cycles: int = 0
+
+
+def providers_of(summary: MonitoringSummary | None) -> dict[str, str]:
+    """Resource code -> providing department, from the exchange's catalog."""
+    return {} if summary is None else {r.code: r.provider for r in summary.resources}
+
+
+class Monitor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = client_context(settings.ca)
+        self.exchange = ExchangeClient(settings)
+        self.lag = LagTracker(settings.heartbeat_interval_s, settings.stall_after_s)
+        self.reconciler = Reconciler(settings, self.exchange, self.context)
+        self.snapshot = Snapshot()
+        self._limit = asyncio.Semaphore(settings.max_concurrent_probes)
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return self.settings.targets
+
+    def providers(self) -> dict[str, str]:
+        return providers_of(self.snapshot.summary)
+
+    async def cycle(self) -> Snapshot:
+        started = time.monotonic()
+
+        async def limited(target: Target) -> ProbeResult:
+            async with self._limit:
+                return await probe(target, self.context, self.settings.probe_timeout_s)
+
+        summary_task = asyncio.create_task(self._summary())
+        results = await asyncio.gather(*(limited(t) for t in self.targets))
+        summary, exchange_error = await summary_task
+        previous = self.snapshot
+        snapshot = Snapshot(
+            probes={r.department: r for r in results},
+            summary=summary or previous.summary,
+            exchange_error=exchange_error,
+            finished_at=time.time(),
+            seconds=time.monotonic() - started,
+            cycles=previous.cycles + 1,
+        )
+        self._track_heartbeats(snapshot, fresh_summary=summary)
+        self.snapshot = snapshot
+        return snapshot
+
+    async def _summary(self) -> tuple[MonitoringSummary | None, str]:
+        try:
+            return await self.exchange.summary(), ""
+        except ExchangeUnavailable as exc:
+            return None, str(exc)
+
+    def hop_keys(self, summary: MonitoringSummary | None) -> set[HopKey]:
+        """Every hop the inventory and the catalog say should carry heartbeats."""
+        providers = providers_of(summary)
+        keys = set()
+        for target in self.targets:
+            for code in target.publishes:
+                keys.add(HopKey(code, target.department, "extract", target.department))
+                keys.add(HopKey(code, target.department, "central", "central"))
+            for code in target.subscribes:
+                if code in providers:
+                    keys.add(HopKey(code, providers[code], "subscriber", target.department))
+        return keys
+
+    def _track_heartbeats(self, snapshot: Snapshot, fresh_summary: MonitoringSummary | None) -> None:
+        self.lag.expect(self.hop_keys(snapshot.summary))
+        providers = providers_of(snapshot.summary)
+        for target in self.targets:
+            result = snapshot.probes.get(target.department)
+            if result is None or not result.answered:
+                continue
+            beats = result.health.get("heartbeats") or {}
+            for code in target.publishes:
+                beat = beats.get(f"extract/{code}")
+                if beat:
+                    key = HopKey(code, target.department, "extract", target.department)
+                    self.lag.observe(key, beat["seq"], beat["source_time"], beat["seen_at"])
+            for code in target.subscribes:
+                beat = beats.get(f"pull/{code}")
+                if beat and code in providers:
+                    key = HopKey(code, providers[code], "subscriber", target.department)
+                    self.lag.observe(key, beat["seq"], beat["source_time"], beat["seen_at"])
+        if fresh_summary is not None:
+            for resource in fresh_summary.resources:
+                hb = resource.heartbeat
+                if hb is not None:
+                    key = HopKey(resource.code, resource.provider, "central", "central")
+                    self.lag.observe(key, hb.seq, hb.source_time.timestamp(), hb.received_at.timestamp())
+
+    async def run_cycles(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            snapshot = await self.cycle()
+            down = [d for d, r in snapshot.probes.items() if not r.up]
+            log.info("cycle", seconds=round(snapshot.seconds, 3), nodes=len(snapshot.probes), down=down)
+            wait = max(0.0, self.settings.interval_s - (time.monotonic() - started))
+            await pause(stop, wait)
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+
+async def run(settings: Settings, host: str, port: int) -> int:
+    from monitoring.web import create_app  # the web layer imports this module
+
+    monitor = Monitor(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = QuietServer(uvicorn.Config(create_app(monitor), host=host, port=port, log_level="warning"))
+    log.info("starting", targets=len(settings.targets), listen=f"{host}:{port}", exchange=settings.exchange_url)
+    tasks = [
+        asyncio.create_task(server.serve()),
+        asyncio.create_task(monitor.run_cycles(stop)),
+        asyncio.create_task(monitor.reconciler.run(monitor.providers, stop)),
+    ]
+    await stop.wait()
+    server.should_exit = True
+    await asyncio.wait(tasks, timeout=10)
+    await monitor.close()
+    log.info("stopped")
+    return 0
