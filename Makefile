@@ -12,7 +12,7 @@ PYTHON     ?= python3
 STAMP      := $(VENV)/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
-                podman runc debootstrap
+                podman runc debootstrap prometheus prometheus-alertmanager chromium
 # Front-end nodes in tests: Debian 12 containers booting systemd, from an image built here (no registry).
 BASE_IMAGE ?= localhost/gdx-debian-systemd:bookworm
 APT_CACHE  ?= /var/cache/gdx-molecule/apt
@@ -37,7 +37,7 @@ $(APT_STAMP): scripts/apt-packages.sh Makefile
 venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet -e '.[dev,provision]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(PY) -m pip install --quiet -e '.[dev,provision,monitor]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
 podman: apt ## podman's runtime and limits for systemd containers (/etc/containers/containers.conf)

@@ -323,6 +323,17 @@ def monitor_run(
     raise typer.Exit(asyncio.run(run(settings, host, int(port))))
 
 
+@monitor_app.command("dashboards")
+def monitor_dashboards(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON files.")] = Path("build/dashboards"),
+) -> None:
+    """Write the Grafana dashboards (platform overview, one department) as JSON."""
+    from monitoring.dashboards import write
+
+    for path in write(out):
+        typer.echo(path)
+
+
 def main() -> None:
     import psycopg
 

@@ -15,12 +15,13 @@ import structlog
 import uvicorn
 
 from gdx.aio import QuietServer, pause
+from gdx.inventory import InventoryError
 from gdx.protocol import MonitoringSummary
 from monitoring.exchange_client import ExchangeClient, ExchangeUnavailable
 from monitoring.lag import HopKey, LagTracker
 from monitoring.probes import ProbeResult, client_context, probe
 from monitoring.reconciler import Reconciler
-from monitoring.settings import Settings, Target
+from monitoring.settings import Settings, Target, reloaded
 
 log = structlog.get_logger("gdx.monitor")
 
@@ -135,6 +136,20 @@ class Monitor:
             wait = max(0.0, self.settings.interval_s - (time.monotonic() - started))
             await pause(stop, wait)
 
+    def reload(self) -> None:
+        """Re-read the inventory (SIGHUP): departments added are probed from the next cycle, and
+        the series of departments removed disappear."""
+        try:
+            settings = reloaded(self.settings)
+        except InventoryError as exc:
+            log.error("inventory not reloaded, keeping the previous targets", problems=exc.problems)
+            return
+        self.settings = self.reconciler.settings = settings
+        self.snapshot.probes = {
+            d: r for d, r in self.snapshot.probes.items() if d in {t.department for t in self.targets}
+        }
+        log.info("inventory reloaded", targets=len(settings.targets))
+
     async def close(self) -> None:
         await self.exchange.close()
 
@@ -147,6 +162,7 @@ async def run(settings: Settings, host: str, port: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, monitor.reload)
     server = QuietServer(uvicorn.Config(create_app(monitor), host=host, port=port, log_level="warning"))
     log.info("starting", targets=len(settings.targets), listen=f"{host}:{port}", exchange=settings.exchange_url)
     tasks = [

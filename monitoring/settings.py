@@ -3,7 +3,7 @@ Ansible provisions the nodes with, so a department added there is watched on the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class Settings:
     reconcile_interval_s: float = 300.0
     reconcile_ranges: int = 64
     reconcile_rows_per_s: float = 20_000.0
+    inventory: Path | None = None  # re-read on SIGHUP
 
 
 def targets_of(inventory: Inventory) -> tuple[Target, ...]:
@@ -79,4 +80,19 @@ def from_inventory(
     for needed, hint in ((ca, "gdx ca init"), (cert, f"gdx ca issue {identity} --role operator"), (key, None)):
         if not needed.is_file():
             raise SettingsError(f"{needed}: not found" + (f"; create it with `{hint} --dir {pki}`" if hint else ""))
-    return Settings(targets=targets_of(inventory), exchange_url=url.rstrip("/"), ca=ca, cert=cert, key=key, **tuning)
+    return Settings(
+        targets=targets_of(inventory),
+        exchange_url=url.rstrip("/"),
+        ca=ca,
+        cert=cert,
+        key=key,
+        inventory=path,
+        **tuning,
+    )
+
+
+def reloaded(settings: Settings) -> Settings:
+    """The same settings with the targets of the inventory as it is now."""
+    if settings.inventory is None:
+        return settings
+    return replace(settings, targets=targets_of(load_inventory(settings.inventory, require_secrets=False)))
