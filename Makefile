@@ -12,7 +12,7 @@ PYTHON     ?= python3
 STAMP      := $(VENV)/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
-                podman runc debootstrap prometheus prometheus-alertmanager chromium
+                podman runc debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 # Front-end nodes in tests: Debian 12 containers booting systemd, from an image built here (no registry).
 BASE_IMAGE ?= localhost/gdx-debian-systemd:bookworm
 APT_CACHE  ?= /var/cache/gdx-molecule/apt

@@ -48,7 +48,7 @@ class Monitor:
         self.settings = settings
         self.context = client_context(settings.ca)
         self.exchange = ExchangeClient(settings)
-        self.lag = LagTracker(settings.heartbeat_interval_s, settings.stall_after_s)
+        self.lag = LagTracker(settings.heartbeat_interval_s, settings.stall_after_s, settings.interval_s)
         self.reconciler = Reconciler(settings, self.exchange, self.context)
         self.snapshot = Snapshot()
         self._limit = asyncio.Semaphore(settings.max_concurrent_probes)

@@ -3,10 +3,13 @@
 A heartbeat leaves the business database with its source time and is recorded at every hop
 with the time it arrived. The lag at a hop is how late that hop is behind the source:
 
-    lag = max(arrived - source, now - source - heartbeat_interval)
+    lag = max(arrived - source, now - source - slack)
 
 The first term is the newest heartbeat's own delay, exact while heartbeats flow; the second
 grows with the clock when they stop, so that a blocked link never reads as fresh (nor as 0).
+The slack is how stale the newest heartbeat may be while the hop works: one heartbeat period
+(the configured interval, or the period observed at the hop when heartbeats come slower),
+plus the agent's refresh of its figures and the monitor's own cycle.
 Hops: extract (business DB -> provider front-end DB), central (-> exchange), subscriber
 (-> a subscriber's front-end DB, which is also the end-to-end lag).
 
@@ -40,12 +43,17 @@ class Beat:
 class HopState:
     beat: Beat | None = None
     advanced_at: float = 0.0  # monotonic, when seq last grew (or when first expected)
+    period: float = 0.0  # observed seconds between heartbeats at the source
+
+
+AGENT_REFRESH_S = 2.0  # how often an agent re-reads its heartbeat figures (front_end_node.agent)
 
 
 class LagTracker:
-    def __init__(self, heartbeat_interval_s: float, stall_after_s: float) -> None:
+    def __init__(self, heartbeat_interval_s: float, stall_after_s: float, cycle_s: float = 0.0) -> None:
         self.interval = heartbeat_interval_s
         self.stall_after = stall_after_s
+        self.cycle = cycle_s
         self.hops: dict[HopKey, HopState] = {}
 
     def expect(self, keys: set[HopKey]) -> None:
@@ -61,15 +69,19 @@ class LagTracker:
         if state is None:
             return
         if state.beat is None or seq > state.beat.seq:
+            if state.beat is not None:
+                state.period = (source_time - state.beat.source_time) / (seq - state.beat.seq)
             state.advanced_at = time.monotonic()
             state.beat = Beat(seq, source_time, arrived)
 
     def lag(self, key: HopKey, now: float) -> float | None:
         """Seconds, or None when the hop has never been seen (unknown is not 0)."""
-        beat = self.hops[key].beat
+        state = self.hops[key]
+        beat = state.beat
         if beat is None:
             return None
-        return max(beat.arrived - beat.source_time, now - beat.source_time - self.interval, 0.0)
+        slack = max(self.interval, state.period) + AGENT_REFRESH_S + self.cycle
+        return max(beat.arrived - beat.source_time, now - beat.source_time - slack, 0.0)
 
     def stalled(self, key: HopKey) -> bool:
         return time.monotonic() - self.hops[key].advanced_at > self.stall_after

@@ -96,6 +96,7 @@ class Agent:
     log_path: Path
     front_end_db: str
     ca: Path | None = None  # the health port serves TLS with the department's certificate
+    health_host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     env: dict[str, str] = field(default_factory=dict)
@@ -142,7 +143,7 @@ class Agent:
 
     @property
     def health_url(self) -> str:
-        return f"{'https' if self.ca else 'http'}://127.0.0.1:{self.health_port}"
+        return f"{'https' if self.ca else 'http'}://{self.health_host}:{self.health_port}"
 
     def _get(self, path: str) -> httpx.Response:
         verify: ssl.SSLContext | bool = False
@@ -183,6 +184,7 @@ def write_agent(
     business_db: dict[str, Any] | None = None,
     publishes: list[dict[str, Any]] | None = None,
     subscribes: list[dict[str, Any]] | None = None,
+    health_host: str = "127.0.0.1",
     **settings: Any,
 ) -> Agent:
     port = free_port()
@@ -196,7 +198,7 @@ def write_agent(
             "timeout_s": 10,
         },
         "front_end_db": front_end_db,
-        "listen": {"host": "127.0.0.1", "port": port},
+        "listen": {"host": health_host, "port": port},
         "poll_interval_s": 0.2,
         "heartbeat_interval_s": 1,
         "max_backoff_s": 2,
@@ -209,7 +211,15 @@ def write_agent(
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{department}.yml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return Agent(department, path, port, workdir / f"{department}.log", front_end_db, ca=exchange.pki / "ca.crt")
+    return Agent(
+        department,
+        path,
+        port,
+        workdir / f"{department}.log",
+        front_end_db,
+        ca=exchange.pki / "ca.crt",
+        health_host=health_host,
+    )
 
 
 def exchange_client(exchange: RunningExchange, name: str) -> httpx.Client:

@@ -1,0 +1,99 @@
+"""Alert and recording rules, their promtool unit tests, and Alertmanager's routes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "monitoring" / "rules"
+ALERTMANAGER = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
+RUNBOOK_PREFIX = "https://github.com/gdx-platform/gdx/blob/main/"
+
+
+def alerts() -> list[dict]:
+    groups = yaml.safe_load((RULES / "alerts.yml").read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False, cwd=RULES)
+
+
+def test_promtool_accepts_the_rules() -> None:
+    done = run("promtool", "check", "rules", "alerts.yml", "records.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_unit_tests_pass() -> None:
+    done = run("promtool", "test", "rules", *sorted(str(p) for p in (RULES / "tests").glob("*.test.yml")))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_is_named_and_annotated_with_a_runbook_in_the_repo() -> None:
+    names = [rule["alert"] for rule in alerts()]
+    assert len(names) == len(set(names))
+    for rule in alerts():
+        assert re.fullmatch(r"(?:[A-Z][a-z0-9]+)+", rule["alert"]), f"{rule['alert']}: not CamelCase"
+        assert rule["labels"]["severity"] in {"critical", "warning", "none"}, rule["alert"]
+        for key in ("summary", "description", "runbook_url"):
+            assert rule["annotations"].get(key), f"{rule['alert']}: no {key}"
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(RUNBOOK_PREFIX), url
+        page = ROOT / url.removeprefix(RUNBOOK_PREFIX)
+        assert page.is_file(), f"{rule['alert']}: runbook {page} is missing"
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
+    """The unit tests cover each alert both ways (the Watchdog only fires), with annotations asserted."""
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for path in (RULES / "tests").glob("*.test.yml"):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                if case["exp_alerts"]:
+                    firing.add(case["alertname"])
+                    assert all(set(a["exp_annotations"]) >= {"summary", "description", "runbook_url"}
+                               for a in case["exp_alerts"]), case["alertname"]  # fmt: skip
+                else:
+                    quiet.add(case["alertname"])
+    names = {rule["alert"] for rule in alerts()}
+    assert names - firing == set(), "alerts never shown firing"
+    assert names - quiet - {"GdxWatchdog"} == set(), "alerts never shown quiet"
+
+
+def test_alertmanager_config_is_valid() -> None:
+    done = subprocess.run(["amtool", "check-config", str(ALERTMANAGER)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receivers"),
+    [
+        (["alertname=GdxWatchdog", "severity=none"], "deadmans-switch"),
+        (["alertname=GdxNodeDown", "severity=critical", "department=zjg-gaj"], "platform-oncall,zjg-data-bureau"),
+        (["alertname=GdxShareRequestsOverdue", "severity=warning", "department=nx-gat"], "ningxia-data-bureau"),
+        (["alertname=GdxExchangeUnreachable", "severity=critical", "department=central"], "platform-oncall"),
+        (["alertname=GdxHopLagHigh", "severity=warning", "department=other-dept"], "platform-tickets"),
+    ],
+)
+def test_alertmanager_routes_by_severity_and_department(labels: list[str], receivers: str) -> None:
+    done = subprocess.run(
+        [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER}",
+            f"--verify.receivers={receivers}",
+            *labels,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
