@@ -22,7 +22,8 @@ export GDX_BASE_IMAGE := $(BASE_IMAGE)
 export GDX_APT_CACHE := $(APT_CACHE)
 
 .PHONY: help setup apt venv podman base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
-        test-node test-provision bench-exchange bench-sync bench-provision up down status clean
+        test-node test-provision test-monitoring dashboards bench-exchange bench-sync bench-provision bench-monitor \
+        up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -76,6 +77,12 @@ test-exchange: venv ## only the central exchange's tests
 test-node: venv ## only the front-end agent's tests (real PostgreSQL and MariaDB), the slow ones included
 	$(BIN)/pytest tests/front_end_node tests/unit/test_node_config.py -q
 
+test-monitoring: setup ## the monitoring agent, rules (promtool, amtool), dashboards, status page, Prometheus end to end
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/monitoring tests/unit/test_reconcile.py -q
+
+dashboards: venv ## the Grafana dashboards as JSON in build/dashboards
+	$(BIN)/gdx monitor dashboards --out build/dashboards
+
 test-provision: setup base-image ## the Ansible roles and playbooks on podman systemd hosts (molecule + testinfra)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/provision -q
 
@@ -84,6 +91,9 @@ bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last 
 
 bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)
 	$(PY) -m benchmarks.node_sync
+
+bench-monitor: setup ## one monitor probing 1,000 and 5,000 simulated nodes (last line: JSON)
+	$(PY) -m benchmarks.monitor --nodes 1000 5000
 
 bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision
