@@ -15,6 +15,7 @@ import time
 import httpx
 import psycopg
 import pytest
+import yaml
 
 from gdx.reconcile import key_range
 from monitoring.dashboards import queries, render
@@ -207,3 +208,22 @@ def test_a_node_cut_off_fires_node_down_and_stalled_then_resolves(platform: Plat
         platform,
     )
     assert platform.row(PROVIDER)["state"] == "ok"
+
+
+def test_a_department_removed_from_the_inventory_loses_its_series_on_reload(platform: Platform) -> None:
+    assert platform.metric("gdx_node_up", department=CONSUMER) == 1
+    inventory = yaml.safe_load(platform.inventory.read_text(encoding="utf-8"))
+    del inventory["all"]["children"]["gdx_front_end_nodes"]["hosts"]["fe-wjw"]
+    platform.inventory.write_text(yaml.safe_dump(inventory, allow_unicode=True), encoding="utf-8")
+    monitor = platform.processes[0].process
+    assert monitor is not None
+    monitor.send_signal(signal.SIGHUP)
+
+    def gone() -> bool:
+        # Governance figures stay: they come from the exchange's registry, not from the inventory.
+        probed = [line for line in platform.metrics().splitlines() if not line.startswith(("#", "gdx_governance_"))]
+        return not any(f'department="{CONSUMER}"' in line or 'hop="subscriber"' in line for line in probed)
+
+    wait(gone, 20, f"{CONSUMER}'s series gone after SIGHUP", platform)
+    assert platform.metric("gdx_node_up", department=PROVIDER) == 1
+    assert [r["department"] for r in platform.status()["departments"]] == [PROVIDER]
