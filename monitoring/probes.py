@@ -9,7 +9,6 @@ HTTP client: one connection per probe, and the time of each step is known.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -156,7 +155,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     return str(exc) or type(exc).__name__
-
-
-def utc(timestamp: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(timestamp, dt.UTC)

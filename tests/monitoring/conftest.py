@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +205,3 @@ def platform(
 
 def wait(condition: Any, timeout: float, what: str, platform: Platform) -> None:
     wait_for(condition, timeout, what, on_timeout=platform.logs)
-
-
-def now() -> float:
-    return time.time()
