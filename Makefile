@@ -38,7 +38,7 @@ $(APT_STAMP): scripts/apt-packages.sh Makefile
 venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet -e '.[dev,provision,monitor]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(PY) -m pip install --quiet -e '.[dev,provision,monitor,infra]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
 podman: apt ## podman's runtime and limits for systemd containers (/etc/containers/containers.conf)

@@ -360,3 +360,14 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
         jurisdictions=jurisdictions,
         nodes=tuple(nodes),
     )
+
+
+def central_view(path: Path) -> str:
+    """The inventory as the central services need it (exchange registry, monitoring targets):
+    validated, with every host's business database connection, vault block included, left out."""
+    load_inventory(path, require_secrets=False)
+    data = read_yaml(path)
+    for host_vars in (data["all"]["children"][NODE_GROUP]["hosts"] or {}).values():
+        if isinstance(host_vars, dict):
+            host_vars.pop("gdx_business_db", None)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)

@@ -1,0 +1,223 @@
+"""The exchange's PostgreSQL, one of three kinds chosen per stack.
+
+Each kind ends in the same place: a Secret holding the connection URL under the key ``uri``,
+which the exchange's pods read, and a description of where the database is for the NetworkPolicies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.common import child, container_security, labels, metadata, resources, selector
+from infra.settings import DatabaseSettings
+
+URL_KEY = "uri"
+POSTGRES_UID = 999  # the postgres user of the official image and of infra/images/postgres
+
+
+@dataclass
+class DatabaseArgs:
+    namespace: pulumi.Input[str]
+    settings: DatabaseSettings
+    host_network: bool = False
+    password: pulumi.Input[str] | None = None  # statefulset only: the gdx:databasePassword secret
+    url: pulumi.Input[str] | None = None  # external only: the gdx:databaseUrl secret
+
+
+class Database(pulumi.ComponentResource):
+    """What the exchange needs to know of any kind of database."""
+
+    url_secret: pulumi.Output[str]
+    port: int
+    pod_selector: dict[str, str] | None  # pods to allow traffic to, when they run in the namespace
+    cidr: str | None  # a network to allow traffic to, when they do not
+
+
+class StatefulSetDatabase(Database):
+    """One PostgreSQL pod with a PersistentVolumeClaim (local and dev stacks)."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gdx:component:StatefulSetDatabase", name, None, opts)
+        s = args.settings
+        if args.password is None:
+            raise ValueError("a statefulset database needs its password (pulumi config set --secret gdx:databasePassword)")
+        host = "127.0.0.1" if args.host_network else pulumi.Output.concat("gdx-db.", args.namespace, ".svc")
+        url = pulumi.Output.secret(
+            pulumi.Output.all(host, args.password).apply(
+                lambda v: f"postgresql://{s.user}:{quote(v[1], safe='')}@{v[0]}:{s.port}/{s.name}"
+            )
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-credentials",
+            metadata=metadata("gdx-db-credentials", args.namespace, "database"),
+            type="Opaque",
+            string_data={"password": pulumi.Output.secret(args.password), URL_KEY: url},
+            opts=child(self),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata("gdx-db", args.namespace, "database"),
+            spec={
+                "cluster_ip": "None",
+                "selector": selector("database"),
+                "ports": [{"name": "postgresql", "port": s.port, "target_port": s.port}],
+            },
+            opts=child(self),
+        )
+        password_ref = {"secret_key_ref": {"name": secret.metadata.name, "key": "password"}}
+        ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(s.port), "-U", s.user, "-d", s.name]}}
+        k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=metadata("gdx-db", args.namespace, "database"),
+            spec={
+                "service_name": service.metadata.name,
+                "replicas": 1,
+                "selector": {"match_labels": selector("database")},
+                "template": {
+                    "metadata": {"labels": labels("database")},
+                    "spec": {
+                        "host_network": args.host_network,
+                        "automount_service_account_token": False,
+                        "security_context": {
+                            "run_as_non_root": True,
+                            "run_as_user": POSTGRES_UID,
+                            "run_as_group": POSTGRES_UID,
+                            "fs_group": POSTGRES_UID,
+                            "seccomp_profile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [
+                            {
+                                "name": "postgres",
+                                "image": s.image,
+                                "args": ["-p", str(s.port)],
+                                "env": [
+                                    {"name": "POSTGRES_USER", "value": s.user},
+                                    {"name": "POSTGRES_DB", "value": s.name},
+                                    {"name": "POSTGRES_PASSWORD", "value_from": password_ref},
+                                    {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                                ],
+                                "ports": [{"name": "postgresql", "container_port": s.port}],
+                                "resources": resources(s.resources),
+                                "security_context": container_security(),
+                                "startup_probe": {**ready, "period_seconds": 2, "failure_threshold": 60},
+                                "readiness_probe": {**ready, "period_seconds": 5},
+                                "liveness_probe": {**ready, "period_seconds": 10, "failure_threshold": 6},
+                                "volume_mounts": [
+                                    {"name": "data", "mount_path": "/var/lib/postgresql/data"},
+                                    {"name": "run", "mount_path": "/var/run/postgresql"},
+                                    {"name": "tmp", "mount_path": "/tmp"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "run", "empty_dir": {"size_limit": "16Mi"}},
+                            {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
+                        ],
+                    },
+                },
+                "volume_claim_templates": [
+                    {
+                        "metadata": {"name": "data", "labels": labels("database")},
+                        "spec": {
+                            "access_modes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": s.storage}},
+                            **({"storage_class_name": s.storage_class} if s.storage_class else {}),
+                        },
+                    }
+                ],
+            },
+            opts=child(self, depends_on=[secret]),
+        )
+        self.url_secret = secret.metadata.name
+        self.port = s.port
+        self.pod_selector = selector("database")
+        self.cidr = None
+        self.register_outputs({"url_secret": self.url_secret})
+
+
+class CloudNativePgDatabase(Database):
+    """A CloudNativePG Cluster: several instances, failover, base backups and WAL to object storage (prod).
+
+    The operator makes the Secret ``<cluster>-app`` with the application user's ``uri``."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gdx:component:CloudNativePgDatabase", name, None, opts)
+        s = args.settings
+        assert s.backup is not None  # settings refuse cloudnative-pg without backup
+        credentials = {"name": s.backup.credentials_secret}
+        barman = {
+            "destinationPath": s.backup.destination_path,
+            "s3Credentials": {
+                "accessKeyId": {**credentials, "key": "ACCESS_KEY_ID"},
+                "secretAccessKey": {**credentials, "key": "ACCESS_SECRET_KEY"},
+            },
+            "wal": {"compression": "gzip"},
+            "data": {"compression": "gzip"},
+            **({"endpointURL": s.backup.endpoint_url} if s.backup.endpoint_url else {}),
+        }
+        cluster = k8s.apiextensions.CustomResource(
+            f"{name}-cluster",
+            api_version="postgresql.cnpg.io/v1",
+            kind="Cluster",
+            metadata=metadata("gdx-db", args.namespace, "database"),
+            spec={
+                "instances": s.instances,
+                **({"imageName": s.image} if s.image else {}),
+                "primaryUpdateStrategy": "unsupervised",
+                "bootstrap": {"initdb": {"database": s.name, "owner": s.user}},
+                "storage": {"size": s.storage, **({"storageClass": s.storage_class} if s.storage_class else {})},
+                "resources": {
+                    "requests": {"cpu": s.resources.cpu_request, "memory": s.resources.memory_request},
+                    "limits": {"cpu": s.resources.cpu_limit, "memory": s.resources.memory_limit},
+                },
+                "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
+                "backup": {"barmanObjectStore": barman, "retentionPolicy": s.backup.retention},
+                "monitoring": {"enablePodMonitor": False},
+            },
+            opts=child(self),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-nightly-backup",
+            api_version="postgresql.cnpg.io/v1",
+            kind="ScheduledBackup",
+            metadata=metadata("gdx-db-nightly", args.namespace, "database"),
+            spec={"schedule": "0 0 2 * * *", "backupOwnerReference": "self", "cluster": {"name": "gdx-db"}},
+            opts=child(self, depends_on=[cluster]),
+        )
+        self.url_secret = pulumi.Output.from_input("gdx-db-app")
+        self.port = 5432
+        self.pod_selector = {"cnpg.io/cluster": "gdx-db"}
+        self.cidr = None
+        self.register_outputs({"url_secret": self.url_secret})
+
+
+class ExternalDatabase(Database):
+    """A managed PostgreSQL outside the cluster, known only by its URL, given as a Pulumi secret."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gdx:component:ExternalDatabase", name, None, opts)
+        if args.url is None:
+            raise ValueError("an external database needs its URL (pulumi config set --secret gdx:databaseUrl)")
+        secret = k8s.core.v1.Secret(
+            f"{name}-url",
+            metadata=metadata("gdx-db-external", args.namespace, "database"),
+            type="Opaque",
+            string_data={URL_KEY: pulumi.Output.secret(args.url)},
+            opts=child(self),
+        )
+        self.url_secret = secret.metadata.name
+        self.port = args.settings.port
+        self.pod_selector = None
+        self.cidr = args.settings.external_cidr
+        self.register_outputs({"url_secret": self.url_secret})
+
+
+KINDS: dict[str, type[Database]] = {
+    "statefulset": StatefulSetDatabase,
+    "cloudnative-pg": CloudNativePgDatabase,
+    "external": ExternalDatabase,
+}

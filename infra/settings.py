@@ -1,0 +1,197 @@
+"""A stack's settings: the `gdx:*` keys of Pulumi.<stack>.yaml, validated with messages naming the key.
+
+Secrets never live here as plain values: the external database's URL and the statefulset database's
+password come from `pulumi config set --secret`, the certificates' keys from the PKI folder; both
+reach the program as Pulumi secrets only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "gdx"  # the Pulumi config namespace: keys are gdx:exchange, gdx:database, ...
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
+_TAG_OR_DIGEST = re.compile(r"^(?P<repo>[^@]+?)(:(?P<tag>[\w][\w.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
+class SettingsError(Exception):
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        super().__init__(f"stack {stack}: " + "; ".join(problems))
+        self.stack = stack
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+class Resources(_Section):
+    cpu_request: str = Field("250m", pattern=_QUANTITY)
+    cpu_limit: str = Field("1", pattern=_QUANTITY)
+    memory_request: str = Field("256Mi", pattern=_QUANTITY)
+    memory_limit: str = Field("512Mi", pattern=_QUANTITY)
+
+
+class ExchangeSettings(_Section):
+    replicas: int = Field(2, ge=1, le=50)
+    max_replicas: int = Field(6, ge=1, le=100)
+    target_cpu_percent: int = Field(70, ge=10, le=100)
+    port: int = Field(8443, ge=1024, le=65535)
+    host_port: int | None = Field(None, ge=1, le=65535)
+    pool_max: int = Field(10, ge=1, le=200)
+    resources: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> ExchangeSettings:
+        if self.max_replicas < self.replicas:
+            raise ValueError(f"maxReplicas ({self.max_replicas}) is below replicas ({self.replicas})")
+        return self
+
+
+class IngressSettings(_Section):
+    enabled: bool = True
+    host: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+    class_name: str = "nginx"
+    controller_namespace: str = "ingress-nginx"
+    # A Service of type LoadBalancer in front of the ingress is the cluster's business; when this
+    # program makes one it must say why (the policy pack refuses it otherwise).
+    load_balancer_reason: str | None = None
+
+
+class BackupSettings(_Section):
+    destination_path: str = Field(pattern=r"^s3://[^/]+(/.*)?$")
+    endpoint_url: str | None = None
+    credentials_secret: str = Field(description="an existing Secret with ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+    retention: str = Field("30d", pattern=r"^[0-9]+[dwm]$")
+    object_storage_cidr: str = "0.0.0.0/0"
+
+
+class DatabaseSettings(_Section):
+    kind: Literal["cloudnative-pg", "statefulset", "external"]
+    name: str = "gdx"
+    user: str = "gdx"
+    port: int = Field(5432, ge=1, le=65535)
+    image: str | None = None
+    storage: str = Field("10Gi", pattern=_QUANTITY)
+    storage_class: str | None = None
+    instances: int = Field(3, ge=1, le=9)
+    operator_namespace: str = "cnpg-system"
+    backup: BackupSettings | None = None
+    external_cidr: str | None = None
+    resources: Resources = Resources(cpu_request="500m", cpu_limit="2", memory_request="512Mi", memory_limit="2Gi")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DatabaseSettings:
+        if self.kind == "cloudnative-pg" and self.backup is None:
+            raise ValueError("kind cloudnative-pg needs backup (object storage for base backups and WAL)")
+        if self.kind == "external" and not self.external_cidr:
+            raise ValueError("kind external needs externalCidr (the managed database's network, for the NetworkPolicy)")
+        if self.kind == "statefulset" and not self.image:
+            raise ValueError("kind statefulset needs image (a PostgreSQL 15 image, never :latest)")
+        return self
+
+
+class MonitoringSettings(_Section):
+    enabled: bool = True
+    prometheus_operator: bool = False
+    prometheus_namespace: str = "monitoring"
+    grafana_namespace: str = "monitoring"
+    node_cidrs: list[str] = Field(default_factory=list)
+    interval_seconds: float = Field(15, ge=1)
+    node_exporter_port: int = Field(9100, ge=1, le=65535)
+    port: int = Field(9480, ge=1024, le=65535)
+    host_port: int | None = Field(None, ge=1, le=65535)
+
+
+class StackSettings(_Section):
+    stack: str
+    namespace: str = Field("gdx", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    image: str
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    # Local only: pods share the host's network (podman kube play has no cluster DNS); addresses are 127.0.0.1.
+    host_network: bool = False
+    pki_dir: Path
+    inventory: Path
+    exchange: ExchangeSettings = ExchangeSettings()
+    ingress: IngressSettings
+    database: DatabaseSettings
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, value: str) -> str:
+        return pinned_image(value)
+
+    @field_validator("pki_dir", "inventory")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.exists():
+            raise ValueError(f"{value} does not exist")
+        return value
+
+    def service_host(self, service: str) -> str:
+        """Where a pod reaches a Service of this stack."""
+        return "127.0.0.1" if self.host_network else f"{service}.{self.namespace}.svc"
+
+
+def pinned_image(value: str) -> str:
+    match = _TAG_OR_DIGEST.match(value)
+    if not match or not (match["tag"] or match["digest"]):
+        raise ValueError(f"{value!r} names no tag or digest; pin one (e.g. {value}:0.5.0 or @sha256:...)")
+    if match["tag"] == "latest" and not match["digest"]:
+        raise ValueError(f"{value!r}: never latest; pin a version tag or a digest")
+    return value
+
+
+def parse(stack: str, config: dict[str, Any], base: Path) -> StackSettings:
+    """``config`` maps keys without the ``gdx:`` prefix to values (strings holding JSON allowed, as
+    Pulumi passes structured config); relative paths are taken from ``base`` (the project folder)."""
+    values = {key: _decoded(value) for key, value in config.items()}
+    for key in ("pkiDir", "inventory"):
+        if isinstance(values.get(key), str):
+            values[key] = str((base / values[key]).resolve()) if not Path(values[key]).is_absolute() else values[key]
+    try:
+        return StackSettings.model_validate({"stack": stack, **values})
+    except ValidationError as exc:
+        raise SettingsError(stack, [_problem(error) for error in exc.errors()]) from None
+
+
+def from_pulumi() -> StackSettings:
+    """The running stack's settings (inside `pulumi up` or the renderer)."""
+    import pulumi
+
+    config = pulumi.Config(NAMESPACE)
+    keys = StackSettings.model_fields
+    raw = {
+        field.alias or name: value
+        for name, field in keys.items()
+        if name != "stack" and (value := config.get(field.alias or name)) is not None
+    }
+    return parse(pulumi.get_stack(), raw, Path.cwd())
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+def _problem(error: Any) -> str:
+    where = "gdx:" + ".".join(str(part) for part in error["loc"]) if error["loc"] else "gdx"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = "required; set it in Pulumi.<stack>.yaml"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown setting (misspelt?)"
+    return f"{where}: {message}"
