@@ -48,6 +48,14 @@ class Registered:
     def is_kubernetes(self) -> bool:
         return self.type.startswith("kubernetes:")
 
+    @property
+    def kind(self) -> str:
+        return self.type.rsplit(":", 1)[-1]
+
+    def has_secret_input(self) -> bool:
+        """Whether some input reached the engine marked secret (encrypted in the state, masked in previews)."""
+        return SECRET_SIG in json.dumps(self.inputs, default=str)
+
 
 @dataclass
 class Rendering:
@@ -69,7 +77,7 @@ class Rendering:
         return found[0]
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class ManifestMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # The id Kubernetes would give: the object's name (namespaced objects: namespace/name).
         meta = args.inputs.get("metadata") or {}
@@ -79,7 +87,7 @@ class _Mocks(pulumi.runtime.Mocks):
         return {}, None
 
 
-class _Monitor(MockMonitor):
+class RecordingMonitor(MockMonitor):
     """Pulumi's mock monitor, also keeping what the mocks are not told: parents and dependencies."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
@@ -133,8 +141,8 @@ def render(
     settings = parse(stack, config, project_dir)
 
     pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=False)
-    mocks = _Mocks()
-    monitor = _Monitor(mocks)
+    mocks = ManifestMocks()
+    monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     wire = {f"{NAMESPACE}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
     wire.update({f"{NAMESPACE}:{k}": v for k, v in given.items()})
@@ -154,11 +162,16 @@ def render(
     except Exception as exc:
         raise RenderError(f"stack {stack}: the program failed: {exc}") from exc
     rendering = Rendering(stack, monitor.registered, _plain(outputs))
-    rendering.manifests = sorted(
-        (_conventional(_plain(r.inputs)) for r in monitor.registered if r.is_kubernetes),
+    rendering.manifests = manifests(monitor.registered)
+    return rendering
+
+
+def manifests(registered: list[Registered]) -> list[dict[str, Any]]:
+    """The Kubernetes objects among ``registered``, as plain manifests in apply order."""
+    return sorted(
+        (_conventional(_plain(r.inputs)) for r in registered if r.is_kubernetes),
         key=lambda m: (_rank(m["kind"]), m["metadata"].get("namespace", ""), m["metadata"]["name"]),
     )
-    return rendering
 
 
 def write(rendering: Rendering, out: Path, *, with_secrets: bool = False) -> list[Path]:

@@ -128,11 +128,18 @@ class StackSettings(_Section):
     def _pinned(cls, value: str) -> str:
         return pinned_image(value)
 
-    @field_validator("pki_dir", "inventory")
+    @field_validator("pki_dir")
     @classmethod
-    def _exists(cls, value: Path) -> Path:
-        if not value.exists():
-            raise ValueError(f"{value} does not exist")
+    def _pki_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} does not exist (make it with `gdx ca init --dir {value}`, or pass --pki)")
+        return value
+
+    @field_validator("inventory")
+    @classmethod
+    def _inventory_exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"{value} does not exist (the inventory Ansible uses; or pass --inventory)")
         return value
 
     def service_host(self, service: str) -> str:

@@ -1,0 +1,319 @@
+"""Each component under Pulumi's mocks: its resources, their key properties, parents and dependencies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.render import ManifestMocks, RecordingMonitor, Registered, manifests
+
+# Mocks first: the components' modules must meet a mocked runtime, never a real engine.
+pulumi.runtime.set_mocks(ManifestMocks(), project="gdx", stack="unit", preview=False)
+
+from gdx.inventory import load_inventory  # noqa: E402
+from infra import pki as platform_pki  # noqa: E402
+from infra.components.database import (  # noqa: E402
+    CloudNativePgDatabase,
+    DatabaseArgs,
+    ExternalDatabase,
+    StatefulSetDatabase,
+)
+from infra.components.exchange import Exchange, ExchangeArgs, migration_job_name  # noqa: E402
+from infra.components.ingress import NGINX, IngressArgs, MutualTlsIngress  # noqa: E402
+from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
+from infra.components.network import NetworkPolicies, NetworkPoliciesArgs  # noqa: E402
+from infra.settings import (  # noqa: E402
+    BackupSettings,
+    DatabaseSettings,
+    ExchangeSettings,
+    IngressSettings,
+    MonitoringSettings,
+)
+from monitoring import scrape  # noqa: E402
+from tests.infra.conftest import INVENTORY  # noqa: E402
+
+IMAGE = "registry.zjg.gov.cn/gdx/gdx:0.1.0"
+PG = DatabaseSettings(kind="statefulset", image="registry.zjg.gov.cn/library/postgres:15.10")
+
+
+@pytest.fixture
+def monitor() -> RecordingMonitor:
+    """A fresh mocked runtime per test, recording every registration."""
+    recording = RecordingMonitor(ManifestMocks())
+    pulumi.runtime.reset_options(project="gdx", stack="unit", preview=False)
+    pulumi.runtime.set_mocks(recording.mocks, project="gdx", stack="unit", preview=False, monitor=recording)
+    return recording
+
+
+def objects(monitor: RecordingMonitor, kind: str) -> list[dict[str, Any]]:
+    return [m for m in manifests(monitor.registered) if m["kind"] == kind]
+
+
+def registered(monitor: RecordingMonitor, kind: str) -> list[Registered]:
+    return [r for r in monitor.registered if r.kind == kind]
+
+
+def assert_all_parented(monitor: RecordingMonitor, component_type: str) -> None:
+    children = [r for r in monitor.registered if r.is_kubernetes]
+    assert children
+    for r in children:
+        parent_type = r.parent.split("::")[2].split("$")[-1]  # urn:pulumi:STACK::PROJECT::TYPE::NAME
+        assert parent_type.startswith(component_type), f"{r.name} is not a child of {component_type}: {r.parent}"
+
+
+def exchange_args(pki: Path, database: Any, **settings: Any) -> ExchangeArgs:
+    identities = platform_pki.load(pki)
+    return ExchangeArgs(
+        namespace="gdx",
+        image=IMAGE,
+        image_pull_policy="IfNotPresent",
+        settings=ExchangeSettings(**settings),
+        server_identity=identities["exchange"],
+        ca_certificate=identities.ca,
+        inventory="gdx-inventory",
+        database=database,
+    )
+
+
+def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
+    monitor: RecordingMonitor, pki: Path
+) -> None:
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        database = StatefulSetDatabase("db", DatabaseArgs(namespace="gdx", settings=PG, password=pulumi.Output.secret("pw")))
+        exchange = Exchange("exchange", exchange_args(pki, database, replicas=3, max_replicas=6))
+
+        def check(values: list[str]) -> None:
+            deployment, migration, db_secret = values
+            assert deployment == "gdx-exchange"
+            assert migration == migration_job_name(IMAGE) == "gdx-migrate-0-1-0"
+            assert db_secret == "gdx-db-credentials"
+
+        return pulumi.Output.all(exchange.deployment, exchange.migration, database.url_secret).apply(check)
+
+    declare()
+    (deployment,) = objects(monitor, "Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] == 3
+    assert container["image"] == IMAGE
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8443, "scheme": "HTTPS"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 60
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GDX_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "gdx-db-credentials", "key": "uri"}
+
+    (deployment_reg,) = registered(monitor, "Deployment")
+    (job_reg,) = registered(monitor, "Job")
+    secret_reg = next(r for r in registered(monitor, "Secret") if r.name == "db-credentials")
+    assert job_reg.urn in deployment_reg.dependencies, "the Deployment must wait for the migration Job"
+    assert secret_reg.urn in deployment_reg.dependencies, "the database Secret must be wired into the Deployment"
+
+    (job,) = objects(monitor, "Job")
+    job_pod = job["spec"]["template"]["spec"]
+    assert [c["command"] for c in job_pod["initContainers"]] == [["gdx", "exchange", "migrate"]]
+    assert job_pod["containers"][0]["command"][:3] == ["gdx", "exchange", "load-departments"]
+    assert job_pod["restartPolicy"] == "Never"
+
+    (hpa,) = objects(monitor, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 6)
+    (pdb,) = objects(monitor, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (tls,) = [r for r in registered(monitor, "Secret") if r.name == "exchange-tls"]
+    assert tls.has_secret_input(), "the server key must travel as a Pulumi secret"
+    assert_all_parented(monitor, "gdx:component:")
+
+
+def test_exchange_without_headroom_gets_no_autoscaler(monitor: RecordingMonitor, pki: Path) -> None:
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        database = ExternalDatabase(
+            "db",
+            DatabaseArgs("gdx", DatabaseSettings(kind="external", external_cidr="10.9.0.0/24"), url=pulumi.Output.secret("postgresql://x")),
+        )
+        return Exchange("exchange", exchange_args(pki, database, replicas=1, max_replicas=1)).deployment
+
+    declare()
+    assert objects(monitor, "HorizontalPodAutoscaler") == []
+    assert objects(monitor, "Deployment")[0]["spec"]["replicas"] == 1
+
+
+def test_statefulset_database_quotes_the_password_into_its_url_and_keeps_it_secret(monitor: RecordingMonitor) -> None:
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        db = StatefulSetDatabase("db", DatabaseArgs("gdx", PG, password=pulumi.Output.secret("p@ss/wörd")))
+        return db.url_secret
+
+    declare()
+    (secret,) = objects(monitor, "Secret")
+    assert secret["stringData"]["uri"] == "postgresql://gdx:p%40ss%2Fw%C3%B6rd@gdx-db.gdx.svc:5432/gdx"
+    assert registered(monitor, "Secret")[0].has_secret_input()
+    (sts,) = objects(monitor, "StatefulSet")
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["image"] == PG.image
+    (service,) = objects(monitor, "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    assert_all_parented(monitor, "gdx:component:StatefulSetDatabase")
+
+
+def test_cloudnative_pg_cluster_has_three_instances_and_backups(monitor: RecordingMonitor) -> None:
+    settings = DatabaseSettings(
+        kind="cloudnative-pg",
+        backup=BackupSettings(destination_path="s3://gdx-backups/prod", credentials_secret="gdx-backup-s3"),
+    )
+
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        db = CloudNativePgDatabase("db", DatabaseArgs("gdx", settings))
+        return db.url_secret.apply(lambda name: assert_equal(name, "gdx-db-app"))
+
+    declare()
+    (cluster,) = objects(monitor, "Cluster")
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert cluster["spec"]["instances"] == 3
+    store = cluster["spec"]["backup"]["barmanObjectStore"]
+    assert store["destinationPath"] == "s3://gdx-backups/prod"
+    assert store["s3Credentials"]["secretAccessKey"] == {"name": "gdx-backup-s3", "key": "ACCESS_SECRET_KEY"}
+    (nightly,) = objects(monitor, "ScheduledBackup")
+    assert nightly["spec"]["cluster"] == {"name": "gdx-db"}
+
+
+def assert_equal(got: object, want: object) -> None:
+    assert got == want
+
+
+def test_ingress_verifies_client_certificates_and_forwards_them_over_its_own_tls(
+    monitor: RecordingMonitor, pki: Path
+) -> None:
+    identities = platform_pki.load(pki)
+
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        ingress = MutualTlsIngress(
+            "ingress",
+            IngressArgs(
+                namespace="gdx",
+                settings=IngressSettings(host="exchange.zjg.gov.cn"),
+                ca_bundle="gdx-platform-ca",
+                ingress_identity=identities["ingress"],
+                ca_certificate=identities.ca,
+                exchange_service="gdx-exchange",
+                exchange_port=8443,
+                server_tls_secret="gdx-exchange-tls",
+            ),
+        )
+        return ingress.url.apply(lambda url: assert_equal(url, "https://exchange.zjg.gov.cn/"))
+
+    declare()
+    (ingress,) = objects(monitor, "Ingress")
+    notes = ingress["metadata"]["annotations"]
+    assert notes[NGINX + "auth-tls-verify-client"] == "on"
+    assert notes[NGINX + "auth-tls-secret"] == "gdx/gdx-platform-ca"
+    assert notes[NGINX + "auth-tls-pass-certificate-to-upstream"] == "true"
+    assert notes[NGINX + "backend-protocol"] == "HTTPS"
+    assert notes[NGINX + "proxy-ssl-secret"] == "gdx/gdx-ingress-client"
+    assert notes[NGINX + "proxy-ssl-verify"] == "on"
+    assert ingress["spec"]["tls"] == [{"hosts": ["exchange.zjg.gov.cn"], "secretName": "gdx-exchange-tls"}]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "gdx-exchange", "port": {"number": 8443}}
+    (client,) = registered(monitor, "Secret")
+    assert client.has_secret_input()
+
+
+@pytest.mark.parametrize("operator", [True, False], ids=["prometheus-operator", "plain-prometheus"])
+def test_monitoring_ships_every_rule_the_scrape_targets_and_the_dashboards(
+    monitor: RecordingMonitor, pki: Path, operator: bool
+) -> None:
+    identities = platform_pki.load(pki)
+    inventory = load_inventory(INVENTORY, require_secrets=False)
+
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        monitoring = Monitoring(
+            "monitoring",
+            MonitoringArgs(
+                namespace="gdx",
+                image=IMAGE,
+                image_pull_policy="IfNotPresent",
+                settings=MonitoringSettings(prometheus_operator=operator),
+                monitor_identity=identities["monitor"],
+                prometheus_identity=identities["prometheus"],
+                ca_certificate=identities.ca,
+                inventory=inventory,
+                inventory_config_map="gdx-inventory",
+                exchange_host="gdx-exchange.gdx.svc",
+                exchange_port=8443,
+            ),
+        )
+        return monitoring.dashboards.apply(
+            lambda names: assert_equal(sorted(names), ["gdx-dashboard-gdx-department", "gdx-dashboard-gdx-overview"])
+        )
+
+    declare()
+    alerts = scrape.rule_texts()["alerts.yml"].count("- alert: ")
+    assert alerts >= 15
+    if operator:
+        (rule,) = objects(monitor, "PrometheusRule")
+        assert sum("alert" in r for g in rule["spec"]["groups"] for r in g["rules"]) == alerts
+        monitors = {m["metadata"]["name"]: m for m in objects(monitor, "ServiceMonitor")}
+        # The job label is the Service's name; GdxMonitorTargetAbsent looks for this one.
+        assert set(monitors) == {scrape.MONITOR_JOB, scrape.EXCHANGE_JOB}
+        assert monitors[scrape.EXCHANGE_JOB]["spec"]["endpoints"][0]["tlsConfig"]["keySecret"]["key"] == "prometheus.key"
+        (nodes,) = objects(monitor, "ScrapeConfig")
+        assert len(nodes["spec"]["staticConfigs"]) == len(inventory.nodes)
+        assert objects(monitor, "ConfigMap") != [] and all("rules" not in c["metadata"]["name"] for c in objects(monitor, "ConfigMap"))
+    else:
+        maps = {m["metadata"]["name"]: m for m in objects(monitor, "ConfigMap")}
+        assert maps["gdx-prometheus-rules"]["data"]["alerts.yml"].count("- alert: ") == alerts
+        assert "job_name: gdx-monitor" in maps["gdx-prometheus-scrape"]["data"]["scrape.yml"]
+        assert objects(monitor, "PrometheusRule") == []
+    boards = [m for m in objects(monitor, "ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(boards) == 2
+    (deployment,) = objects(monitor, "Deployment")
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:3] == ["gdx", "monitor", "run"]
+    assert "https://gdx-exchange.gdx.svc:8443" in command
+    assert_all_parented(monitor, "gdx:component:Monitoring")
+
+
+def test_network_policies_deny_by_default_and_open_only_the_paths_of_the_design(monitor: RecordingMonitor) -> None:
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        db = StatefulSetDatabase("db", DatabaseArgs("gdx", PG, password=pulumi.Output.secret("pw")))
+        policies = NetworkPolicies(
+            "network",
+            NetworkPoliciesArgs(
+                namespace="gdx",
+                database=db,
+                exchange_port=8443,
+                monitor_port=9480,
+                ingress_namespace="ingress-nginx",
+                prometheus_namespace="monitoring",
+                node_networks=["10.40.1.10/32"],
+                node_ports=[9470],
+            ),
+        )
+        return policies.names.apply(lambda names: assert_equal(len(names), 6))
+
+    declare()
+    by_name = {p["metadata"]["name"]: p["spec"] for p in objects(monitor, "NetworkPolicy")}
+    assert by_name["gdx-default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    exchange = by_name["gdx-exchange"]
+    sources = exchange["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in sources
+    assert exchange["egress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    database = by_name["gdx-database"]
+    allowed = [s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in database["ingress"][0]["from"]]
+    assert allowed == ["gdx-exchange", "gdx-exchange-migrate"]
+    assert database["policyTypes"] == ["Ingress"]  # no egress at all for the database
+    monitor_egress = by_name["gdx-monitor"]["egress"]
+    assert {"ipBlock": {"cidr": "10.40.1.10/32"}} in monitor_egress[1]["to"]
+    assert monitor_egress[1]["ports"] == [{"protocol": "TCP", "port": 9470}]
