@@ -94,8 +94,8 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.registered: list[Registered] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
-        response = super().RegisterResource(request)
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state
             self.registered.append(
@@ -110,7 +110,9 @@ def stack_config(stack: str, project_dir: Path = INFRA_DIR) -> dict[str, Any]:
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in project_dir.glob("Pulumi.*.yaml"))
         raise RenderError(f"no stack {stack!r}: {path} does not exist (stacks: {', '.join(known)})")
     config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
-    return {key.removeprefix(f"{NAMESPACE}:"): value for key, value in config.items() if key.startswith(f"{NAMESPACE}:")}
+    return {
+        key.removeprefix(f"{NAMESPACE}:"): value for key, value in config.items() if key.startswith(f"{NAMESPACE}:")
+    }
 
 
 def render(
@@ -139,6 +141,12 @@ def render(
             raise RenderError(f"gdx:{key} is encrypted in Pulumi.{stack}.yaml; give it with --secret {key}=VALUE")
         config.pop(key, None)
     settings = parse(stack, config, project_dir)
+    needed = {"statefulset": "databasePassword", "external": "databaseUrl"}.get(settings.database.kind)
+    if needed and needed not in given:
+        raise RenderError(
+            f"stack {stack}: a {settings.database.kind} database needs gdx:{needed}; "
+            f"give it with --secret {needed}=VALUE"
+        )
 
     pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=False)
     mocks = ManifestMocks()
@@ -150,7 +158,7 @@ def render(
 
     outputs: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run() -> pulumi.Output[Any]:
         exported = declare(settings)
         return pulumi.Output.all(**exported).apply(outputs.update)
@@ -198,7 +206,7 @@ def redact(manifest: dict[str, Any]) -> dict[str, Any]:
     hidden = dict(manifest)
     for key in ("stringData", "data"):
         if key in hidden:
-            hidden[key] = {name: REDACTED for name in hidden[key]}
+            hidden[key] = dict.fromkeys(hidden[key], REDACTED)
     return hidden
 
 
@@ -227,4 +235,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-

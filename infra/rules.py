@@ -19,13 +19,13 @@ LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 
 def pod_spec(manifest: Manifest) -> dict[str, Any] | None:
     kind, spec = manifest.get("kind"), manifest.get("spec") or {}
-    if kind == "Pod":
-        return spec
     if kind == "CronJob":
-        return ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get("spec")
-    if kind in WORKLOADS:
-        return (spec.get("template") or {}).get("spec")
-    return None
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    if kind != "Pod" and kind in WORKLOADS:
+        spec = (spec.get("template") or {}).get("spec")
+    elif kind != "Pod":
+        return None
+    return dict(spec) if isinstance(spec, dict) else None
 
 
 def containers(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
@@ -63,7 +63,9 @@ def non_root(manifest: Manifest) -> list[str]:
     for name, c in containers(manifest):
         ctx = {**pod, **(c.get("securityContext") or {})}
         if not ctx.get("runAsNonRoot") or ctx.get("runAsUser") == 0:
-            problems.append(f"{_where(manifest, name)}: may run as root (set runAsNonRoot: true and a non-zero runAsUser)")
+            problems.append(
+                f"{_where(manifest, name)}: may run as root (set runAsNonRoot: true and a non-zero runAsUser)"
+            )
         if ctx.get("allowPrivilegeEscalation") is not False:
             problems.append(f"{_where(manifest, name)}: allowPrivilegeEscalation is not false")
     return problems
@@ -121,15 +123,24 @@ def pdb_for_replicated(manifests: list[Manifest]) -> list[str]:
 
 
 RESOURCE_RULES: dict[str, tuple[str, Callable[[Manifest], list[str]]]] = {
-    "gdx-limits-and-probes": ("Every container has CPU and memory requests and limits; services have probes", limits_and_probes),
+    "gdx-limits-and-probes": (
+        "Every container has CPU and memory requests and limits; services have probes",
+        limits_and_probes,
+    ),
     "gdx-non-root": ("No container runs as root or can escalate privileges", non_root),
     "gdx-read-only-root": ("Every container's root filesystem is read-only", read_only_root),
     "gdx-pinned-images": ("Every image is pinned to a version tag or digest, never latest", pinned_images),
     "gdx-load-balancer-reason": ("A Service of type LoadBalancer says why in an annotation", load_balancer_reason),
 }
 STACK_RULES: dict[str, tuple[str, Callable[[list[Manifest]], list[str]]]] = {
-    "gdx-network-policy-per-namespace": ("Every namespace with workloads has a NetworkPolicy", network_policy_per_namespace),
-    "gdx-pdb-for-replicated": ("Every Deployment with more than one replica has a PodDisruptionBudget", pdb_for_replicated),
+    "gdx-network-policy-per-namespace": (
+        "Every namespace with workloads has a NetworkPolicy",
+        network_policy_per_namespace,
+    ),
+    "gdx-pdb-for-replicated": (
+        "Every Deployment with more than one replica has a PodDisruptionBudget",
+        pdb_for_replicated,
+    ),
 }
 
 

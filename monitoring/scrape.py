@@ -45,7 +45,13 @@ def scrape_configs(
         if exchange_tls.server_name:
             tls["server_name"] = exchange_tls.server_name
         jobs.append(
-            {"job_name": EXCHANGE_JOB, **every, "scheme": "https", "tls_config": tls, "static_configs": [{"targets": [exchange]}]}
+            {
+                "job_name": EXCHANGE_JOB,
+                **every,
+                "scheme": "https",
+                "tls_config": tls,
+                "static_configs": [{"targets": [exchange]}],
+            }
         )
     if inventory is not None and inventory.nodes:
         jobs.append(

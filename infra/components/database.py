@@ -6,6 +6,7 @@ which the exchange's pods read, and a description of where the database is for t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -44,9 +45,11 @@ class StatefulSetDatabase(Database):
         super().__init__("gdx:component:StatefulSetDatabase", name, None, opts)
         s = args.settings
         if args.password is None:
-            raise ValueError("a statefulset database needs its password (pulumi config set --secret gdx:databasePassword)")
+            raise ValueError(
+                "a statefulset database needs its password (pulumi config set --secret gdx:databasePassword)"
+            )
         host = "127.0.0.1" if args.host_network else pulumi.Output.concat("gdx-db.", args.namespace, ".svc")
-        url = pulumi.Output.secret(
+        url: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(host, args.password).apply(
                 lambda v: f"postgresql://{s.user}:{quote(v[1], safe='')}@{v[0]}:{s.port}/{s.name}"
             )
@@ -216,7 +219,7 @@ class ExternalDatabase(Database):
         self.register_outputs({"url_secret": self.url_secret})
 
 
-KINDS: dict[str, type[Database]] = {
+KINDS: dict[str, Callable[[str, DatabaseArgs], Database]] = {
     "statefulset": StatefulSetDatabase,
     "cloudnative-pg": CloudNativePgDatabase,
     "external": ExternalDatabase,

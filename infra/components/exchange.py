@@ -68,10 +68,17 @@ class Exchange(pulumi.ComponentResource):
             f"{name}-tls",
             metadata=metadata("gdx-exchange-tls", ns, "exchange"),
             type="kubernetes.io/tls",
-            string_data={"tls.crt": args.server_identity.cert, "tls.key": args.server_identity.key, "ca.crt": args.ca_certificate},
+            string_data={
+                "tls.crt": args.server_identity.cert,
+                "tls.key": args.server_identity.key,
+                "ca.crt": args.ca_certificate,
+            },
             opts=child(self),
         )
-        database_url = {"name": "GDX_DATABASE_URL", "value_from": {"secret_key_ref": {"name": args.database.url_secret, "key": URL_KEY}}}
+        database_url = {
+            "name": "GDX_DATABASE_URL",
+            "value_from": {"secret_key_ref": {"name": args.database.url_secret, "key": URL_KEY}},
+        }
 
         def container(name: str, command: list[str], **extra: object) -> dict[str, object]:
             return {
@@ -188,13 +195,20 @@ class Exchange(pulumi.ComponentResource):
                 f"{name}-hpa",
                 metadata=metadata(SERVICE, ns, "exchange"),
                 spec={
-                    "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": deployment.metadata.name},
+                    "scale_target_ref": {
+                        "api_version": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment.metadata.name,
+                    },
                     "min_replicas": s.replicas,
                     "max_replicas": s.max_replicas,
                     "metrics": [
                         {
                             "type": "Resource",
-                            "resource": {"name": "cpu", "target": {"type": "Utilization", "average_utilization": s.target_cpu_percent}},
+                            "resource": {
+                                "name": "cpu",
+                                "target": {"type": "Utilization", "average_utilization": s.target_cpu_percent},
+                            },
                         }
                     ],
                 },

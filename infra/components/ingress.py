@@ -33,7 +33,7 @@ class IngressArgs:
     server_tls_secret: pulumi.Input[str]  # the exchange's server certificate, also served by the ingress
 
 
-def annotations(namespace: str, ca_bundle: str, client_secret: str, service: str) -> dict[str, str]:
+def nginx_annotations(namespace: str, ca_bundle: str, client_secret: str, service: str) -> dict[str, str]:
     return {
         # Caller -> ingress: a certificate issued by the platform CA, or no entry.
         NGINX + "auth-tls-verify-client": "on",
@@ -70,7 +70,7 @@ class MutualTlsIngress(pulumi.ComponentResource):
             opts=child(self),
         )
         notes = pulumi.Output.all(args.namespace, args.ca_bundle, client.metadata.name, args.exchange_service).apply(
-            lambda v: annotations(*v)
+            lambda v: nginx_annotations(*v)
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",
@@ -87,7 +87,10 @@ class MutualTlsIngress(pulumi.ComponentResource):
                                     "path": "/",
                                     "path_type": "Prefix",
                                     "backend": {
-                                        "service": {"name": args.exchange_service, "port": {"number": args.exchange_port}}
+                                        "service": {
+                                            "name": args.exchange_service,
+                                            "port": {"number": args.exchange_port},
+                                        }
                                     },
                                 }
                             ]

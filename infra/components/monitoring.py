@@ -95,14 +95,22 @@ class Monitoring(pulumi.ComponentResource):
                                 "image": args.image,
                                 "image_pull_policy": args.image_pull_policy,
                                 "command": [
-                                    "gdx", "monitor", "run",
-                                    "--inventory", f"{INVENTORY_DIR}/inventory.yml",
-                                    "--identity", "monitor",
-                                    "--pki-dir", PKI_DIR,
-                                    "--exchange-url", f"https://{args.exchange_host}:{args.exchange_port}",
-                                    "--listen", f"0.0.0.0:{s.port}",
-                                    "--interval", f"{s.interval_seconds:g}",
-                                ],  # fmt: skip
+                                    "gdx",
+                                    "monitor",
+                                    "run",
+                                    "--inventory",
+                                    f"{INVENTORY_DIR}/inventory.yml",
+                                    "--identity",
+                                    "monitor",
+                                    "--pki-dir",
+                                    PKI_DIR,
+                                    "--exchange-url",
+                                    f"https://{args.exchange_host}:{args.exchange_port}",
+                                    "--listen",
+                                    f"0.0.0.0:{s.port}",
+                                    "--interval",
+                                    f"{s.interval_seconds:g}",
+                                ],
                                 "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
                                 "ports": [{"name": "http-metrics", "container_port": s.port}],
                                 "resources": resources(Resources(memory_request="128Mi", memory_limit="512Mi")),
@@ -152,7 +160,8 @@ class Monitoring(pulumi.ComponentResource):
         boards = [
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{stem}",
-                metadata=metadata(f"gdx-dashboard-{stem}", ns, "monitor") | {"labels": {**labels("monitor"), "grafana_dashboard": "1"}},
+                metadata=metadata(f"gdx-dashboard-{stem}", ns, "monitor")
+                | {"labels": {**labels("monitor"), "grafana_dashboard": "1"}},
                 data={f"{stem}.json": json.dumps(board, indent=1, ensure_ascii=False, sort_keys=True)},
                 opts=child(self),
             )
@@ -188,7 +197,9 @@ class Monitoring(pulumi.ComponentResource):
             metadata=metadata("gdx-prometheus-scrape", ns, "monitor"),
             data={
                 "scrape.yml": pulumi.Output.from_input(ns).apply(
-                    lambda namespace: yaml.safe_dump({"scrape_configs": self._scrape_jobs(args, namespace)}, sort_keys=False)
+                    lambda namespace: yaml.safe_dump(
+                        {"scrape_configs": self._scrape_jobs(args, namespace)}, sort_keys=False
+                    )
                 )
             },
             opts=child(self),

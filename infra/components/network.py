@@ -72,7 +72,9 @@ class NetworkPolicies(pulumi.ComponentResource):
         if db.pod_selector:
             self._database_policy(args, db.pod_selector, [exchange, migrate])
 
-        node_egress = [{"to": [{"ip_block": {"cidr": cidr}} for cidr in args.node_networks], "ports": _tcp(*args.node_ports)}]
+        node_egress = [
+            {"to": [{"ip_block": {"cidr": cidr}} for cidr in args.node_networks], "ports": _tcp(*args.node_ports)}
+        ]
         self._policy(
             "monitor",
             monitor,

@@ -6,6 +6,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -38,6 +39,6 @@ def _stack_policy(name: str, description: str, rule: Any) -> StackValidationPoli
     return StackValidationPolicy(name, description, validate, EnforcementLevel.MANDATORY)
 
 
-POLICIES = [_resource_policy(name, text, fn) for name, (text, fn) in RESOURCE_RULES.items()] + [
+POLICIES: list[Policy] = [_resource_policy(name, text, fn) for name, (text, fn) in RESOURCE_RULES.items()] + [
     _stack_policy(name, text, fn) for name, (text, fn) in STACK_RULES.items()
 ]

@@ -83,7 +83,9 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
 ) -> None:
     @pulumi.runtime.test
     def declare() -> pulumi.Output[Any]:
-        database = StatefulSetDatabase("db", DatabaseArgs(namespace="gdx", settings=PG, password=pulumi.Output.secret("pw")))
+        database = StatefulSetDatabase(
+            "db", DatabaseArgs(namespace="gdx", settings=PG, password=pulumi.Output.secret("pw"))
+        )
         exchange = Exchange("exchange", exchange_args(pki, database, replicas=3, max_replicas=6))
 
         def check(values: list[str]) -> None:
@@ -105,7 +107,8 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 60
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     env = {e["name"]: e for e in container["env"]}
@@ -137,7 +140,11 @@ def test_exchange_without_headroom_gets_no_autoscaler(monitor: RecordingMonitor,
     def declare() -> pulumi.Output[Any]:
         database = ExternalDatabase(
             "db",
-            DatabaseArgs("gdx", DatabaseSettings(kind="external", external_cidr="10.9.0.0/24"), url=pulumi.Output.secret("postgresql://x")),
+            DatabaseArgs(
+                "gdx",
+                DatabaseSettings(kind="external", external_cidr="10.9.0.0/24"),
+                url=pulumi.Output.secret("postgresql://x"),
+            ),
         )
         return Exchange("exchange", exchange_args(pki, database, replicas=1, max_replicas=1)).deployment
 
@@ -266,10 +273,13 @@ def test_monitoring_ships_every_rule_the_scrape_targets_and_the_dashboards(
         monitors = {m["metadata"]["name"]: m for m in objects(monitor, "ServiceMonitor")}
         # The job label is the Service's name; GdxMonitorTargetAbsent looks for this one.
         assert set(monitors) == {scrape.MONITOR_JOB, scrape.EXCHANGE_JOB}
-        assert monitors[scrape.EXCHANGE_JOB]["spec"]["endpoints"][0]["tlsConfig"]["keySecret"]["key"] == "prometheus.key"
+        assert (
+            monitors[scrape.EXCHANGE_JOB]["spec"]["endpoints"][0]["tlsConfig"]["keySecret"]["key"] == "prometheus.key"
+        )
         (nodes,) = objects(monitor, "ScrapeConfig")
         assert len(nodes["spec"]["staticConfigs"]) == len(inventory.nodes)
-        assert objects(monitor, "ConfigMap") != [] and all("rules" not in c["metadata"]["name"] for c in objects(monitor, "ConfigMap"))
+        assert objects(monitor, "ConfigMap") != []
+        assert all("rules" not in c["metadata"]["name"] for c in objects(monitor, "ConfigMap"))
     else:
         maps = {m["metadata"]["name"]: m for m in objects(monitor, "ConfigMap")}
         assert maps["gdx-prometheus-rules"]["data"]["alerts.yml"].count("- alert: ") == alerts

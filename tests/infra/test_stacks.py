@@ -1,0 +1,140 @@
+"""Every stack rendered under the mocks: what it holds, schema-valid, within the policy rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gdx import __version__
+from infra.render import REDACTED, RenderError, Rendering, render, stack_config, write
+from infra.rules import check
+from infra.settings import SettingsError
+from infra.validate import validate
+from tests.infra.conftest import INVENTORY, STACKS
+
+CRD_GROUPS = ("postgresql.cnpg.io/", "monitoring.coreos.com/")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_manifest_is_valid_kubernetes_1_29_and_only_custom_resources_go_unchecked(
+    rendered: dict[str, Rendering], stack: str
+) -> None:
+    report = validate(rendered[stack].manifests)
+    assert report.problems == []
+    assert report.checked >= 20
+    assert all(line.startswith(CRD_GROUPS) for line in report.unchecked), report.unchecked
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_keeps_the_policy_rules(rendered: dict[str, Rendering], stack: str) -> None:
+    assert check(rendered[stack].manifests) == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_declares_the_platform_and_its_outputs(rendered: dict[str, Rendering], stack: str) -> None:
+    r = rendered[stack]
+    for kind, name in [
+        ("Namespace", "gdx"),
+        ("ServiceAccount", "gdx-exchange"),
+        ("Deployment", "gdx-exchange"),
+        ("Service", "gdx-exchange"),
+        ("PodDisruptionBudget", "gdx-exchange"),
+        ("Deployment", "gdx-monitor"),
+        ("NetworkPolicy", "gdx-default-deny"),
+        ("Secret", "gdx-platform-ca"),
+        ("ConfigMap", "gdx-inventory"),
+    ]:
+        r.one(kind, name)
+    assert len(r.find("Job")) == 1
+    assert r.outputs["ca_bundle"] == "gdx-platform-ca"
+    assert sorted(r.outputs["dashboards"]) == ["gdx-dashboard-gdx-department", "gdx-dashboard-gdx-overview"]
+    assert r.outputs["exchange_url"].startswith("https://")
+    # Every Kubernetes object belongs to a component: the program itself declares none.
+    for resource in r.resources:
+        assert "$gdx:component:" in resource.parent or resource.type.startswith("gdx:component:"), resource.urn
+    # The migration Job precedes the exchange's Deployment in every stack.
+    by_kind = {x.kind: x for x in r.resources if x.name.startswith("exchange-")}
+    assert by_kind["Job"].urn in by_kind["Deployment"].dependencies
+    deployment = r.one("Deployment", "gdx-exchange")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    url_secret = env["GDX_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
+    assert url_secret == {"local": "gdx-db-credentials", "dev": "gdx-db-credentials", "prod": "gdx-db-app"}[stack]
+
+
+def test_the_stacks_differ_where_the_design_says(rendered: dict[str, Rendering]) -> None:
+    local, dev, prod = (rendered[s] for s in STACKS)
+    assert local.find("Ingress") == []
+    assert local.outputs["exchange_url"] == "https://127.0.0.1:8443/"
+    assert local.one("Deployment", "gdx-exchange")["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert local.one("StatefulSet", "gdx-db")
+    assert dev.one("StatefulSet", "gdx-db")
+    assert prod.find("StatefulSet") == []
+    assert prod.one("Cluster", "gdx-db")["spec"]["instances"] == 3
+    assert dev.outputs["exchange_url"] == "https://exchange.dev.zjg.gov.cn/"
+    assert prod.outputs["exchange_url"] == "https://exchange.zjg.gov.cn/"
+    assert prod.one("Deployment", "gdx-exchange")["spec"]["replicas"] == 3
+    assert prod.one("HorizontalPodAutoscaler", "gdx-exchange")["spec"]["maxReplicas"] == 8
+    assert prod.one("PrometheusRule", "gdx")
+    assert dev.find("PrometheusRule") == []
+    assert dev.one("ConfigMap", "gdx-prometheus-rules")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_images_are_this_version(rendered: dict[str, Rendering], stack: str) -> None:
+    """The stacks name the image of the version being released, so a release cannot ship an old one."""
+    image = stack_config(stack)["image"]
+    assert image.endswith(f":{__version__}"), f"Pulumi.{stack}.yaml: gdx:image {image} is not version {__version__}"
+
+
+def test_written_manifests_hide_secrets_unless_asked(rendered: dict[str, Rendering], tmp_path: Path) -> None:
+    hidden = write(rendered["local"], tmp_path / "review")
+    shown = write(rendered["local"], tmp_path / "play", with_secrets=True)
+    assert [p.name for p in hidden] == [p.name for p in shown]
+    assert hidden[0].name == "000-namespace-gdx.yaml"
+    credentials = next(p for p in hidden if p.name.endswith("secret-gdx-db-credentials.yaml"))
+    assert yaml.safe_load(credentials.read_text())["stringData"] == {"password": REDACTED, "uri": REDACTED}
+    real = yaml.safe_load((tmp_path / "play" / credentials.name).read_text())
+    assert real["stringData"]["uri"].startswith("postgresql://gdx:pa%20ss%2Fw%C3%B6rd%40%3A%25@127.0.0.1:15432/")
+    assert (tmp_path / "play" / credentials.name).stat().st_mode & 0o077 == 0
+    statefulset = yaml.safe_load(next(p for p in shown if "statefulset" in p.name).read_text())
+    assert isinstance(statefulset["spec"]["replicas"], int)  # the mocks' floats made integers again
+    assert "-----BEGIN" not in "".join(p.read_text() for p in hidden if "secret" in p.name)
+
+
+def test_a_missing_secret_or_bad_setting_is_named(pki: Path) -> None:
+    with pytest.raises(RenderError, match="statefulset database needs gdx:databasePassword; give it with --secret"):
+        render("local", pki_dir=pki, inventory=INVENTORY)
+    with pytest.raises(SettingsError) as bad:
+        render(
+            "dev",
+            pki_dir=pki,
+            inventory=INVENTORY,
+            secrets={"databasePassword": "x"},
+            overrides={
+                "image": "registry.zjg.gov.cn/gdx/gdx:latest",
+                "exchange": {"replica": 1},
+                "hostNetwork": "maybe",
+            },
+        )
+    assert bad.value.problems == [
+        "gdx:image: 'registry.zjg.gov.cn/gdx/gdx:latest': never latest; pin a version tag or a digest",
+        "gdx:hostNetwork: Input should be a valid boolean, unable to interpret input",
+        "gdx:exchange.replica: unknown setting (misspelt?)",
+    ]
+    with pytest.raises(SettingsError, match=r"gdx:exchange: maxReplicas \(2\) is below replicas \(5\)"):
+        render("dev", pki_dir=pki, inventory=INVENTORY, overrides={"exchange": {"replicas": 5, "maxReplicas": 2}})
+    with pytest.raises(SettingsError, match=r"gdx:database: .*needs backup"):
+        render("prod", pki_dir=pki, inventory=INVENTORY, overrides={"database": {"kind": "cloudnative-pg"}})
+    with pytest.raises(RenderError, match="stacks: dev, local, prod"):
+        render("staging", pki_dir=pki, inventory=INVENTORY)
+
+
+def test_a_pki_folder_without_an_identity_says_how_to_make_it(pki: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "pki"
+    partial.mkdir()
+    for name in ("ca.crt", "exchange.crt", "exchange.key"):
+        (partial / name).write_bytes((pki / name).read_bytes())
+    with pytest.raises(RenderError, match=r"ingress.crt \(run `gdx ca issue ingress --role ingress"):
+        render("prod", pki_dir=partial, inventory=INVENTORY)
