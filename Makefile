@@ -49,7 +49,7 @@ base-image: podman ## the Debian 12 systemd image of test nodes, made with deboo
 	@mkdir -p $(APT_CACHE)/gdx-fe-gaj $(APT_CACHE)/gdx-fe-wjw
 
 bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
-BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring -name '*.py' -o -name '*.sql')
+BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring infra -name '*.py' -o -name '*.sql' -o -name '*.yml')
 $(BUNDLE): $(STAMP) $(BUNDLE_SOURCES)
 	@$(PY) scripts/build_node_bundle.py --force
 

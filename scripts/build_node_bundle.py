@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION_FILE = Path("gdx/__init__.py")
-SOURCE_PARTS = ("pyproject.toml", "README.md", "gdx", "exchange", "front_end_node", "monitoring")
+SOURCE_PARTS = ("pyproject.toml", "README.md", "gdx", "exchange", "front_end_node", "monitoring", "infra")
 
 
 def project_version(root: Path = ROOT) -> str:

@@ -96,7 +96,8 @@ class StatefulSetDatabase(Database):
                             {
                                 "name": "postgres",
                                 "image": s.image,
-                                "args": ["-p", str(s.port)],
+                                # The socket in /tmp (an emptyDir): the root filesystem is read-only.
+                                "args": ["-p", str(s.port), "-c", "unix_socket_directories=/tmp"],
                                 "env": [
                                     {"name": "POSTGRES_USER", "value": s.user},
                                     {"name": "POSTGRES_DB", "value": s.name},
@@ -111,13 +112,11 @@ class StatefulSetDatabase(Database):
                                 "liveness_probe": {**ready, "period_seconds": 10, "failure_threshold": 6},
                                 "volume_mounts": [
                                     {"name": "data", "mount_path": "/var/lib/postgresql/data"},
-                                    {"name": "run", "mount_path": "/var/run/postgresql"},
                                     {"name": "tmp", "mount_path": "/tmp"},
                                 ],
                             }
                         ],
                         "volumes": [
-                            {"name": "run", "empty_dir": {"size_limit": "16Mi"}},
                             {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
                         ],
                     },

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the local images the Kubernetes manifests name (infra/Pulumi.local.yaml):
+#   localhost/gdx:VERSION        the exchange and the monitoring agent (infra/images/gdx)
+#   localhost/gdx-postgres:15    PostgreSQL for the local stack (infra/images/postgres)
+# FROM the Debian base made by scripts/build-base-image.sh; elsewhere pass BASE_IMAGE=a registry image.
+#   scripts/build-images.sh [--force]     (does nothing for an image that exists, unless --force)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE_IMAGE=${GDX_BASE_IMAGE:-localhost/gdx-debian-systemd:bookworm}
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' gdx/__init__.py)
+force=${1:-}
+
+build() {  # IMAGE CONTAINERFILE [--build-arg ...]
+  local image=$1 file=$2
+  shift 2
+  if [ "$force" != "--force" ] && podman image exists "$image"; then
+    echo "build-images: $image exists"
+    return
+  fi
+  echo "build-images: building $image from $BASE_IMAGE"
+  local started=$SECONDS
+  podman build --quiet --layers --build-arg BASE_IMAGE="$BASE_IMAGE" "$@" -f "$file" -t "$image" . >/dev/null
+  echo "build-images: $image built in $((SECONDS - started)) s"
+}
+
+test -f "dist/gdx-node-$VERSION.tar.gz" || { echo "build-images: dist/gdx-node-$VERSION.tar.gz is missing: make bundle" >&2; exit 1; }
+build "localhost/gdx:$VERSION" infra/images/gdx/Containerfile --build-arg VERSION="$VERSION"
+build localhost/gdx-postgres:15 infra/images/postgres/Containerfile
