@@ -22,7 +22,8 @@ export GDX_BASE_IMAGE := $(BASE_IMAGE)
 export GDX_APT_CACHE := $(APT_CACHE)
 
 .PHONY: help setup apt venv podman base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
-        test-node test-provision test-monitoring dashboards bench-exchange bench-sync bench-provision bench-monitor \
+        test-node test-provision test-monitoring test-infra dashboards images render bench-exchange bench-sync \
+        bench-provision bench-monitor bench-infra \
         up down status clean
 
 help: ## list the targets
@@ -64,7 +65,7 @@ lint-playbooks: venv ## yamllint and ansible-lint (production profile) over play
 typecheck: venv ## mypy --strict over the Python packages
 	$(BIN)/mypy
 
-test: setup lint typecheck lint-playbooks base-image ## everything: set-up, lint, types, the whole test suite
+test: setup lint typecheck lint-playbooks base-image images ## everything: set-up, lint, types, the whole test suite
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
 test-fast: venv ## the inner loop: lint and all tests but the slow suites
@@ -94,6 +95,19 @@ bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag 
 
 bench-monitor: setup ## one monitor probing 1,000 and 5,000 simulated nodes (last line: JSON)
 	$(PY) -m benchmarks.monitor --nodes 1000 5000
+
+images: base-image bundle ## the exchange+monitor image and the local PostgreSQL image (infra/images), rebuilt when changed
+	@bash scripts/build-images.sh
+
+test-infra: venv ## the Pulumi program under mocks: components, stacks, schemas, policy rules (fast)
+	$(BIN)/pytest tests/infra -q -m 'not slow'
+
+render: venv ## the manifests of STACK (default prod) in build/manifests/STACK, checked; PKI= and INVENTORY= to override
+	$(BIN)/gdx render --stack $(or $(STACK),prod) --out build/manifests/$(or $(STACK),prod) \
+	  $(if $(PKI),--pki $(PKI)) $(if $(INVENTORY),--inventory $(INVENTORY))
+
+bench-infra: venv ## run the Pulumi program under mocks and render the prod stack (last line: JSON)
+	$(PY) -m benchmarks.infra_render
 
 bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision

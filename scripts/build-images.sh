@@ -13,16 +13,24 @@ force=${1:-}
 build() {  # IMAGE CONTAINERFILE [--build-arg ...]
   local image=$1 file=$2
   shift 2
-  if [ "$force" != "--force" ] && podman image exists "$image"; then
-    echo "build-images: $image exists"
+  # An image is rebuilt when what went into it changed: the Containerfile's folder and the bundle.
+  local inputs
+  inputs=$( (cd "$(dirname "$file")" && find . -type f -print0 | sort -z | xargs -0 sha256sum
+             if [ "$image" = "localhost/gdx:$VERSION" ]; then sha256sum "$OLDPWD/$BUNDLE"; fi) \
+           | sha256sum | cut -c1-16)
+  if [ "$force" != "--force" ] && podman image exists "$image" \
+     && [ "$(podman image inspect --format '{{ index .Labels "gdx.inputs" }}' "$image")" = "$inputs" ]; then
+    echo "build-images: $image is up to date"
     return
   fi
   echo "build-images: building $image from $BASE_IMAGE"
   local started=$SECONDS
-  podman build --quiet --layers --build-arg BASE_IMAGE="$BASE_IMAGE" "$@" -f "$file" -t "$image" . >/dev/null
+  podman build --quiet --layers --label gdx.inputs="$inputs" --build-arg BASE_IMAGE="$BASE_IMAGE" "$@" \
+    -f "$file" -t "$image" . >/dev/null
   echo "build-images: $image built in $((SECONDS - started)) s"
 }
 
-test -f "dist/gdx-node-$VERSION.tar.gz" || { echo "build-images: dist/gdx-node-$VERSION.tar.gz is missing: make bundle" >&2; exit 1; }
+BUNDLE=dist/gdx-node-$VERSION.tar.gz
+test -f "$BUNDLE" || { echo "build-images: dist/gdx-node-$VERSION.tar.gz is missing: make bundle" >&2; exit 1; }
 build "localhost/gdx:$VERSION" infra/images/gdx/Containerfile --build-arg VERSION="$VERSION"
 build localhost/gdx-postgres:15 infra/images/postgres/Containerfile
