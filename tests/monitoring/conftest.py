@@ -17,6 +17,7 @@ import psycopg
 import pytest
 import yaml
 
+from monitoring import scrape
 from tests.front_end_node.conftest import PURPOSE, World, exchange  # noqa: F401 - fixtures used here
 from tests.support.exchange import RunningExchange
 from tests.support.nodes import Agent, wait_for
@@ -131,13 +132,8 @@ def write_inventory(path: Path, central: RunningExchange, code: str, provider: A
 def prometheus_config(path: Path, monitor_port: int) -> Path:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [
-            str(ROOT / "monitoring" / "rules" / "alerts.yml"),
-            str(ROOT / "monitoring" / "rules" / "records.yml"),
-        ],
-        "scrape_configs": [
-            {"job_name": "gdx-monitor", "static_configs": [{"targets": [f"127.0.0.1:{monitor_port}"]}]},
-        ],
+        "rule_files": [str(scrape.RULES_DIR / name) for name in scrape.RULE_FILES],
+        "scrape_configs": scrape.scrape_configs(f"127.0.0.1:{monitor_port}"),
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
