@@ -327,3 +327,39 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_of_the_design(
     monitor_egress = by_name["gdx-monitor"]["egress"]
     assert {"ipBlock": {"cidr": "10.40.1.10/32"}} in monitor_egress[1]["to"]
     assert monitor_egress[1]["ports"] == [{"protocol": "TCP", "port": 9470}]
+
+
+def test_foundation_publishes_the_ca_and_the_inventory_without_business_database_secrets(
+    monitor: RecordingMonitor, pki: Path
+) -> None:
+    from gdx.inventory import central_view
+    from infra.components.foundation import Foundation, FoundationArgs
+
+    view = central_view(INVENTORY)
+
+    @pulumi.runtime.test
+    def declare() -> pulumi.Output[Any]:
+        foundation = Foundation("platform", FoundationArgs("gdx", platform_pki.load(pki).ca, view))
+        return pulumi.Output.all(foundation.namespace, foundation.ca_bundle, foundation.inventory).apply(
+            lambda names: assert_equal(names, ["gdx", "gdx-platform-ca", "gdx-inventory"])
+        )
+
+    declare()
+    (namespace,) = objects(monitor, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    (ca,) = objects(monitor, "Secret")
+    assert ca["stringData"]["ca.crt"].startswith("-----BEGIN CERTIFICATE-----")
+    (inventory,) = objects(monitor, "ConfigMap")
+    text = inventory["data"]["inventory.yml"]
+    assert "ANSIBLE_VAULT" in INVENTORY.read_text(encoding="utf-8")
+    assert "ANSIBLE_VAULT" not in text
+    assert "gdx_business_db" not in text
+    assert "zjg-gaj.population" in text  # what the exchange and the monitor need stays
+    central_path = pki.parent / "central-inventory.yml"
+    central_path.write_text(text, encoding="utf-8")
+    central = load_inventory(central_path, require_secrets=False)
+    original = load_inventory(INVENTORY, require_secrets=False)
+    assert [(n.department_id, n.address, n.publishes, n.subscribes) for n in central.nodes] == [
+        (n.department_id, n.address, n.publishes, n.subscribes) for n in original.nodes
+    ]
+    assert all(n.business_db is None for n in central.nodes)
