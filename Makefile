@@ -112,8 +112,14 @@ bench-infra: venv ## run the Pulumi program under mocks and render the prod stac
 bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision
 
-up: ## the whole platform on this machine (local platform issue; not yet built)
-	@echo "make up: the local platform is not built yet (see the open issue '\`make up\`')." >&2; exit 2
+up: setup images ## the platform on this machine: central exchange, monitor, Prometheus (nodes: not yet)
+	$(BIN)/gdx platform up
+
+down: venv ## remove everything `make up` made, and nothing else
+	$(BIN)/gdx platform down
+
+status: venv ## the local platform's summary: health and lag per department, URLs
+	$(BIN)/gdx platform status
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -38,6 +38,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(node_app, name="node")
+platform_app = typer.Typer(
+    help="The whole platform on this machine (make up / make down / make status).", no_args_is_help=True
+)
+app.add_typer(platform_app, name="platform")
 
 DbUrl = Annotated[
     str,
@@ -385,6 +389,47 @@ def render_stack(
     if report.problems or violations:
         raise typer.Exit(1)
     del written
+
+
+@platform_app.command("up")
+def platform_up() -> None:
+    """Stand up the local platform: the central exchange (the local stack under podman), the
+    monitoring agent, Prometheus and Alertmanager; then print where to look. Idempotent."""
+    from local_platform.up import PlatformError, up
+
+    try:
+        summary = up(progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False))
+    except PlatformError as exc:
+        raise _fail("make up cannot start:\n  " + "\n  ".join(exc.problems), 2) from None
+    _print_platform(summary)
+
+
+@platform_app.command("down")
+def platform_down() -> None:
+    """Remove everything `gdx platform up` made (pods, volumes, processes, build/local), nothing else."""
+    from local_platform.up import down
+
+    down(progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False))
+
+
+@platform_app.command("status")
+def platform_status() -> None:
+    """Print the local platform's summary again: per department health and lag, and the URLs."""
+    from local_platform.up import status
+
+    _print_platform(status())
+
+
+def _print_platform(summary: dict[str, object]) -> None:
+    table = Table(title=f"GDX local platform — exchange: {summary['exchange']}")
+    for column in ("department", "state", "health", "lag per hop (s)"):
+        table.add_column(column)
+    for row in summary["departments"]:  # type: ignore[attr-defined]
+        lag = ", ".join(f"{hop} {value:.1f}" for hop, value in row["lag"].items() if value is not None) or "—"
+        table.add_row(row["department"], row["state"], escape(row["health"]), lag)
+    Console().print(table)
+    for what, url in summary["urls"].items():  # type: ignore[attr-defined]
+        typer.echo(f"{what:>18}: {url}")
 
 
 def main() -> None:
