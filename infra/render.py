@@ -43,6 +43,7 @@ class Registered:
     inputs: dict[str, Any]
     parent: str
     dependencies: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -99,7 +100,15 @@ class RecordingMonitor(MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state
             self.registered.append(
-                Registered(response.urn, request.type, request.name, inputs, request.parent, list(request.dependencies))
+                Registered(
+                    response.urn,
+                    request.type,
+                    request.name,
+                    inputs,
+                    request.parent,
+                    list(request.dependencies),
+                    list(request.ignoreChanges),
+                )
             )
         return response
 

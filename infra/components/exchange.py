@@ -172,7 +172,11 @@ class Exchange(pulumi.ComponentResource):
                 },
             },
             # The new version serves only after its migrations ran (Pulumi waits for the Job to succeed).
-            opts=child(self, depends_on=[job]),
+            # With an autoscaler, replicas are its to set after the first deployment.
+            opts=pulumi.ResourceOptions.merge(
+                child(self, depends_on=[job]),
+                pulumi.ResourceOptions(ignore_changes=["spec.replicas"] if s.max_replicas > s.replicas else None),
+            ),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",

@@ -118,6 +118,7 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
     (job_reg,) = registered(monitor, "Job")
     secret_reg = next(r for r in registered(monitor, "Secret") if r.name == "db-credentials")
     assert job_reg.urn in deployment_reg.dependencies, "the Deployment must wait for the migration Job"
+    assert deployment_reg.ignore_changes == ["spec.replicas"], "the autoscaler owns replicas after the first up"
     assert secret_reg.urn in deployment_reg.dependencies, "the database Secret must be wired into the Deployment"
 
     (job,) = objects(monitor, "Job")
@@ -151,6 +152,7 @@ def test_exchange_without_headroom_gets_no_autoscaler(monitor: RecordingMonitor,
     declare()
     assert objects(monitor, "HorizontalPodAutoscaler") == []
     assert objects(monitor, "Deployment")[0]["spec"]["replicas"] == 1
+    assert registered(monitor, "Deployment")[0].ignore_changes == []
 
 
 def test_statefulset_database_quotes_the_password_into_its_url_and_keeps_it_secret(monitor: RecordingMonitor) -> None:
