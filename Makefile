@@ -10,6 +10,7 @@ PY         := $(VENV)/bin/python
 BIN        := $(VENV)/bin
 PYTHON     ?= python3
 STAMP      := $(VENV)/.installed
+CRD_STAMP  := infra/crd/node_modules/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
                 podman runc debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
@@ -21,7 +22,7 @@ BUNDLE     := dist/gdx-node-$(VERSION).tar.gz
 export GDX_BASE_IMAGE := $(BASE_IMAGE)
 export GDX_APT_CACHE := $(APT_CACHE)
 
-.PHONY: help setup apt venv podman base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
+.PHONY: help setup apt venv podman crd-schemas base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
         test-node test-provision test-monitoring test-infra dashboards images render bench-exchange bench-sync \
         bench-provision bench-monitor bench-infra \
         up down status clean
@@ -29,7 +30,7 @@ export GDX_APT_CACHE := $(APT_CACHE)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: apt venv podman ## install system packages, podman's settings and the virtualenv (idempotent, fast when nothing changed)
+setup: apt venv podman crd-schemas ## install system packages, podman's settings and the virtualenv (idempotent, fast when nothing changed)
 
 apt: $(APT_STAMP)
 $(APT_STAMP): scripts/apt-packages.sh Makefile
@@ -42,6 +43,12 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet -e '.[dev,provision,monitor,infra]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
+crd-schemas: $(CRD_STAMP) ## the CRDs' schemas (CloudNativePG, Prometheus Operator) for checking rendered manifests (npm)
+$(CRD_STAMP): infra/crd/package.json infra/crd/package-lock.json
+	@command -v npm >/dev/null || bash scripts/apt-packages.sh nodejs npm
+	@cd infra/crd && npm ci --no-audit --no-fund --silent 2>&1 | { grep -v 'npm warn' || true; }
+	@touch $@
+
 podman: apt ## podman's runtime and limits for systemd containers (/etc/containers/containers.conf)
 	@bash scripts/podman-setup.sh
 
@@ -50,7 +57,7 @@ base-image: podman ## the Debian 12 systemd image of test nodes, made with deboo
 	@mkdir -p $(APT_CACHE)/gdx-fe-gaj $(APT_CACHE)/gdx-fe-wjw
 
 bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
-BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring infra -name '*.py' -o -name '*.sql' -o -name '*.yml')
+BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring infra -name node_modules -prune -o \( -name '*.py' -o -name '*.sql' -o -name '*.yml' \) -print)
 $(BUNDLE): $(STAMP) $(BUNDLE_SOURCES)
 	@$(PY) scripts/build_node_bundle.py --force
 
@@ -68,7 +75,7 @@ typecheck: venv ## mypy --strict over the Python packages
 test: setup lint typecheck lint-playbooks base-image images ## everything: set-up, lint, types, the whole test suite
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
-test-fast: venv ## the inner loop: lint and all tests but the slow suites
+test-fast: venv crd-schemas ## the inner loop: lint and all tests but the slow suites
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m 'not slow' -x -q
 
@@ -99,10 +106,10 @@ bench-monitor: setup ## one monitor probing 1,000 and 5,000 simulated nodes (las
 images: base-image bundle ## the exchange+monitor image and the local PostgreSQL image (infra/images), rebuilt when changed
 	@bash scripts/build-images.sh
 
-test-infra: venv ## the Pulumi program under mocks: components, stacks, schemas, policy rules (fast)
+test-infra: venv crd-schemas ## the Pulumi program under mocks: components, stacks, schemas, policy rules (fast)
 	$(BIN)/pytest tests/infra -q -m 'not slow'
 
-render: venv ## the manifests of STACK (default prod) in build/manifests/STACK, checked; PKI= and INVENTORY= to override
+render: venv crd-schemas ## the manifests of STACK (default prod) in build/manifests/STACK, checked; PKI= and INVENTORY= to override
 	$(BIN)/gdx render --stack $(or $(STACK),prod) --out build/manifests/$(or $(STACK),prod) \
 	  $(if $(PKI),--pki $(PKI)) $(if $(INVENTORY),--inventory $(INVENTORY))
 

@@ -379,7 +379,10 @@ def render_stack(
     written = write(rendering, out, with_secrets=with_secrets)
     console.print(f"{len(rendering.manifests)} manifests written to {out} (+ outputs.yaml)", highlight=False)
     report = validate(rendering.manifests)
-    console.print(f"Kubernetes {KUBERNETES_VERSION} schemas: {report.checked} valid, {len(report.problems)} invalid")
+    console.print(
+        f"schemas (Kubernetes {KUBERNETES_VERSION}, custom resources' CRDs): "
+        f"{report.checked - len(report.problems)} valid, {len(report.problems)} invalid"
+    )
     for line in report.unchecked:
         console.print(f"  no schema bundled, not checked: {line}", highlight=False)
     violations = check(rendering.manifests)
