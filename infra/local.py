@@ -148,6 +148,21 @@ def write_phases(manifests: Iterable[Manifest], out: Path) -> tuple[list[tuple[P
     return files, skipped
 
 
+def read_phases(directory: Path) -> list[tuple[Phase, Path]]:
+    """The phases ``write_phases`` wrote into ``directory``, in order (for `down` without rendering again)."""
+    found = []
+    for path in sorted(directory.glob("[0-9]-*.yaml")):
+        workloads = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d and d["kind"] != "ConfigMap"]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"]
+            for m in workloads
+            for v in _volumes(m)
+            if "persistentVolumeClaim" in v
+        ]
+        found.append((Phase(path.stem.split("-", 1)[1], workloads, claims), path))
+    return found
+
+
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and done.returncode != 0:
@@ -177,10 +192,12 @@ def play(files: list[tuple[Phase, Path]], *, database_port: int, exchange_url: s
 
 
 def down(files: list[tuple[Phase, Path]], *, volumes: bool = False) -> None:
-    """Remove the pods (and, with ``volumes``, the database's data)."""
+    """Remove the pods and the volumes podman made of their ConfigMaps (they hold keys, and podman
+    would mount a stale copy on the next play); with ``volumes``, the database's data too."""
     for phase, path in reversed(files):
         podman("kube", "down", str(path), check=False)
-        for volume in phase.volumes if volumes else []:
+        made = {v["configMap"]["name"] for m in phase.workloads for v in _volumes(m) if "configMap" in v}
+        for volume in sorted(made) + (phase.volumes if volumes else []):
             podman("volume", "rm", "-f", volume, check=False)
 
 

@@ -83,8 +83,8 @@ def write_inventory(state: LocalState) -> Path:
 def up(progress: Progress = print, state: LocalState | None = None) -> dict[str, Any]:
     state = state or LocalState()
     wanted = ports()
-    files = _phase_files(state)
-    ours = wanted.values() if _central_running(files) else ()
+    running = _central_running()
+    ours = wanted.values() if running else ()
     found = preflight.problems([(p, what) for what, p in wanted.items()], needed_gib=NEEDED_GIB, ours=ours)
     if found:
         raise PlatformError(found)
@@ -101,7 +101,7 @@ def up(progress: Progress = print, state: LocalState | None = None) -> dict[str,
     write(rendering, state.manifests)
     files, _ = local.write_phases(rendering.manifests, state.podman)
     progress(f"rendered the local stack: {len(rendering.manifests)} manifests in {state.manifests}")
-    if _central_running(files):
+    if running:
         progress("the central exchange runs already; replacing its pods with the rendered ones")
         local.down(files)
     local.play(
@@ -130,7 +130,7 @@ def up(progress: Progress = print, state: LocalState | None = None) -> dict[str,
 def down(progress: Progress = print, state: LocalState | None = None) -> None:
     """Remove what `up` made: pods, the database volume, Prometheus' processes and data, build/local."""
     state = state or LocalState()
-    files = _phase_files(state)
+    files = local.read_phases(state.podman) if state.podman.exists() else []
     if files:
         local.down(files, volumes=True)
         progress("removed the central exchange's pods and the database volume")
@@ -159,20 +159,8 @@ def status() -> dict[str, Any]:
     }
 
 
-def _phase_files(state: LocalState) -> list[tuple[local.Phase, Path]]:
-    if not state.podman.exists() or not state.inventory.exists():
-        return []
-    rendering = render(
-        "local",
-        pki_dir=state.pki,
-        inventory=state.inventory,
-        secrets={"databasePassword": state.secret("database-password")},
-    )
-    return local.write_phases(rendering.manifests, state.podman)[0]
-
-
-def _central_running(files: list[tuple[local.Phase, Path]]) -> bool:
-    return bool(files) and local.podman("pod", "exists", "gdx-exchange-pod-0", check=False).returncode == 0
+def _central_running() -> bool:
+    return local.podman("pod", "exists", "gdx-exchange-pod-0", check=False).returncode == 0
 
 
 def _get(url: str) -> bytes | None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gdx import __version__
-from infra.local import down, play, podman_manifests, write_phases
+from infra.local import down, play, podman_manifests, read_phases, write_phases
 from infra.render import Rendering, render, stack_config
 from tests.infra.conftest import INVENTORY, SECRETS
 
@@ -48,6 +48,13 @@ def test_the_local_manifests_become_what_podman_4_3_can_play(rendered: dict[str,
     pod = exchange["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_written_phases_read_back_as_they_were(rendered: dict[str, Rendering], tmp_path: Path) -> None:
+    written, _ = write_phases(rendered["local"].manifests, tmp_path)
+    assert [p.name for _, p in written] == ["0-database.yaml", "1-migrate.yaml", "2-services.yaml"]
+    assert read_phases(tmp_path) == written
+    assert all(path.stat().st_mode & 0o077 == 0 for _, path in written)  # they hold the keys
 
 
 def _free_port() -> int:
@@ -116,3 +123,5 @@ def test_the_local_stack_runs_under_podman_kube_play(pki: Path, tmp_path: Path) 
         ["podman", "pod", "ps", "--format", "{{.Name}}"], capture_output=True, text=True
     ).stdout.split()
     assert not [p for p in left if p.startswith(("gdx-db", "gdx-exchange", "gdx-monitor", "gdx-migrate"))]
+    kept = subprocess.run(["podman", "volume", "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
+    assert not [v for v in kept.stdout.split() if v.startswith("gdx-") or v == "data-gdx-db"], kept.stdout  # keys too
