@@ -13,7 +13,7 @@ STAMP      := $(VENV)/.installed
 CRD_STAMP  := infra/crd/node_modules/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
-                podman runc debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
+                openssh-client podman runc debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 # Front-end nodes in tests: Debian 12 containers booting systemd, from an image built here (no registry).
 BASE_IMAGE ?= localhost/gdx-debian-systemd:bookworm
 APT_CACHE  ?= /var/cache/gdx-molecule/apt
@@ -103,7 +103,7 @@ bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag 
 bench-monitor: setup ## one monitor probing 1,000 and 5,000 simulated nodes (last line: JSON)
 	$(PY) -m benchmarks.monitor --nodes 1000 5000
 
-images: base-image bundle ## the exchange+monitor image and the local PostgreSQL image (infra/images), rebuilt when changed
+images: base-image bundle ## the exchange+monitor image, PostgreSQL and MariaDB for the local platform, rebuilt when changed
 	@bash scripts/build-images.sh
 
 test-infra: venv crd-schemas ## the Pulumi program under mocks: components, stacks, schemas, policy rules (fast)
@@ -119,11 +119,11 @@ bench-infra: venv ## run the Pulumi program under mocks and render the prod stac
 bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision
 
-up: setup images ## the platform on this machine: central exchange, monitor, Prometheus (nodes: not yet)
+up: setup images ## the platform on this machine: exchange, three departments' nodes and databases, monitoring, Prometheus
 	$(BIN)/gdx platform up
 
-down: venv ## remove everything `make up` made, and nothing else
-	$(BIN)/gdx platform down
+down: venv ## remove everything `make up` made, and nothing else (images and package caches stay; PURGE=1 drops the caches)
+	$(BIN)/gdx platform down $(if $(PURGE),--purge)
 
 status: venv ## the local platform's summary: health and lag per department, URLs
 	$(BIN)/gdx platform status

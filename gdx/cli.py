@@ -395,24 +395,37 @@ def render_stack(
 
 
 @platform_app.command("up")
-def platform_up() -> None:
-    """Stand up the local platform: the central exchange (the local stack under podman), the
-    monitoring agent, Prometheus and Alertmanager; then print where to look. Idempotent."""
+def platform_up(
+    residents: Annotated[int, typer.Option(min=100, help="Residents in the population register.")] = 10_000,
+    entities: Annotated[int, typer.Option(min=100, help="Companies in the legal-entity register.")] = 2_000,
+) -> None:
+    """Stand up the local platform: the central exchange (the local stack under podman), three
+    departments' front-end nodes provisioned by site.yml over SSH, their business databases with
+    sample data, catalog entries and grants, the monitoring agent, Prometheus and Alertmanager, a
+    load generator; wait until the consumer holds the providers' data, then print where to look.
+    Run again, it keeps what runs and converges the rest."""
     from local_platform.up import PlatformError, up
 
     try:
-        summary = up(progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False))
+        summary = up(
+            progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False),
+            residents=residents,
+            entities=entities,
+        )
     except PlatformError as exc:
         raise _fail("make up cannot start:\n  " + "\n  ".join(exc.problems), 2) from None
     _print_platform(summary)
 
 
 @platform_app.command("down")
-def platform_down() -> None:
-    """Remove everything `gdx platform up` made (pods, volumes, processes, build/local), nothing else."""
+def platform_down(
+    purge: Annotated[bool, typer.Option(help="Also drop the nodes' package caches (/var/cache/gdx-local).")] = False,
+) -> None:
+    """Remove everything `gdx platform up` made (containers, network, pods, volumes, processes,
+    build/local), nothing else. The images stay, so the next up is quick."""
     from local_platform.up import down
 
-    down(progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False))
+    down(progress=lambda line: console.print(f"[green]>[/green] {escape(line)}", highlight=False), purge=purge)
 
 
 @platform_app.command("status")
@@ -431,6 +444,15 @@ def _print_platform(summary: dict[str, object]) -> None:
         lag = ", ".join(f"{hop} {value:.1f}" for hop, value in row["lag"].items() if value is not None) or "—"
         table.add_row(row["department"], row["state"], escape(row["health"]), lag)
     Console().print(table)
+    for row in summary.get("shared", []):  # type: ignore[attr-defined]
+        if "error" in row:
+            typer.echo(f"shared data: {row['error']}")
+            continue
+        held = "not yet" if row["consumer rows"] is None else f"{row['consumer rows']:,}"
+        typer.echo(
+            f"{row['consumer']} holds {held} rows of {row['resource']} (provider: {row['provider rows']:,})"
+            + (", equal by checksum" if row["equal"] else "")
+        )
     for what, url in summary["urls"].items():  # type: ignore[attr-defined]
         typer.echo(f"{what:>18}: {url}")
 

@@ -3,15 +3,12 @@ configured from the same rules and scrape jobs as everywhere (monitoring/)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import yaml
 
 from gdx.inventory import Inventory
+from local_platform import processes
 from monitoring import scrape
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +39,7 @@ def write_config(workdir: Path, inventory: Inventory, *, monitor: str, exchange:
 def start(workdir: Path, config: Path) -> None:
     """Start both (restarting them when they run already, so a changed config is read)."""
     stop(workdir)
-    _spawn(
+    processes.spawn(
         workdir / "prometheus.pid",
         workdir / "prometheus.log",
         [
@@ -53,7 +50,7 @@ def start(workdir: Path, config: Path) -> None:
             "--storage.tsdb.retention.time=7d",
         ],
     )
-    _spawn(
+    processes.spawn(
         workdir / "alertmanager.pid",
         workdir / "alertmanager.log",
         [
@@ -68,32 +65,8 @@ def start(workdir: Path, config: Path) -> None:
 
 def stop(workdir: Path) -> None:
     for name in ("prometheus", "alertmanager"):
-        pid_file = workdir / f"{name}.pid"
-        if not pid_file.exists():
-            continue
-        pid = int(pid_file.read_text(encoding="ascii"))
-        try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                os.kill(pid, 0)
-                time.sleep(0.1)
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
+        processes.stop(workdir / f"{name}.pid")
 
 
 def running(workdir: Path) -> bool:
-    pid_file = workdir / "prometheus.pid"
-    if not pid_file.exists():
-        return False
-    try:
-        os.kill(int(pid_file.read_text(encoding="ascii")), 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _spawn(pid_file: Path, log: Path, command: list[str]) -> None:
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file.write_text(str(process.pid), encoding="ascii")
+    return processes.running(workdir / "prometheus.pid")

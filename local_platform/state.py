@@ -9,16 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gdx.pki import Role, init_ca, issue
+from local_platform.topology import DEPARTMENTS, GATEWAY
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / "build" / "local"
-DEPARTMENTS = {
-    # id: (name, front-end node host)
-    "zjg-gaj": ("张家港市公安局", "gdx-fe-gaj"),
-    "zjg-scjgj": ("张家港市市场监督管理局", "gdx-fe-scjgj"),
-    "zjg-wjw": ("张家港市卫生健康委员会", "gdx-fe-wjw"),
-}
-SERVER_NAMES = ["gdx-exchange.gdx.svc", "localhost", "127.0.0.1"]
+# The exchange's names: in the cluster, on this machine, and as the nodes reach it (the network's gateway).
+SERVER_NAMES = ["gdx-exchange.gdx.svc", "localhost", "127.0.0.1", GATEWAY]
 
 
 @dataclass(frozen=True)
@@ -45,6 +41,18 @@ class LocalState:
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
+    @property
+    def ssh_key(self) -> Path:
+        return self.root / "ssh" / "id_ed25519"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def secret_file(self, name: str) -> Path:
+        self.secret(name)
+        return self.root / "secrets" / name
+
     def secret(self, name: str) -> str:
         """A generated secret (database password, vault password), made on first use, mode 0600."""
         path = self.root / "secrets" / name
@@ -65,7 +73,7 @@ class LocalState:
             "ingress": (Role.INGRESS, None),
             "monitor": (Role.OPERATOR, None),
             "prometheus": (Role.OPERATOR, None),
-            **dict.fromkeys(DEPARTMENTS, (Role.DEPARTMENT, None)),
+            **{d.id: (Role.DEPARTMENT, None) for d in DEPARTMENTS},
         }
         for name, (role, servers) in wanted.items():
             if not (self.pki / f"{name}.crt").exists():

@@ -1,10 +1,12 @@
 """`make up`, `make down`, `make status`: the local platform's life cycle.
 
-Built so far: the central part — the exchange, its PostgreSQL and the monitoring agent from the
-`local` stack's manifests under `podman kube play`, and Prometheus with Alertmanager — with the
-preflight, progress and the summary. The departments' front-end nodes (systemd containers
-provisioned by site.yml) and their business databases are the next step; until then the summary
-shows their nodes as not answering.
+`up` stands up, in order: the nodes' network with the departments' front-end nodes (systemd
+containers) and business databases booting; the central exchange, its PostgreSQL and the monitoring
+agent from the `local` stack's manifests under `podman kube play`; the business registers' sample
+rows; the catalog entries and grants, made through the exchange's API with the departments' own
+certificates; site.yml over SSH on every node; Prometheus and Alertmanager. It waits until the
+consumer holds exactly what the providers hold, starts the load generator and prints the summary.
+Run again, it keeps what runs and converges the rest.
 """
 
 from __future__ import annotations
@@ -14,19 +16,19 @@ import shutil
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from gdx.inventory import load_inventory
 from infra import local
 from infra.render import render, stack_config, write
-from local_platform import preflight, prometheus
-from local_platform.state import DEPARTMENTS, LocalState
+from local_platform import business, catalog, checks, inventory, load, nodes, preflight, prometheus
+from local_platform.ansible import run_playbook, tool_env
+from local_platform.state import LocalState
+from local_platform.topology import DEPARTMENTS
 
-NETWORK_PREFIX = "10.231.47"  # the nodes' podman network (made with the nodes); podman itself allocates 10.88-10.89
-NEEDED_GIB = 6.0
+NEEDED_GIB = 8.0
+RESIDENTS = 10_000
+ENTITIES = 2_000
 Progress = Callable[[str], None]
 
 
@@ -47,55 +49,73 @@ def ports() -> dict[str, int]:
     }
 
 
-def write_inventory(state: LocalState) -> Path:
-    """The local inventory: three departments, a population table published unconditionally, a
-    legal-entity table published on condition, and a consumer of both."""
-    hosts: dict[str, Any] = {}
-    for index, (dept, (name, host)) in enumerate(DEPARTMENTS.items(), start=11):
-        hosts[host] = {
-            "ansible_host": f"{NETWORK_PREFIX}.{index}",
-            "gdx_department": {"id": dept, "name": name, "jurisdiction": "zhangjiagang"},
-        }
-    hosts["gdx-fe-gaj"]["gdx_publishes"] = [
-        {"resource": "zjg-gaj.population", "table": "public.population", "change_column": "updated_at"}
-    ]
-    hosts["gdx-fe-scjgj"]["gdx_publishes"] = [
-        {"resource": "zjg-scjgj.legal_entity", "table": "legal_entity", "change_column": "updated_at"}
-    ]
-    hosts["gdx-fe-wjw"]["gdx_subscribes"] = [
-        {"resource": "zjg-gaj.population", "purpose": "城乡居民医保参保登记核验"},
-        {"resource": "zjg-scjgj.legal_entity", "purpose": "医疗机构法人信息核验"},
-    ]
-    inventory = {
-        "all": {
-            "vars": {
-                "gdx_exchange_url": f"https://{NETWORK_PREFIX}.1:{ports()['exchange']}",
-                "gdx_pki_dir": str(state.pki),
-            },
-            "children": {"gdx_front_end_nodes": {"hosts": hosts}},
-        }
-    }
-    state.inventory.parent.mkdir(parents=True, exist_ok=True)
-    state.inventory.write_text(yaml.safe_dump(inventory, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return state.inventory
-
-
-def up(progress: Progress = print, state: LocalState | None = None) -> dict[str, Any]:
+def up(progress: Progress = print, state: LocalState | None = None, *, residents: int = RESIDENTS,
+       entities: int = ENTITIES) -> dict[str, Any]:  # fmt: skip
     state = state or LocalState()
     wanted = ports()
     running = _central_running()
     ours = wanted.values() if running else ()
     found = preflight.problems([(p, what) for what, p in wanted.items()], needed_gib=NEEDED_GIB, ours=ours)
-    if found:
-        raise PlatformError(found)
+    network = nodes.network_problem() if not found else None
+    if found or network:
+        raise PlatformError(found + ([network] if network else []))
     started = time.monotonic()
     made = state.ensure_pki()
     progress(f"PKI in {state.pki}" + (f" (made: {', '.join(made)})" if made else " (reused)"))
-    inventory = write_inventory(state)
+    inventory_file = inventory.write(state, exchange_port=wanted["exchange"])
+    progress(f"inventory: {inventory_file} (vault password in {state.secret_file(inventory.VAULT_PASSWORD)})")
+
+    # The containers boot while the central part starts.
+    nodes.ensure_network()
+    for dept in DEPARTMENTS:
+        if dept.business_db:
+            business.start(dept.business_db, state)
+    fresh = nodes.start(DEPARTMENTS, state, progress=lambda line: None)
+    _play_central(state, wanted, running, progress)
+
+    seeded = {}
+    for dept in DEPARTMENTS:
+        if dept.business_db:
+            business.wait_ready(dept.business_db, state)
+            rows = residents if dept.business_db.kind == "postgresql" else entities
+            seeded[dept.id] = business.seed(dept.business_db, state, rows, progress)
+    catalog.share(f"https://127.0.0.1:{wanted['exchange']}", state.pki, progress)
+
+    for dept in fresh:
+        progress(f"node {dept.host} booted at {dept.address}")
+    progress(f"site.yml over SSH on {len(DEPARTMENTS)} nodes (log: {state.logs / 'site.log'}) ...")
+    step = time.monotonic()
+    run_playbook(
+        "site.yml", inventory_file, state.logs / "site.log", progress=progress,
+        env=tool_env(ANSIBLE_VAULT_PASSWORD_FILE=str(state.secret_file(inventory.VAULT_PASSWORD))),
+    )  # fmt: skip
+    progress(f"site.yml done in {time.monotonic() - step:.0f} s")
+
+    config = prometheus.write_config(
+        state.prometheus,
+        load_inventory(inventory_file, require_secrets=False),
+        monitor=f"127.0.0.1:{wanted['monitor']}",
+        exchange=f"127.0.0.1:{wanted['exchange']}",
+        pki=state.pki,
+    )
+    prometheus.start(state.prometheus, config)
+    load.stop(state)  # a rerun: the registers hold still while the consumer catches up
+    wait_consumer_equal(state, progress)
+    load.start(state, residents=residents, entities=entities)
+    progress("load generator started (a few changes a second in both registers)")
+    local.wait_for(
+        lambda: _get(f"http://127.0.0.1:{wanted['prometheus']}/-/ready") is not None, 60, "Prometheus", progress
+    )
+    local.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
+    progress(f"up in {time.monotonic() - started:.0f} s")
+    return status(state)
+
+
+def _play_central(state: LocalState, wanted: dict[str, int], running: bool, progress: Progress) -> None:
     rendering = render(
         "local",
         pki_dir=state.pki,
-        inventory=inventory,
+        inventory=state.inventory,
         secrets={"databasePassword": state.secret("database-password")},
     )
     write(rendering, state.manifests)
@@ -111,25 +131,43 @@ def up(progress: Progress = print, state: LocalState | None = None) -> dict[str,
         ca_file=state.pki / "ca.crt",
         progress=progress,
     )
-    config = prometheus.write_config(
-        state.prometheus,
-        load_inventory(inventory, require_secrets=False),
-        monitor=f"127.0.0.1:{wanted['monitor']}",
-        exchange=f"127.0.0.1:{wanted['exchange']}",
-        pki=state.pki,
-    )
-    prometheus.start(state.prometheus, config)
-    local.wait_for(
-        lambda: _get(f"http://127.0.0.1:{wanted['prometheus']}/-/ready") is not None, 60, "Prometheus", progress
-    )
-    local.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
-    progress(f"up in {time.monotonic() - started:.0f} s")
-    return status()
 
 
-def down(progress: Progress = print, state: LocalState | None = None) -> None:
-    """Remove what `up` made: pods, the database volume, Prometheus' processes and data, build/local."""
+def wait_consumer_equal(state: LocalState, progress: Progress, timeout: float = 600) -> list[checks.Comparison]:
+    """Until every subscriber's table equals its provider's (granted fields, by digest)."""
+    deadline = time.monotonic() + timeout
+    said = ""
+    while True:
+        found = checks.compare(state)
+        line = "; ".join(
+            f"{c.consumer} holds {c.subscriber.rows if c.subscriber else 0:,}/{c.source.rows:,} of {c.resource}"
+            for c in found
+        )
+        if all(c.equal for c in found):
+            progress(f"data reached the consumer: {line} (equal by checksum)")
+            return found
+        if line != said:
+            progress(f"waiting for the data: {line}")
+            said = line
+        if time.monotonic() > deadline:
+            raise PlatformError(
+                [
+                    f"the consumer's tables did not match the providers' in {timeout:.0f} s: {line}; see "
+                    "`make status` and the agents' logs (podman exec gdx-fe-wjw journalctl -u gdx-agent)"
+                ]
+            )
+        time.sleep(2)
+
+
+def down(progress: Progress = print, state: LocalState | None = None, *, purge: bool = False) -> None:
+    """Remove what `up` made: the load generator, the nodes, business databases and their network,
+    the central pods and database volume, Prometheus' processes and data, build/local. Images stay
+    (and, unless ``purge``, the nodes' package caches), so the next `up` is quick."""
     state = state or LocalState()
+    load.stop(state)
+    removed = nodes.remove_all(purge=purge)
+    if removed:
+        progress(f"removed the containers {', '.join(removed)} and the network")
     files = local.read_phases(state.podman) if state.podman.exists() else []
     if files:
         local.down(files, volumes=True)
@@ -141,15 +179,25 @@ def down(progress: Progress = print, state: LocalState | None = None) -> None:
         progress(f"removed {state.root}")
 
 
-def status() -> dict[str, Any]:
+def status(state: LocalState | None = None) -> dict[str, Any]:
+    state = state or LocalState()
     wanted = ports()
     answer = _status(wanted["monitor"]) or {}
+    try:
+        shared = [
+            {"resource": c.resource, "consumer": c.consumer, "provider rows": c.source.rows,
+             "consumer rows": c.subscriber.rows if c.subscriber else None, "equal": c.equal}
+            for c in checks.compare(state)
+        ]  # fmt: skip
+    except Exception as exc:  # a summary says what it cannot see rather than fail
+        shared = [{"error": f"cannot compare the tables: {exc}"}]
     return {
         "exchange": answer.get("exchange", "unknown (the monitor does not answer)"),
         "departments": [
             {"department": row["department"], "state": row["state"], "health": row["health"], "lag": row["lag"]}
             for row in answer.get("departments", [])
         ],
+        "shared": shared,
         "urls": {
             "status page": f"http://127.0.0.1:{wanted['monitor']}/",
             "Prometheus": f"http://127.0.0.1:{wanted['prometheus']}/",

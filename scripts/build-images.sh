@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build the local images the Kubernetes manifests name (infra/Pulumi.local.yaml):
 #   localhost/gdx:VERSION        the exchange and the monitoring agent (infra/images/gdx)
-#   localhost/gdx-postgres:15    PostgreSQL for the local stack (infra/images/postgres)
+#   localhost/gdx-postgres:15    PostgreSQL for the local stack (infra/images/postgres), and the
+#                                local platform's population register
+#   localhost/gdx-mariadb:10.11  MariaDB for the local platform's legal-entity register
+#                                (local_platform/images/mariadb)
 # FROM the Debian base made by scripts/build-base-image.sh; elsewhere pass BASE_IMAGE=a registry image.
 #   scripts/build-images.sh [--force]     (does nothing for an image that exists, unless --force)
 set -euo pipefail
@@ -34,3 +37,4 @@ BUNDLE=dist/gdx-node-$VERSION.tar.gz
 test -f "$BUNDLE" || { echo "build-images: dist/gdx-node-$VERSION.tar.gz is missing: make bundle" >&2; exit 1; }
 build "localhost/gdx:$VERSION" infra/images/gdx/Containerfile --build-arg VERSION="$VERSION"
 build localhost/gdx-postgres:15 infra/images/postgres/Containerfile
+build localhost/gdx-mariadb:10.11 local_platform/images/mariadb/Containerfile

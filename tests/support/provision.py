@@ -11,12 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ansible.constants import DEFAULT_VAULT_ID_MATCH
-from ansible.parsing.vault import VaultLib, VaultSecret
+from local_platform.ansible import PLAYBOOKS, ROOT, tool_env, vault_block
 
-ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = ROOT / "playbooks"
-BIN = Path(sys.executable).parent
+__all__ = ["PLAYBOOKS", "ROOT", "tool_env", "vault_block"]
 
 
 def podman_gateway() -> str:
@@ -25,25 +22,6 @@ def podman_gateway() -> str:
         return os.environ["GDX_TEST_GATEWAY"]
     out = subprocess.run(["podman", "network", "inspect", "podman"], capture_output=True, text=True, check=True).stdout
     return str(json.loads(out)[0]["subnets"][0]["gateway"])
-
-
-def tool_env(**extra: str) -> dict[str, str]:
-    """The environment for ansible-playbook and molecule: this virtualenv's tools first."""
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
-    env["GDX_CLI"] = str(BIN / "gdx")
-    env["ANSIBLE_FORCE_COLOR"] = "false"
-    env["PY_COLORS"] = "0"
-    env.update(extra)
-    return env
-
-
-def vault_block(secret: str, password: str, indent: int) -> str:
-    """An inventory value as `ansible-vault encrypt_string` prints it, for a key ``indent`` spaces deep."""
-    vault = VaultLib([(DEFAULT_VAULT_ID_MATCH, VaultSecret(password.encode()))])
-    ciphertext = vault.encrypt(secret).decode()
-    pad = " " * (indent + 2)
-    return "!vault |\n" + "".join(f"{pad}{line}\n" for line in ciphertext.splitlines())
 
 
 def build_bundle(out: Path, version: str | None = None, patch: Path | None = None) -> Path:

@@ -1,0 +1,112 @@
+"""What the local platform is made of and where each part lives: three departments of Zhangjiagang,
+their front-end nodes and business databases on one podman network, and who shares what with whom.
+
+The public security bureau (公安局) publishes its population table unconditionally; the market
+regulation bureau (市场监督管理局) publishes its legal-entity register on conditions; the health
+commission (卫生健康委员会) subscribes to the first and requests some fields of the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NETWORK = "gdx-local"
+# Not podman's own ranges (it allocates 10.88.0.0/16 and 10.89.N.0/24 for the networks it names).
+NETWORK_PREFIX = "10.231.47"
+SUBNET = f"{NETWORK_PREFIX}.0/24"
+GATEWAY = f"{NETWORK_PREFIX}.1"  # this machine as the containers see it: the exchange, the monitor
+LABEL = "io.gdx.local-platform"  # on every container and network make up creates; make down removes by it
+JURISDICTION = "zhangjiagang"
+
+
+@dataclass(frozen=True)
+class BusinessDb:
+    kind: Literal["postgresql", "mariadb"]
+    container: str
+    address: str
+    port: int
+    database: str
+    table: str  # as the agent reads it
+    resource: str  # the catalog entry it is published as
+    key: str
+
+
+@dataclass(frozen=True)
+class Subscription:
+    resource: str
+    purpose: str
+    table: str  # in the subscriber's front-end database
+    # A conditional resource: the fields asked for, and those the provider approves.
+    requested: tuple[str, ...] = ()
+    approved: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: str
+    host: str  # the front-end node's container and inventory name
+    address: str
+    business_db: BusinessDb | None = None
+    subscribes: tuple[Subscription, ...] = field(default=())
+
+
+POPULATION = "zjg-gaj.population"
+LEGAL_ENTITY = "zjg-scjgj.legal-entity"
+
+DEPARTMENTS = (
+    Department(
+        id="zjg-gaj",
+        name="张家港市公安局",
+        host="gdx-fe-gaj",
+        address=f"{NETWORK_PREFIX}.11",
+        business_db=BusinessDb(
+            kind="postgresql",
+            container="gdx-biz-gaj",
+            address=f"{NETWORK_PREFIX}.21",
+            port=5432,
+            database="hukou",
+            table="public.population",
+            resource=POPULATION,
+            key="id_number",
+        ),
+    ),
+    Department(
+        id="zjg-scjgj",
+        name="张家港市市场监督管理局",
+        host="gdx-fe-scjgj",
+        address=f"{NETWORK_PREFIX}.12",
+        business_db=BusinessDb(
+            kind="mariadb",
+            container="gdx-biz-scjgj",
+            address=f"{NETWORK_PREFIX}.22",
+            port=3306,
+            database="market",
+            table="legal_entity",
+            resource=LEGAL_ENTITY,
+            key="credit_code",
+        ),
+    ),
+    Department(
+        id="zjg-wjw",
+        name="张家港市卫生健康委员会",
+        host="gdx-fe-wjw",
+        address=f"{NETWORK_PREFIX}.13",
+        subscribes=(
+            Subscription(resource=POPULATION, purpose="城乡居民医保参保登记核验", table="public.gaj_population"),
+            Subscription(
+                resource=LEGAL_ENTITY,
+                purpose="医疗机构法人主体资格核验",
+                table="public.scjgj_legal_entity",
+                requested=("credit_code", "name", "legal_representative", "status", "established"),
+                approved=("credit_code", "name", "status", "established"),
+            ),
+        ),
+    ),
+)
+BY_ID = {d.id: d for d in DEPARTMENTS}
+
+
+def provider_of(resource: str) -> Department:
+    return next(d for d in DEPARTMENTS if d.business_db and d.business_db.resource == resource)
