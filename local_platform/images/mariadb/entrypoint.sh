@@ -8,7 +8,7 @@ if [ "$1" = mariadbd ]; then
         --character-set-server=utf8mb4 --collation-server=utf8mb4_bin --skip-log-bin "$@"
     if [ ! -d /var/lib/mysql/mysql ]; then
         : "${MARIADB_DATABASE:?MARIADB_DATABASE must be set}" "${MARIADB_USER:?}" "${MARIADB_PASSWORD:?}"
-        mariadb-install-db --datadir=/var/lib/mysql --auth-root-authentication-method=socket \
+        mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket \
             --skip-test-db >/dev/null
         "$@" --skip-networking &
         pid=$!
