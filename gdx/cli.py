@@ -404,7 +404,7 @@ def platform_up(
     sample data, catalog entries and grants, the monitoring agent, Prometheus and Alertmanager, a
     load generator; wait until the consumer holds the providers' data, then print where to look.
     Run again, it keeps what runs and converges the rest."""
-    from local_platform.up import PlatformError, up
+    from local_platform.up import FAILURES, PlatformError, up
 
     try:
         summary = up(
@@ -413,7 +413,10 @@ def platform_up(
             entities=entities,
         )
     except PlatformError as exc:
-        raise _fail("make up cannot start:\n  " + "\n  ".join(exc.problems), 2) from None
+        raise _fail("make up cannot go on:\n  " + "\n  ".join(exc.problems), 2) from None
+    except FAILURES as exc:
+        hint = "what runs stays up: fix the cause and run make up again, or make down"
+        raise _fail(f"make up stopped: {exc}\n({hint})", 1) from None
     _print_platform(summary)
 
 

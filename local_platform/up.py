@@ -22,7 +22,7 @@ from gdx.inventory import load_inventory
 from infra import local
 from infra.render import render, stack_config, write
 from local_platform import business, catalog, checks, inventory, load, nodes, preflight, prometheus
-from local_platform.ansible import run_playbook, tool_env
+from local_platform.ansible import PlaybookError, run_playbook, tool_env
 from local_platform.state import LocalState
 from local_platform.topology import DEPARTMENTS
 
@@ -36,6 +36,11 @@ class PlatformError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+# What a step can fail with; each message names the step and where to look.
+FAILURES = (PlatformError, local.LocalError, business.BusinessDbError, nodes.NodeError, PlaybookError,
+            catalog.CatalogError)  # fmt: skip
 
 
 def ports() -> dict[str, int]:
@@ -100,7 +105,7 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     )
     prometheus.start(state.prometheus, config)
     load.stop(state)  # a rerun: the registers hold still while the consumer catches up
-    wait_consumer_equal(state, progress)
+    equal = wait_consumer_equal(state, progress)
     load.start(state, residents=residents, entities=entities)
     progress("load generator started (a few changes a second in both registers)")
     local.wait_for(
@@ -108,7 +113,7 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     )
     local.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
     progress(f"up in {time.monotonic() - started:.0f} s")
-    return status(state)
+    return status(state, shared=equal)
 
 
 def _play_central(state: LocalState, wanted: dict[str, int], running: bool, progress: Progress) -> None:
@@ -179,25 +184,28 @@ def down(progress: Progress = print, state: LocalState | None = None, *, purge: 
         progress(f"removed {state.root}")
 
 
-def status(state: LocalState | None = None) -> dict[str, Any]:
+def status(state: LocalState | None = None, shared: list[checks.Comparison] | None = None) -> dict[str, Any]:
+    """The summary: the monitor's view of each department, the shared tables compared (now, or
+    ``shared`` as compared earlier), the URLs."""
     state = state or LocalState()
     wanted = ports()
     answer = _status(wanted["monitor"]) or {}
     try:
-        shared = [
+        compared = shared if shared is not None else checks.compare(state)
+        tables = [
             {"resource": c.resource, "consumer": c.consumer, "provider rows": c.source.rows,
              "consumer rows": c.subscriber.rows if c.subscriber else None, "equal": c.equal}
-            for c in checks.compare(state)
+            for c in compared
         ]  # fmt: skip
     except Exception as exc:  # a summary says what it cannot see rather than fail
-        shared = [{"error": f"cannot compare the tables: {exc}"}]
+        tables = [{"error": f"cannot compare the tables: {exc}"}]
     return {
         "exchange": answer.get("exchange", "unknown (the monitor does not answer)"),
         "departments": [
             {"department": row["department"], "state": row["state"], "health": row["health"], "lag": row["lag"]}
             for row in answer.get("departments", [])
         ],
-        "shared": shared,
+        "shared": tables,
         "urls": {
             "status page": f"http://127.0.0.1:{wanted['monitor']}/",
             "Prometheus": f"http://127.0.0.1:{wanted['prometheus']}/",
