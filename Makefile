@@ -24,7 +24,7 @@ export GDX_APT_CACHE := $(APT_CACHE)
 
 .PHONY: help setup apt venv podman crd-schemas base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
         test-node test-provision test-monitoring test-infra dashboards images render bench-exchange bench-sync \
-        bench-provision bench-monitor bench-infra \
+        bench-provision bench-monitor bench-infra bench-up test-e2e \
         up down status clean
 
 help: ## list the targets
@@ -91,6 +91,9 @@ test-monitoring: setup ## the monitoring agent, rules (promtool, amtool), dashbo
 dashboards: venv ## the Grafana dashboards as JSON in build/dashboards
 	$(BIN)/gdx monitor dashboards --out build/dashboards
 
+test-e2e: setup base-image images ## make up end to end: data equal at the consumer, a node cut off and back, make down
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/e2e -v
+
 test-provision: setup base-image ## the Ansible roles and playbooks on podman systemd hosts (molecule + testinfra)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/provision -q
 
@@ -115,6 +118,9 @@ render: venv crd-schemas ## the manifests of STACK (default prod) in build/manif
 
 bench-infra: venv ## run the Pulumi program under mocks and render the prod stack (last line: JSON)
 	$(PY) -m benchmarks.infra_render
+
+bench-up: venv ## make up with nothing built, then make down and make up again (last line: JSON)
+	$(PY) -m benchmarks.up
 
 bench-provision: setup base-image bundle ## site.yml on a fresh node, then a rerun (last line: JSON)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(PY) -m benchmarks.provision

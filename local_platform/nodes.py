@@ -29,16 +29,24 @@ class NodeError(Exception):
     pass
 
 
-def network_problem() -> str | None:
-    """Why the nodes' network cannot be made here, if it cannot (for the preflight)."""
-    found = podman("network", "ls", "--format", "{{.Name}} {{.Subnets}}", check=False).stdout.splitlines()
-    for line in found:
+def conflicts(containers: Iterable[str]) -> list[str]:
+    """What podman holds already that make up would make (for the preflight): the network's range
+    or name, a container's name — when make up did not make them."""
+    found = []
+    for line in podman("network", "ls", "--format", "{{.Name}} {{.Subnets}}", check=False).stdout.splitlines():
         name, _, subnets = line.partition(" ")
         if name != NETWORK and SUBNET in subnets:
-            return f"podman network {name!r} uses {SUBNET} already: remove it (podman network rm {name})"
+            found.append(f"podman network {name!r} uses {SUBNET} already: remove it (podman network rm {name})")
     if podman("network", "exists", NETWORK, check=False).returncode == 0 and LABEL not in _network_labels():
-        return f"a podman network named {NETWORK!r} exists and make up did not make it: remove it or rename it"
-    return None
+        found.append(f"a podman network named {NETWORK!r} exists and make up did not make it: remove or rename it")
+    for name in containers:
+        labels = podman("container", "inspect", "--format", "{{.Config.Labels}}", name, check=False)
+        if labels.returncode == 0 and LABEL not in labels.stdout:
+            found.append(
+                f"a container named {name!r} exists and make up did not make it (a molecule host left over?): "
+                f"remove it (podman rm -f {name})"
+            )
+    return found
 
 
 def ensure_network() -> None:

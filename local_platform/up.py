@@ -61,9 +61,11 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     running = _central_running()
     ours = wanted.values() if running else ()
     found = preflight.problems([(p, what) for what, p in wanted.items()], needed_gib=NEEDED_GIB, ours=ours)
-    network = nodes.network_problem() if not found else None
-    if found or network:
-        raise PlatformError(found + ([network] if network else []))
+    if not found:
+        names = [d.host for d in DEPARTMENTS] + [d.business_db.container for d in DEPARTMENTS if d.business_db]
+        found = nodes.conflicts(names)
+    if found:
+        raise PlatformError(found)
     started = time.monotonic()
     made = state.ensure_pki()
     progress(f"PKI in {state.pki}" + (f" (made: {', '.join(made)})" if made else " (reused)"))

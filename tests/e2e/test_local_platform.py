@@ -23,7 +23,7 @@ from local_platform.state import LocalState
 from local_platform.topology import BY_ID, LABEL, NETWORK, POPULATION, provider_of
 from local_platform.up import down, ports, up
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test waits for make up
 
 RESIDENTS = 3_000
 ENTITIES = 600
