@@ -171,9 +171,11 @@ def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.C
 
 
 def play(files: list[tuple[Phase, Path]], *, database_port: int, exchange_url: str, ca_file: Path,
-         progress: Callable[[str], None] = print, timeout: float = 180) -> None:  # fmt: skip
+         monitor_url: str | None = None, progress: Callable[[str], None] = print,
+         timeout: float = 180) -> None:  # fmt: skip
     """Play the phases in order, waiting for each to be done: database accepting connections, the
-    migration pod exited 0, the exchange ready."""
+    migration pod exited 0, the exchange ready and, given its address, the monitoring agent answering
+    (it starts beside the exchange and may be seconds behind it on a busy machine)."""
     for phase, path in files:
         for volume in phase.volumes:
             if podman("volume", "exists", volume, check=False).returncode != 0:
@@ -189,6 +191,8 @@ def play(files: list[tuple[Phase, Path]], *, database_port: int, exchange_url: s
                 progress(f"migration pod {pod['metadata']['name']} done")
         else:
             wait_for(lambda: ready(exchange_url, ca_file), timeout, f"{exchange_url}readyz", progress)
+            if monitor_url:
+                wait_for(lambda: answers(monitor_url + "healthz"), timeout, f"{monitor_url}healthz", progress)
 
 
 def down(files: list[tuple[Phase, Path]], *, volumes: bool = False) -> None:
@@ -206,6 +210,16 @@ def ready(url: str, ca_file: Path) -> bool:
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler({}))
     try:
         with opener.open(url + "readyz", timeout=3) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def answers(url: str) -> bool:
+    """A plain-HTTP endpoint that answers 200."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=3) as answer:
             return bool(answer.status == 200)
     except OSError:
         return False

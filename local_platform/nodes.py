@@ -43,8 +43,7 @@ def conflicts(containers: Iterable[str]) -> list[str]:
         labels = podman("container", "inspect", "--format", "{{.Config.Labels}}", name, check=False)
         if labels.returncode == 0 and LABEL not in labels.stdout:
             found.append(
-                f"a container named {name!r} exists and make up did not make it (a molecule host left over?): "
-                f"remove it (podman rm -f {name})"
+                f"a container named {name!r} exists and make up did not make it: remove it (podman rm -f {name})"
             )
     return found
 

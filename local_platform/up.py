@@ -111,7 +111,7 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     load.start(state, residents=residents, entities=entities)
     progress("load generator started (a few changes a second in both registers)")
     local.wait_for(
-        lambda: _get(f"http://127.0.0.1:{wanted['prometheus']}/-/ready") is not None, 60, "Prometheus", progress
+        lambda: local.answers(f"http://127.0.0.1:{wanted['prometheus']}/-/ready"), 60, "Prometheus", progress
     )
     local.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
     progress(f"up in {time.monotonic() - started:.0f} s")
@@ -136,6 +136,7 @@ def _play_central(state: LocalState, wanted: dict[str, int], running: bool, prog
         database_port=wanted["database"],
         exchange_url=f"https://127.0.0.1:{wanted['exchange']}/",
         ca_file=state.pki / "ca.crt",
+        monitor_url=f"http://127.0.0.1:{wanted['monitor']}/",
         progress=progress,
     )
 

@@ -1,5 +1,5 @@
 """make up's preflight against what podman holds: a container under one of its names that it did not
-make (a molecule host left over) stops it with the command that clears the way; its own does not."""
+make (say, one someone else named gdx-fe-wjw) stops it with the command that clears the way; its own does not."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def containers() -> Iterator[list[str]]:
         podman("rm", "-f", "-t", "0", *made, check=False)
 
 
+@pytest.mark.slow  # needs the base image: make base-image
 def test_a_container_make_up_did_not_make_is_named_with_the_way_out(containers: list[str]) -> None:
     stranger, ours = "gdx-preflight-stranger", "gdx-preflight-ours"
     for name, labels in ((stranger, []), (ours, ["--label", LABEL])):
@@ -27,6 +28,5 @@ def test_a_container_make_up_did_not_make_is_named_with_the_way_out(containers: 
         containers.append(name)
     found = conflicts([stranger, ours, "gdx-preflight-absent"])
     assert found == [
-        f"a container named '{stranger}' exists and make up did not make it (a molecule host left over?): "
-        f"remove it (podman rm -f {stranger})"
+        f"a container named '{stranger}' exists and make up did not make it: remove it (podman rm -f {stranger})"
     ]

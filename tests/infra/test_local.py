@@ -92,7 +92,9 @@ def test_the_local_stack_runs_under_podman_kube_play(pki: Path, tmp_path: Path) 
     url = f"https://127.0.0.1:{exchange_port}/"
     steps: list[str] = []
     try:
-        play(files, database_port=db_port, exchange_url=url, ca_file=pki / "ca.crt", progress=steps.append)
+        monitor = f"http://127.0.0.1:{monitor_port}/"
+        play(files, database_port=db_port, exchange_url=url, ca_file=pki / "ca.crt", monitor_url=monitor,
+             progress=steps.append)  # fmt: skip
         ready = _https_json(url + "readyz", pki / "ca.crt")
         assert ready["status"] == "ready"
         assert ready["schema_version"] >= 2
@@ -100,7 +102,7 @@ def test_the_local_stack_runs_under_podman_kube_play(pki: Path, tmp_path: Path) 
         departments = _https_json(url + "v1/departments", pki / "ca.crt", (pki / "monitor.crt", pki / "monitor.key"))
         assert sorted(d["id"] for d in departments) == ["zjg-gaj", "zjg-scjgj", "zjg-wjw"]
         health = json.loads(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
-            f"http://127.0.0.1:{monitor_port}/healthz", timeout=5).read())  # fmt: skip
+            monitor + "healthz", timeout=5).read())  # fmt: skip
         assert health["status"] == "ok"
         # The hardening of the manifests holds in the running containers.
         who = subprocess.run(

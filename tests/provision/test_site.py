@@ -54,7 +54,7 @@ all:
   children:
     gdx_front_end_nodes:
       hosts:
-        gdx-fe-gaj:
+        gdx-site-gaj:
           ansible_connection: containers.podman.podman
           gdx_department: {{id: zjg-gaj, name: 张家港市公安局, jurisdiction: zhangjiagang}}
           gdx_business_db:
@@ -66,7 +66,7 @@ all:
             password: {password}
           gdx_publishes:
             - {{resource: {resource}, table: public.population, change_column: updated_at}}
-        gdx-fe-wjw:
+        gdx-site-wjw:
           ansible_connection: containers.podman.podman
           gdx_department: {{id: zjg-wjw, name: 张家港市卫生健康委员会, jurisdiction: zhangjiagang}}
           gdx_subscribes:
@@ -199,15 +199,15 @@ def rotate_certificates(tmp_path: Path, inventory: Path, exchange: RunningExchan
     """A renewed certificate for one department: placed, its agent restarted and healthy; the other untouched."""
     issue(exchange.pki, "zjg-gaj")
     output = playbook("rotate-certs.yml", inventory, env, tmp_path / "rotate.log")
-    assert in_node("gdx-fe-gaj", "cat /etc/gdx/node.crt") == (exchange.pki / "zjg-gaj.crt").read_text()
-    assert re.search(r"gdx-fe-gaj\s+: ok=\d+\s+changed=[1-9]", output), output[-2000:]
-    assert re.search(r"gdx-fe-wjw\s+: ok=\d+\s+changed=0 ", output), output[-2000:]
+    assert in_node("gdx-site-gaj", "cat /etc/gdx/node.crt") == (exchange.pki / "zjg-gaj.crt").read_text()
+    assert re.search(r"gdx-site-gaj\s+: ok=\d+\s+changed=[1-9]", output), output[-2000:]
+    assert re.search(r"gdx-site-wjw\s+: ok=\d+\s+changed=0 ", output), output[-2000:]
     # The node's own certificate names the department, not 127.0.0.1: read it unverified, on the node.
     fetch = (
         "import ssl, urllib.request as u; c = ssl._create_unverified_context(); "
         "print(u.urlopen('https://127.0.0.1:9470/healthz', context=c).read().decode())"
     )
-    status = json.loads(in_node("gdx-fe-gaj", f'python3 -c "{fetch}"'))
+    status = json.loads(in_node("gdx-site-gaj", f'python3 -c "{fetch}"'))
     assert status["status"] in ("ok", "degraded")
     assert status["front_end_db"] == "up"
 
@@ -217,18 +217,18 @@ def decommission(tmp_path: Path, inventory: Path, env: dict[str, str]) -> None:
     fetched = tmp_path / "decommissioned"
     playbook(
         "decommission.yml", inventory, env, tmp_path / "decommission.log",
-        "--limit", "gdx-fe-wjw", "-e", f"gdx_decommission_fetch_dir={fetched}",
+        "--limit", "gdx-site-wjw", "-e", f"gdx_decommission_fetch_dir={fetched}",
     )  # fmt: skip
-    assert in_node("gdx-fe-wjw", "systemctl is-active gdx-agent").strip() != "active"
+    assert in_node("gdx-site-wjw", "systemctl is-active gdx-agent").strip() != "active"
     assert (
         in_node(
-            "gdx-fe-wjw", "ls /etc/gdx /opt/gdx /etc/systemd/system/gdx-agent.service 2>&1 | grep -c 'No such'"
+            "gdx-site-wjw", "ls /etc/gdx /opt/gdx /etc/systemd/system/gdx-agent.service 2>&1 | grep -c 'No such'"
         ).strip()
         == "3"
     )
-    final = in_node("gdx-fe-wjw", "ls /var/backups/gdx/final").split()
+    final = in_node("gdx-site-wjw", "ls /var/backups/gdx/final").split()
     assert len(final) == 1
     assert final[0].endswith(".dump")
-    assert (fetched / "gdx-fe-wjw" / final[0]).stat().st_size > 0
+    assert (fetched / "gdx-site-wjw" / final[0]).stat().st_size > 0
     # The other node goes on.
-    assert in_node("gdx-fe-gaj", "systemctl is-active gdx-agent").strip() == "active"
+    assert in_node("gdx-site-gaj", "systemctl is-active gdx-agent").strip() == "active"

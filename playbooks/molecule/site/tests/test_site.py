@@ -19,8 +19,8 @@ NEXT_VERSION = os.environ["GDX_TEST_NEXT_VERSION"]
 BROKEN_VERSION = os.environ["GDX_TEST_BROKEN_VERSION"]
 SUBSCRIBER_TABLE = "public.gaj_population"
 
-provider = testinfra.get_host("podman://gdx-fe-gaj")
-subscriber = testinfra.get_host("podman://gdx-fe-wjw")
+provider = testinfra.get_host("podman://gdx-site-gaj")
+subscriber = testinfra.get_host("podman://gdx-site-wjw")
 nodes = pytest.mark.parametrize("node", [provider, subscriber], ids=["gaj", "wjw"])
 
 
