@@ -13,7 +13,7 @@ STAMP      := $(VENV)/.installed
 CRD_STAMP  := infra/crd/node_modules/.installed
 APT_STAMP  := /var/lib/gdx/.apt-installed
 APT_PACKAGES := postgresql postgresql-contrib libpq5 mariadb-server mariadb-client openssl ca-certificates curl \
-                openssh-client podman runc debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
+                openssh-client podman runc catatonit debootstrap prometheus prometheus-alertmanager chromium fonts-wqy-microhei
 # Front-end nodes in tests: Debian 12 containers booting systemd, from an image built here (no registry).
 BASE_IMAGE ?= localhost/gdx-debian-systemd:bookworm
 APT_CACHE  ?= /var/cache/gdx-molecule/apt
@@ -54,7 +54,7 @@ podman: apt ## podman's runtime and limits for systemd containers (/etc/containe
 
 base-image: podman ## the Debian 12 systemd image of test nodes, made with debootstrap (about a minute, once)
 	@bash scripts/build-base-image.sh
-	@mkdir -p $(APT_CACHE)/gdx-fe-gaj $(APT_CACHE)/gdx-fe-wjw
+	@mkdir -p $(APT_CACHE)/gdx-site-gaj $(APT_CACHE)/gdx-site-wjw
 
 bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
 BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring infra -name node_modules -prune -o \( -name '*.py' -o -name '*.sql' -o -name '*.yml' \) -print)
