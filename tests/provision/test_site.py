@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from gdx import __version__
 from gdx.pki import issue
@@ -159,7 +160,10 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
         GDX_TEST_NEXT_VERSION=NEXT_VERSION,
         GDX_TEST_BROKEN_VERSION=BROKEN_VERSION,
     )
-    # A run that was cut off leaves molecule's state behind, which would skip creating the hosts.
+    # A run that was cut off leaves its hosts running and molecule's state behind: `--destroy never`
+    # skips the destroy before create, so both are cleared here.
+    hosts = [p["name"] for p in yaml.safe_load((PLAYBOOKS / "molecule/site/molecule.yml").read_text())["platforms"]]
+    subprocess.run(["podman", "rm", "-f", "-t", "0", *hosts], capture_output=True, check=False)
     run_logged(
         ["molecule", "reset", "--scenario-name", "site"],
         tmp_path / "molecule-reset.log",
