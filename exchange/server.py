@@ -10,6 +10,8 @@ from exchange.app import create_app
 from exchange.settings import Settings
 from exchange.tls import MutualTlsHttpTools
 
+KEEP_ALIVE_S = 75
+
 
 def uvicorn_config(settings: Settings, host: str, port: int, *, log_level: str = "info") -> uvicorn.Config:
     # CERT_OPTIONAL, not REQUIRED: the kubelet's probes reach /healthz and /readyz without a
@@ -28,6 +30,10 @@ def uvicorn_config(settings: Settings, host: str, port: int, *, log_level: str =
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        # Longer than any client keeps an idle connection (httpx: 5 s; nginx upstream keepalive:
+        # 60 s): with uvicorn's own 5 s, the server closed connections just as a client reused
+        # them, and the request failed with "Server disconnected without sending a response".
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
 
 

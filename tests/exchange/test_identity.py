@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import ssl
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -75,3 +78,19 @@ def test_roles_are_separated(exchange: RunningExchange) -> None:
     assert exchange.client("zjg-gaj").post("/v1/requests/1/decision", json=decision).status_code == 403
     assert exchange.client("carol").get("/metrics").status_code == 200
     assert exchange.client("zjg-gaj").get("/metrics").status_code == 403
+
+
+def test_an_idle_connection_outlives_a_clients_keep_alive(exchange: RunningExchange) -> None:
+    """httpx keeps an idle connection 5 s and reuses it; a server that closes at the same moment
+    makes that request fail with no response. The exchange keeps idle connections longer."""
+    context = ssl.create_default_context(cafile=exchange.pki / "ca.crt")
+    connection = http.client.HTTPSConnection("127.0.0.1", exchange.port, context=context, timeout=10)
+    try:
+        for pause in (0, 6):  # 6 s: past httpx's keepalive_expiry (5 s), which uvicorn's default equals
+            time.sleep(pause)
+            connection.request("GET", "/healthz")  # on the same connection: http.client reuses it
+            answer = connection.getresponse()
+            assert answer.status == 200
+            assert json.loads(answer.read()) == {"status": "ok"}
+    finally:
+        connection.close()
