@@ -190,7 +190,7 @@ def play(files: list[tuple[Phase, Path]], *, database_port: int, exchange_url: s
                 _wait_for_pod_exit(pod, timeout)
                 progress(f"migration pod {pod['metadata']['name']} done")
         else:
-            wait_for(lambda: ready(exchange_url, ca_file), timeout, f"{exchange_url}readyz", progress)
+            wait_for(lambda: answers(exchange_url + "readyz", ca_file), timeout, f"{exchange_url}readyz", progress)
             if monitor_url:
                 wait_for(lambda: answers(monitor_url + "healthz"), timeout, f"{monitor_url}healthz", progress)
 
@@ -205,21 +205,13 @@ def down(files: list[tuple[Phase, Path]], *, volumes: bool = False) -> None:
             podman("volume", "rm", "-f", volume, check=False)
 
 
-def ready(url: str, ca_file: Path) -> bool:
-    context = ssl.create_default_context(cafile=str(ca_file))
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), urllib.request.ProxyHandler({}))
+def answers(url: str, ca_file: Path | None = None) -> bool:
+    """The endpoint answers 200 (over HTTPS against ``ca_file`` when given)."""
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ca_file is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(ca_file))))
     try:
-        with opener.open(url + "readyz", timeout=3) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-def answers(url: str) -> bool:
-    """A plain-HTTP endpoint that answers 200."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=3) as answer:
+        with urllib.request.build_opener(*handlers).open(url, timeout=3) as answer:
             return bool(answer.status == 200)
     except OSError:
         return False
