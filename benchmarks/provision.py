@@ -11,6 +11,7 @@ The last line is JSON: site_first_run_s, site_rerun_s, site_rerun_changed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import re
@@ -64,6 +65,11 @@ def run_site(inventory: Path, log: Path) -> tuple[float, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--keep", action="store_true", help=f"leave the node ({NODE}) running afterwards, to rerun site.yml on it by hand"
+    )
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gdx-bench-provision-"))
     bundle = ROOT / "dist" / f"gdx-node-{__version__}.tar.gz"
     if not bundle.exists():
@@ -100,8 +106,11 @@ def main() -> None:
         print(f"bench-provision: first run {first_s:.1f} s, {first_changed} changed; rerun ...", flush=True)
         rerun_s, rerun_changed = run_site(inventory, work / "rerun.log")
     finally:
-        subprocess.run(["podman", "rm", "-f", NODE], capture_output=True, check=False)
+        if not args.keep:
+            subprocess.run(["podman", "rm", "-f", NODE], capture_output=True, check=False)
     print(f"bench-provision: machine {platform.machine()}, {platform.node()}; logs in {work}")
+    if args.keep:
+        print(f"bench-provision: {NODE} kept; rerun with: cd playbooks && ansible-playbook -i {inventory} site.yml")
     print(
         json.dumps(
             {

@@ -7,7 +7,7 @@ def test_chrony_runs_measure_only_with_the_configured_server(host):
     assert chrony.is_enabled
     assert "server ntp.example.gov.cn iburst" in host.file("/etc/chrony/chrony.conf").content_string
     # -x: in a container chrony may not set the clock, it only measures.
-    assert "-x" in host.file("/etc/default/chrony").content_string
+    assert "-x" in host.file("/etc/systemd/system/chrony.service.d/gdx-measure-only.conf").content_string
     assert all("-x" in p.args.split() for p in host.process.filter(comm="chronyd"))
 
 
