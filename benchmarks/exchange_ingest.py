@@ -45,7 +45,7 @@ def make_batches(count: int, size: int) -> list[bytes]:
     ]
 
 
-def start_server(pg: PostgresServer, work: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(pg: PostgresServer, work: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
     pki = work / "pki"
     make_pki(pki)
     url = pg.create_database("exchange")
@@ -62,6 +62,7 @@ def start_server(pg: PostgresServer, work: Path) -> tuple[subprocess.Popen[bytes
         "GDX_CA_CERT": str(pki / "ca.crt"),
         "GDX_HOST": "127.0.0.1",
         "GDX_PORT": str(port),
+        "GDX_WORKERS": str(workers),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "gdx.cli", "exchange", "serve"], env=env, stderr=subprocess.DEVNULL
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100, help="batches to push (default 100)")
     parser.add_argument("--size", type=int, default=1000, help="rows per batch (default 1000)")
     parser.add_argument("--clients", type=int, default=2, help="concurrent pushing clients (default 2)")
+    parser.add_argument("--workers", type=int, default=1, help="exchange server processes (default 1)")
     args = parser.parse_args()
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -139,7 +141,7 @@ def main() -> None:
     bodies = make_batches(args.batches + 1, args.size)
     pg = PostgresServer(durable=True).start()
     work = Path(tempfile.mkdtemp(prefix="gdx-bench-"))
-    server, base, url = start_server(pg, work)
+    server, base, url = start_server(pg, work, args.workers)
     try:
         ingest = bench_ingest(base, work / "pki", bodies, args.clients)
         print(f"ingest through the API ({args.clients} clients): {ingest:,.0f} rows/s", flush=True)
@@ -157,6 +159,7 @@ def main() -> None:
                 "ingest_vs_copy": round(ingest / copy, 3),
                 "batch_rows": args.size,
                 "clients": args.clients,
+                "workers": args.workers,
             }
         )
     )

@@ -67,7 +67,9 @@ def run_site(inventory: Path, log: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--keep", action="store_true", help=f"leave the node ({NODE}) running afterwards, to rerun site.yml on it by hand"
+        "--keep",
+        action="store_true",
+        help=f"leave the node ({NODE}) running afterwards, to rerun site.yml on it by hand",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gdx-bench-provision-"))

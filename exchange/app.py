@@ -34,7 +34,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.database_url, min_size=settings.pool_min, max_size=settings.pool_max, open=False
+            settings.database_url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            open=False,
+            configure=changes.create_staging_table,
         )
         await pool.open()
         app.state.pool = pool

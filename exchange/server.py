@@ -1,10 +1,17 @@
-"""Running the exchange under uvicorn with mutual TLS."""
+"""Running the exchange under uvicorn with mutual TLS, in one process or several."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import ssl
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from exchange.app import create_app
 from exchange.settings import Settings
@@ -12,13 +19,21 @@ from exchange.tls import MutualTlsHttpTools
 
 KEEP_ALIVE_S = 75
 
+# Worker processes are started afresh (spawn) and build their app from this variable.
+_SETTINGS_ENV = "GDX_EXCHANGE_SETTINGS"
 
-def uvicorn_config(settings: Settings, host: str, port: int, *, log_level: str = "info") -> uvicorn.Config:
+
+def uvicorn_config(
+    settings: Settings, host: str, port: int, *, log_level: str = "info", workers: int = 1
+) -> uvicorn.Config:
     # CERT_OPTIONAL, not REQUIRED: the kubelet's probes reach /healthz and /readyz without a
     # certificate. A certificate that is presented must still chain to the platform CA (the
     # handshake fails otherwise), and every other route refuses a caller without one.
+    app: FastAPI | str = create_app(settings) if workers == 1 else f"{__name__}:app_from_environment"
     return uvicorn.Config(
-        create_app(settings),
+        app,
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         http=MutualTlsHttpTools,
@@ -37,5 +52,20 @@ def uvicorn_config(settings: Settings, host: str, port: int, *, log_level: str =
     )
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    uvicorn.Server(uvicorn_config(settings, host, port)).run()
+def app_from_environment() -> FastAPI:
+    """The app of one worker process, from the settings its parent left in the environment."""
+    fields: dict[str, Any] = json.loads(os.environ[_SETTINGS_ENV])
+    for name in ("tls_cert", "tls_key", "ca_cert", "calendar_file"):
+        if fields[name] is not None:
+            fields[name] = Path(fields[name])
+    return create_app(Settings(**fields))
+
+
+def serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
+    config = uvicorn_config(settings, host, port, workers=workers)
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    # Several processes share one listening socket; each has its own connection pool.
+    os.environ[_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings), default=str)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

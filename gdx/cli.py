@@ -136,7 +136,15 @@ def exchange_serve(
         Path | None,
         typer.Option(envvar="GDX_CALENDAR_FILE", help="Official holiday schedule for years chinese-calendar lacks."),
     ] = None,
-    pool_max: Annotated[int, typer.Option(envvar="GDX_POOL_MAX", min=1)] = 10,
+    pool_max: Annotated[int, typer.Option(envvar="GDX_POOL_MAX", min=1, help="Database connections per process.")] = 10,
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="GDX_WORKERS",
+            min=1,
+            help="Server processes sharing the port: one uses one core (the checks of pushed rows run in Python).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the exchange API over mutual TLS."""
     from exchange.server import serve
@@ -147,7 +155,7 @@ def exchange_serve(
             raise _fail(f"{label} {path}: no such file")
     logs.configure()
     settings = Settings(database_url, tls_cert, tls_key, ca_cert, calendar, pool_max=pool_max)
-    serve(settings, host, port)
+    serve(settings, host, port, workers=workers)
 
 
 @audit_app.command("verify")

@@ -6,6 +6,10 @@ key is stale and skipped, so a batch sent twice, or an old change arriving late,
 nothing. Applied changes are numbered per resource without gaps. The resource row is locked
 while numbering, so numbers commit in order and a reader never skips a number that
 commits later.
+
+Everything that does not need the lock happens before it: the rows are checked, and the
+batch's newest change per key is copied into the connection's staging table (STAGING_TABLE);
+under the lock, one statement numbers the fresh changes, logs them and moves the keys on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from exchange import access, audit, metrics, resources
 from exchange.deps import Pool, refused
 from exchange.errors import ApiError, conflict, forbidden
 from exchange.identity import Anyone, Department
+from exchange.json_body import OrjsonRoute
 from gdx.fields import RowError
 from gdx.protocol import (
     MAX_PAGE_CHANGES,
@@ -33,7 +38,20 @@ from gdx.protocol import (
     ShareMethod,
 )
 
-router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"])
+STAGING_TABLE = "staged_change"
+
+
+async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Made once for each pooled connection (the pool's configure hook): a temporary table, so
+    concurrent pushes never see each other's rows; emptied when each transaction ends."""
+    await conn.execute(
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (ord integer, op "char", key text, row jsonb, '
+        "source_version bigint, source_commit_time timestamptz) ON COMMIT DELETE ROWS"
+    )
+    await conn.commit()
+
+
+router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"], route_class=OrjsonRoute)
 
 
 def _key_text(key: str | int) -> str:
@@ -67,6 +85,11 @@ def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
             "nothing in this batch was applied",
             problems,
         )
+
+
+def _check_provider(stored: resources.StoredResource, who: Department) -> None:
+    if stored.provider != who.name:
+        raise forbidden(f"resource {stored.code!r} is provided by {stored.provider}; you cannot push to it")
 
 
 def _newest_per_key(changes: list[Change]) -> dict[str, Change]:
@@ -106,11 +129,20 @@ async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: ChangeBat
 @router.post("", response_model=BatchReceipt, summary="Push a batch of changes (providers)")
 async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> BatchReceipt:
     try:
+        # Checked before the resource is locked: the checks are most of a batch's work, and
+        # meanwhile other batches of the resource are applied.
+        async with pool.connection() as conn:
+            checked = await resources.load(conn, code)
+        _check_provider(checked, who)
+        _validate(checked, batch.changes)
+        newest = _newest_per_key(batch.changes)
         async with pool.connection() as conn, conn.transaction():
+            await _stage(conn, newest)
             stored = await resources.load(conn, code, for_update=True)
-            if stored.provider != who.name:
-                raise forbidden(f"resource {code!r} is provided by {stored.provider}; you cannot push to it")
-            _validate(stored, batch.changes)
+            if stored.schema_version != checked.schema_version:
+                # The schema changed in between: check again against the one now in force.
+                _check_provider(stored, who)
+                _validate(stored, batch.changes)
             cur = await conn.execute(
                 "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
                 "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING",
@@ -119,7 +151,7 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
             if cur.rowcount == 0:
                 metrics.BATCHES.labels("duplicate").inc()
                 return await _existing_receipt(conn, batch, code)
-            receipt = await _apply(conn, stored, batch)
+            receipt = await _apply(conn, stored, batch, len(newest))
             if not batch.changes:
                 # A heartbeat alone carries no data: not an access to audit, and it comes
                 # every few seconds from every node.
@@ -146,58 +178,68 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
     return receipt
 
 
-async def _apply(
-    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: ChangeBatch
-) -> BatchReceipt:
-    newest = _newest_per_key(batch.changes)
-    cur = await conn.execute(
-        "SELECT key, source_version FROM current_key WHERE resource_id = %s AND key = ANY(%s)",
-        (stored.id, list(newest)),
+async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) -> None:
+    """Copy the batch's newest change per key into the staging table (PostgreSQL parses the
+    rows here, before the resource is locked)."""
+    if not newest:
+        return
+    async with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY {STAGING_TABLE} (ord, op, key, row, source_version, source_commit_time) FROM STDIN") as copy,
+    ):
+        await copy.write(_copy_text(newest))
+
+
+# Under the resource's lock: the staged changes newer than what the exchange holds for their
+# key get the next numbers (in batch order), go into the change log, and become their keys'
+# current versions; one statement, no row passing through Python.
+_APPLY = f"""
+    WITH fresh AS (
+        SELECT s.*, row_number() OVER (ORDER BY s.ord) AS n
+        FROM {STAGING_TABLE} s
+        LEFT JOIN current_key k ON k.resource_id = %(resource)s AND k.key = s.key
+        WHERE k.key IS NULL OR s.source_version > k.source_version
+    ), logged AS (
+        INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
+        SELECT %(resource)s, %(first)s + n - 1, op, key, row, source_version, source_commit_time FROM fresh
+    ), keyed AS (
+        INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
+        SELECT %(resource)s, key, source_version, %(first)s + n - 1, op = 'd' FROM fresh
+        ON CONFLICT (resource_id, key) DO UPDATE
+            SET source_version = EXCLUDED.source_version, seq = EXCLUDED.seq, deleted = EXCLUDED.deleted
     )
-    held = dict(await cur.fetchall())
-    fresh = [(key, c) for key, c in newest.items() if c.source_version > held.get(key, -1)]
+    SELECT count(*) FROM fresh
+"""  # noqa: S608 - the table name is a constant
+
+
+async def _apply(
+    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: ChangeBatch, staged: int
+) -> BatchReceipt:
     first = stored.last_seq + 1
-    if fresh:
-        async with (
-            conn.cursor() as copy_cur,
-            copy_cur.copy(
-                "COPY change (resource_id, seq, op, key, row, source_version, source_commit_time) FROM STDIN"
-            ) as copy,
-        ):
-            await copy.write(_copy_text(stored.id, first, fresh))
-        await conn.execute(
-            """
-            INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
-            SELECT %s, k, v, s, d FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bool[]) AS t(k, v, s, d)
-            ON CONFLICT (resource_id, key) DO UPDATE
-                SET source_version = EXCLUDED.source_version, seq = EXCLUDED.seq, deleted = EXCLUDED.deleted
-            """,
-            (
-                stored.id,
-                [k for k, _ in fresh],
-                [c.source_version for _, c in fresh],
-                list(range(first, first + len(fresh))),
-                [c.op == "delete" for _, c in fresh],
-            ),
-        )
+    applied = 0
+    if staged:
+        cur = await conn.execute(_APPLY, {"resource": stored.id, "first": first})
+        row = await cur.fetchone()
+        applied = row[0] if row else 0
+    if applied:
         await conn.execute(
             "UPDATE resource SET last_seq = %s, last_change_at = now() WHERE id = %s",
-            (first + len(fresh) - 1, stored.id),
+            (first + applied - 1, stored.id),
         )
-    last = first + len(fresh) - 1 if fresh else None
+    last = first + applied - 1 if applied else None
     if batch.heartbeat is not None:
         await _append_heartbeat(conn, stored.id, (last or stored.last_seq) + 1, batch.heartbeat)
     await conn.execute(
         "UPDATE change_batch SET applied = %s, stale = %s, first_seq = %s, last_seq = %s WHERE batch_id = %s",
-        (len(fresh), len(batch.changes) - len(fresh), first if fresh else None, last, batch.batch_id),
+        (applied, len(batch.changes) - applied, first if applied else None, last, batch.batch_id),
     )
     return BatchReceipt(
         batch_id=batch.batch_id,
         resource=stored.code,
         received=len(batch.changes),
-        applied=len(fresh),
-        stale=len(batch.changes) - len(fresh),
-        first_seq=first if fresh else None,
+        applied=applied,
+        stale=len(batch.changes) - applied,
+        first_seq=first if applied else None,
         last_seq=last,
         duplicate=False,
     )
@@ -223,15 +265,14 @@ def _copy_escape(text: bytes) -> bytes:
     return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
 
 
-def _copy_text(resource_id: int, first: int, fresh: list[tuple[str, Change]]) -> bytes:
-    """The change rows as one COPY text block: one write instead of an await per row."""
-    prefix = str(resource_id).encode()
+def _copy_text(newest: dict[str, Change]) -> bytes:
+    """The staged rows as one COPY text block: one write instead of an await per row."""
     lines = []
-    for seq, (key, change) in enumerate(fresh, start=first):
+    for ord_, (key, change) in enumerate(newest.items()):
         row = _copy_escape(orjson.dumps(change.row)) if change.row is not None else b"\\N"
         op = b"u" if change.op == "upsert" else b"d"
         commit_time = change.source_commit_time.isoformat().encode()
-        fields = (prefix, str(seq).encode(), op, _copy_escape(key.encode()), row, str(change.source_version).encode())
+        fields = (str(ord_).encode(), op, _copy_escape(key.encode()), row, str(change.source_version).encode())
         lines.append(b"\t".join((*fields, commit_time)))
     lines.append(b"")
     return b"\n".join(lines)

@@ -167,6 +167,33 @@ def test_concurrent_batches_interleave_without_gaps(exchange: RunningExchange, r
     assert row == (800,)
 
 
+def test_concurrent_batches_of_the_same_keys_keep_only_newer_versions(exchange: RunningExchange, resource: str) -> None:
+    # Batches are checked and staged outside the resource's lock; under it, only a version newer
+    # than the key's current one may be logged, whatever order the batches get the lock in.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def push(version: int) -> int:
+        body = batch(*(upsert(n, version, household_size=version) for n in range(40)))
+        response = exchange.client("zjg-gaj", headers={"x-test": str(version)}).post(
+            f"/v1/resources/{resource}/changes", json=body
+        )
+        assert response.status_code == 200, response.text
+        return int(response.json()["applied"])
+
+    with ThreadPoolExecutor(8) as pool:
+        applied = sum(pool.map(push, range(1, 9)))
+    changes = pull_all(exchange, resource)
+    assert [c["seq"] for c in changes] == list(range(1, applied + 1))
+    versions: dict[str, list[int]] = {}
+    for change in changes:
+        versions.setdefault(change["key"], []).append(change["source_version"])
+    assert len(versions) == 40
+    for logged in versions.values():
+        assert logged == sorted(set(logged)), "a version no newer than the key's current one was logged"
+        assert logged[-1] == 8
+    assert all(c["row"]["household_size"] == c["source_version"] for c in changes)
+
+
 def test_person_fixture_rows_are_valid() -> None:
     from stdnum.cn import ric
 

@@ -1,0 +1,96 @@
+"""`gdx exchange serve --workers N`: several processes behind one port, as the command runs in production."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from exchange.migrate import migrate
+from exchange.registry import sync_from_inventory
+from gdx.inventory import load_inventory
+from tests.exchange.conftest import batch, population_spec, unique_code, upsert
+from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
+from tests.support.postgres import PostgresServer, free_port
+
+
+def _workers_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _client(pki: Path, name: str, base: str) -> httpx.Client:
+    context = ssl.create_default_context(cafile=pki / "ca.crt")
+    context.load_cert_chain(pki / f"{name}.crt", pki / f"{name}.key")
+    return httpx.Client(base_url=base, verify=context, timeout=30)
+
+
+def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer, tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    make_pki(pki)
+    url = pg.create_database("exchange_workers")
+    migrate(url)
+    sync_from_inventory(
+        url, load_inventory(write_inventory(tmp_path / "inventory.yml", DEPARTMENTS), require_secrets=False)
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "GDX_DATABASE_URL": url,
+        "GDX_TLS_CERT": str(pki / "exchange.crt"),
+        "GDX_TLS_KEY": str(pki / "exchange.key"),
+        "GDX_CA_CERT": str(pki / "ca.crt"),
+        "GDX_HOST": "127.0.0.1",
+        "GDX_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gdx.cli", "exchange", "serve", "--workers", "2"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", verify=ssl.create_default_context(cafile=pki / "ca.crt")).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "the exchange did not become ready"
+            time.sleep(0.3)
+        assert len(_workers_of(server.pid)) == 2
+
+        code = unique_code("zjg-gaj")
+        with _client(pki, "zjg-gaj", base) as gaj:
+            assert gaj.post("/v1/resources", json=population_spec(code)).status_code in (200, 201)
+        # Fresh connections, so that the kernel hands them to both workers; each worker's
+        # pooled connections need their own staging table.
+        applied = []
+        for n in range(8):
+            with _client(pki, "zjg-gaj", base) as gaj:
+                response = gaj.post(f"/v1/resources/{code}/changes", json=batch(upsert(n, 1), upsert(n + 100, 1)))
+                assert response.status_code == 200, response.text
+                applied.append((response.json()["first_seq"], response.json()["last_seq"]))
+        assert sorted(applied) == [(2 * n + 1, 2 * n + 2) for n in range(8)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert server.returncode is not None
+    assert _workers_of(server.pid) == []
