@@ -197,8 +197,11 @@ _APPLY = f"""
     WITH fresh AS (
         SELECT s.*, row_number() OVER (ORDER BY s.ord) AS n
         FROM {STAGING_TABLE} s
-        LEFT JOIN current_key k ON k.resource_id = %(resource)s AND k.key = s.key
-        WHERE k.key IS NULL OR s.source_version > k.source_version
+        -- A subquery per staged row, not a join: the temporary table has no statistics, and the
+        -- planner's join choice (a scan of every current key) grew with the resource.
+        WHERE s.source_version > coalesce(
+            (SELECT k.source_version FROM current_key k WHERE k.resource_id = %(resource)s AND k.key = s.key), -1
+        )
     ), logged AS (
         INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
         SELECT %(resource)s, %(first)s + n - 1, op, key, row, source_version, source_commit_time FROM fresh
