@@ -22,6 +22,20 @@ class SourceError(Exception):
     """The business database could not be read; the message says what to check."""
 
 
+# Key sets (a table's and the mirror's) are compared per bucket: the first two hexadecimal
+# digits of the key's MD5 name the bucket (256 of them), and each bucket's figures are its
+# row count and the XOR of the next 60 bits. The databases compute them, so a comparison of a
+# million keys moves 256 rows, and only the keys of buckets that differ are read. PostgreSQL
+# and MariaDB give the same figures for the same keys (MD5 of the key's text, UTF-8).
+KeyTally = dict[str, tuple[int, int]]
+
+KEY_TALLY_POSTGRES = """
+    SELECT substr(h, 1, 2), count(*), bit_xor(('x' || substr(h, 3, 15))::bit(60)::bigint)
+    FROM (SELECT md5(({key})::text) AS h FROM {source}) hashed GROUP BY 1
+"""
+KEY_BUCKET_POSTGRES = "substr(md5(({key})::text), 1, 2)"
+
+
 class Source(Protocol):
     def now(self) -> dt.datetime: ...
 
@@ -44,6 +58,14 @@ class Source(Protocol):
     ) -> list[tuple[Any, ...]]: ...
 
     def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]: ...
+
+    def key_tally(self, table: str, key: str) -> KeyTally:
+        """Per bucket of the key's MD5 (see KEY_TALLY_POSTGRES), the keys' count and checksum."""
+        ...
+
+    def keys_in(self, table: str, key: str, buckets: Sequence[str]) -> list[str]:
+        """The keys (as text) that fall in these buckets."""
+        ...
 
     def count(self, table: str) -> int: ...
 
@@ -142,6 +164,18 @@ class PostgresSource:
         except psycopg.OperationalError as exc:
             self.close()
             raise _describe(self.db, exc) from None
+
+    def key_tally(self, table: str, key: str) -> KeyTally:
+        sql = KEY_TALLY_POSTGRES.format(key=self._name(key), source=self._name(table))
+        return {bucket: (int(count), int(checksum)) for bucket, count, checksum in self._query(sql)}
+
+    def keys_in(self, table: str, key: str, buckets: Sequence[str]) -> list[str]:
+        if not buckets:
+            return []
+        k = self._name(key)
+        bucket = KEY_BUCKET_POSTGRES.format(key=k)
+        sql = f"SELECT ({k})::text FROM {self._name(table)} WHERE {bucket} = ANY(%s)"  # noqa: S608
+        return [row[0] for row in self._query(sql, [list(buckets)])]
 
     def count(self, table: str) -> int:
         return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
@@ -252,6 +286,20 @@ class MariaDbSource:
         except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
             self.close()
             raise _describe(self.db, exc) from None
+
+    def key_tally(self, table: str, key: str) -> KeyTally:
+        k = self._name(key)
+        xor = "BIT_XOR(CAST(CONV(SUBSTR(h, 3, 15), 16, 10) AS UNSIGNED))"
+        sql = f"SELECT SUBSTR(h, 1, 2), COUNT(*), {xor} FROM (SELECT MD5({k}) AS h FROM {self._name(table)}) hashed GROUP BY 1"  # noqa: S608, E501
+        return {bucket: (int(count), int(checksum)) for bucket, count, checksum in self._query(sql)}
+
+    def keys_in(self, table: str, key: str, buckets: Sequence[str]) -> list[str]:
+        if not buckets:
+            return []
+        k = self._name(key)
+        marks = ", ".join(["%s"] * len(buckets))
+        sql = f"SELECT {k} FROM {self._name(table)} WHERE SUBSTR(MD5({k}), 1, 2) IN ({marks})"  # noqa: S608
+        return [str(row[0]) for row in self._query(sql, list(buckets))]
 
     def count(self, table: str) -> int:
         return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources as package_files
 from typing import Any
@@ -16,6 +17,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from front_end_node.sources import KEY_BUCKET_POSTGRES, KEY_TALLY_POSTGRES, KeyTally
 from front_end_node.wire import encode
 from gdx.fields import RowError, RowSchema
 from gdx.protocol import ResourceSpec
@@ -135,10 +137,25 @@ async def record_rows(
     return Recorded(len(keys), len(bad))
 
 
-async def mirror_keys(conn: Conn, code: str) -> dict[str, tuple[bytes | None, int]]:
-    """The live keys of the mirror with their digest and version (a snapshot for comparison)."""
-    cur = await conn.execute("SELECT key, digest, version FROM gdx.mirror WHERE resource = %s AND NOT deleted", (code,))
+async def mirror_keys(
+    conn: Conn, code: str, buckets: Sequence[str] | None = None
+) -> dict[str, tuple[bytes | None, int]]:
+    """The live keys of the mirror with their digest and version (a snapshot for comparison),
+    all of them or those of some key buckets (see sources.KEY_TALLY_POSTGRES)."""
+    sql = "SELECT key, digest, version FROM gdx.mirror WHERE resource = %s AND NOT deleted"
+    params: list[Any] = [code]
+    if buckets is not None:
+        sql += f" AND {KEY_BUCKET_POSTGRES.format(key='key')} = ANY(%s)"
+        params.append(list(buckets))
+    cur = await conn.execute(sql, params)
     return {key: (dig, version) for key, dig, version in await cur.fetchall()}
+
+
+async def mirror_key_tally(conn: Conn, code: str) -> KeyTally:
+    """The mirror's live keys per bucket, as Source.key_tally gives a table's."""
+    source = "gdx.mirror WHERE resource = %s AND NOT deleted"
+    cur = await conn.execute(KEY_TALLY_POSTGRES.format(key="key", source=source), (code,))
+    return {bucket: (int(count), int(checksum)) for bucket, count, checksum in await cur.fetchall()}
 
 
 async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_time: dt.datetime) -> int:
