@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,9 @@ def steady_writer(url: str, rate: int, seconds: float, rows: int, commits: dict[
 
 
 def main() -> None:
+    # Stopped with SIGTERM (or Ctrl-C), the benchmark still stops the servers and agents it started:
+    # left running, an agent re-reading a million-row table disturbs every later measurement.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=2000, help="changes per second in the steady phase")
@@ -109,6 +113,7 @@ def main() -> None:
     server, base, _ = start_server(pg, work)
     exchange = SimpleNamespace(url=base, pki=work / "pki")
     agents: list[Any] = []
+    loader: subprocess.Popen[bytes] | None = None
     try:
         with exchange_client(exchange, "zjg-gaj") as gaj, exchange_client(exchange, "zjg-wjw") as wjw:
             gaj.post("/v1/resources", json=population_spec(CODE)).raise_for_status()
@@ -172,6 +177,9 @@ def main() -> None:
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         print(f"lag over {len(lags)} updates ({missing} not arrived): p50 {p50:.3f} s, p99 {p99:.3f} s", flush=True)
     finally:
+        if loader is not None and loader.poll() is None:
+            loader.terminate()
+            loader.wait(timeout=10)
         for agent in agents:
             if agent.running():
                 agent.stop()
