@@ -3,7 +3,9 @@
 Two ways to find changes, per published table:
 - change column (the default): rows whose column is at or after the watermark, minus a
   lookback for transactions that commit after a later one; re-read rows whose digest did
-  not change are dropped, so the lookback costs reads, never duplicates;
+  not change are dropped, so the lookback costs reads, never duplicates. Once the source's
+  clock is a lookback past a value, no late commit can still bring a row below it: the
+  window closes there, so an idle table costs an empty query, not a re-read;
 - keyed comparison: every key (and, without a change column, every row's digest) compared
   with the mirror. It is how a table without a change column is extracted at all, and how
   deletions are found in every table: a key that is gone from the source is a deletion.
@@ -84,6 +86,12 @@ class Extractor:
         # same version, dropped before it is even converted (the lookback window is re-read on
         # every cycle: at 2,000 changes/s and 2 s of lookback, 4,000 rows a cycle).
         self._recent_change: dict[str, Any] = {}
+        # Every row with a change-column value below `_settled` has been read. `_anchor` is a
+        # value read and the monotonic time after that read: the source's clock was past the
+        # value then, and has moved on as much as ours since (both only in memory: a restarted
+        # agent re-reads one lookback window).
+        self._settled: dt.datetime | None = None
+        self._anchor: tuple[dt.datetime, float] | None = None
 
     def _commit_time(self, change_value: Any, fallback: dt.datetime) -> dt.datetime:
         return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
@@ -104,11 +112,11 @@ class Extractor:
         """One cycle; True when it found changes (so the caller goes on without pausing)."""
         watermark, heartbeat_seq = await self._position(conn)
         beat = await self._heartbeat(heartbeat_seq) if time.monotonic() >= self._next_heartbeat else None
-        changed = 0
+        changed = read = 0
         if self.pub.change_column:
-            changed += await self._incremental(conn, watermark)
+            changed, read = await self._incremental(conn, watermark)
         else:
-            changed += await self.compare_when_due(conn)
+            changed = await self.compare_when_due(conn)
         if beat is not None:
             # After the data read: everything committed before the heartbeat was read first.
             async with conn.transaction():
@@ -117,7 +125,7 @@ class Extractor:
                     "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
                 )
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
-        self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0)
+        self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read)
         return changed > 0
 
     async def _heartbeat(self, last_seq: int) -> tuple[int, dt.datetime] | None:
@@ -136,13 +144,13 @@ class Extractor:
             return None
         return read[0], aware(read[1], self.zone)
 
-    async def _incremental(self, conn: store.Conn, watermark: Any) -> int:
+    async def _incremental(self, conn: store.Conn, watermark: Any) -> tuple[int, int]:
+        """Read the changes after the watermark; returns (rows recorded, rows read)."""
         assert self.pub.change_column is not None
-        lower = watermark
-        if isinstance(watermark, dt.datetime):
-            lower = watermark - dt.timedelta(seconds=self.pub.lookback_s)
+        started = time.monotonic()
+        lower = self._lower_bound(watermark, started)
         after: tuple[Any, Any] | None = None
-        changed = 0
+        changed = read = 0
         while True:
             rows = await asyncio.to_thread(
                 self.source.read_changed,
@@ -156,6 +164,7 @@ class Extractor:
             )
             if not rows:
                 break
+            read += len(rows)
             now = utcnow()
             items: list[tuple[dict[str, Any], dt.datetime]] = []
             digests: dict[str, bytes] = {}
@@ -171,6 +180,8 @@ class Extractor:
                     items.append((row, self._commit_time(values[0], now)))
                     digests[key] = row_digest
             newest = rows[-1][0]
+            if isinstance(newest, dt.datetime) and (self._anchor is None or newest > self._anchor[0]):
+                self._anchor = (newest, time.monotonic())
             async with conn.transaction():
                 recorded = await store.record_rows(conn, self.code, self.schema, items)
                 if watermark is None or newest > watermark:
@@ -188,7 +199,28 @@ class Extractor:
             after = (newest, rows[-1][1 + self.key_index])
             if len(rows) < self.batch_size:
                 break
-        return changed
+        self._settle(started)
+        return changed, read
+
+    def _lower_bound(self, watermark: Any, started: float) -> Any:
+        if not isinstance(watermark, dt.datetime):
+            return watermark  # a counter: no clock, no lookback
+        if self._anchor is None:
+            # The watermark was read before, so the source's clock is past it now.
+            self._anchor = (watermark, started)
+        lower = watermark - dt.timedelta(seconds=self.pub.lookback_s)
+        return lower if self._settled is None or self._settled < lower else self._settled
+
+    def _settle(self, started: float) -> None:
+        """After a complete read that began at `started`: a late commit can only bring values
+        within a lookback of the source's clock at that moment, so everything below is read.
+        One second more, for columns of whole seconds (a value up to a second before the change)."""
+        if self._anchor is None:
+            return
+        value, seen = self._anchor
+        settled = value + dt.timedelta(seconds=started - seen - self.pub.lookback_s - 1)
+        if self._settled is None or settled > self._settled:
+            self._settled = settled
 
     async def compare_when_due(self, conn: store.Conn) -> int:
         if time.monotonic() < self._next_compare:

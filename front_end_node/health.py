@@ -40,6 +40,7 @@ class LoopStatus:
     rows: int = 0
     batches: int = 0
     errors: int = 0
+    read: int = 0
 
 
 @dataclass
@@ -63,11 +64,12 @@ class AgentState:
     def loop(self, hop: str, resource: str) -> LoopStatus:
         return self.loops.setdefault((hop, resource), LoopStatus())
 
-    def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0) -> None:
+    def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0, read: int = 0) -> None:
         status = self.loop(hop, resource)
         status.state, status.message, status.last_success = "ok", "", time.time()
         status.rows += rows
         status.batches += batches
+        status.read += read
 
     def waiting(self, hop: str, resource: str, message: str) -> None:
         status = self.loop(hop, resource)
@@ -176,6 +178,11 @@ class _Collector(Collector):
         rows = CounterMetricFamily("gdx_node_rows", "Rows moved by the hop since the agent started", labels=labels)
         batches = CounterMetricFamily("gdx_node_batches", "Batches or cycles that moved rows", labels=labels)
         errors = CounterMetricFamily("gdx_node_errors", "Failed attempts of the hop", labels=labels)
+        read = CounterMetricFamily(
+            "gdx_node_source_rows_read",
+            "Rows read from the business database, re-reads of the lookback window included",
+            labels=["resource"],
+        )
         success = GaugeMetricFamily(
             "gdx_node_last_success_timestamp_seconds", "When the hop last completed a cycle", labels=labels
         )
@@ -184,10 +191,12 @@ class _Collector(Collector):
             rows.add_metric([hop, resource], status.rows)
             batches.add_metric([hop, resource], status.batches)
             errors.add_metric([hop, resource], status.errors)
+            if hop == "extract":
+                read.add_metric([resource], status.read)
             if status.last_success is not None:
                 success.add_metric([hop, resource], status.last_success)
             up.add_metric([hop, resource], 1 if status.state == "ok" else 0)
-        yield from (rows, batches, errors, success, up)
+        yield from (rows, batches, errors, read, success, up)
 
         pending = GaugeMetricFamily("gdx_node_pending_rows", "Changes waiting for the exchange", labels=["resource"])
         for resource, count in sorted(s.db.pending.items()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 from tests.exchange.conftest import resident_id
@@ -45,6 +47,45 @@ def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> 
     assert doubled == [], "a change reached the exchange's log twice"
     assert versions is not None
     assert versions[0] >= 3, "inserted, deleted, inserted again: the key's version kept growing"
+
+
+def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read_again(world: World) -> None:
+    code, source, provider = world.population(lookback_s=5)
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    source.insert(range(50))
+    provider.start()
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+
+    def mirrored_remark(n: int) -> str | None:
+        with psycopg.connect(provider.front_end_db) as conn:
+            row = conn.execute(
+                "SELECT row->>'remark' FROM gdx.mirror WHERE resource = %s AND key = %s", (code, resident_id(n))
+            ).fetchone()
+        return row[0] if row else None
+
+    # The first transaction stamps its row, a second stamps a later one and commits, the agent
+    # moves its watermark past the first row's stamp, and only then does the first commit.
+    with psycopg.connect(source.url) as late:
+        late.execute("UPDATE population SET remark = 'late' WHERE id_number = %s", (resident_id(1),))
+        time.sleep(0.2)
+        source.execute("UPDATE population SET remark = 'early' WHERE id_number = %s", (resident_id(2),))
+        wait_for(lambda: mirrored_remark(2) == "early", 4, "the later change extracted", on_timeout=world.logs)
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
+    assert mirrored_remark(1) == "late"
+
+    # Idle: a lookback (and a second) after the newest change, the window is closed.
+    def rows_read() -> float:
+        return provider.metric("gdx_node_source_rows_read_total", resource=code) or 0.0
+
+    time.sleep(7)
+    before = rows_read()
+    assert before >= 52, "the rows extracted were counted as read"
+    time.sleep(2)
+    assert rows_read() == before, "an idle table with a change column is not read again"
+    source.execute("UPDATE population SET remark = 'after' WHERE id_number = %s", (resident_id(3),))
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
 
 
 def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:
