@@ -39,6 +39,9 @@ class ExchangeClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return orjson.loads(await self._call_raw(method, path, **kwargs))
+
+    async def _call_raw(self, method: str, path: str, **kwargs: Any) -> bytes:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -54,7 +57,7 @@ class ExchangeClient:
                 status=response.status_code,
                 body=body if isinstance(body, dict) else {},
             )
-        return orjson.loads(response.content)
+        return response.content
 
     async def resource(self, code: str) -> Resource:
         return Resource.model_validate(await self._call("GET", f"/v1/resources/{code}"))
@@ -69,7 +72,9 @@ class ExchangeClient:
         return BatchReceipt.model_validate(data)
 
     async def pull(self, code: str, purpose: str, after: int, limit: int) -> ChangePage:
-        data = await self._call(
+        raw = await self._call_raw(
             "GET", f"/v1/resources/{code}/changes", params={"purpose": purpose, "after": after, "limit": limit}
         )
-        return ChangePage.model_validate(data)
+        # Validated straight from the bytes: a page of 5,000 rows through Python dicts first
+        # cost the subscriber's agent a third of its time.
+        return ChangePage.model_validate_json(raw)
