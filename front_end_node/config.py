@@ -96,7 +96,10 @@ class Publication(_Strict):
         "without one the table is compared key by key every compare_interval_s",
     )
     lookback_s: float = Field(
-        default=2.0, ge=0, description="Re-read this much before the newest change seen (late commits)"
+        default=2.0,
+        ge=0,
+        description="How long a writing transaction may stay open after setting the change column: "
+        "settled ranges are checked again for such late commits",
     )
     compare_interval_s: float | None = Field(
         default=None, gt=0, description="Keyed comparison (finds deletions); default 60 s, or 300 s without a column"

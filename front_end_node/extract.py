@@ -1,11 +1,12 @@
 """Hop 1: the department's business database -> the front-end database.
 
 Two ways to find changes, per published table:
-- change column (the default): rows whose column is at or after the watermark, minus a
-  lookback for transactions that commit after a later one; re-read rows whose digest did
-  not change are dropped, so the lookback costs reads, never duplicates. Once the source's
-  clock is a lookback past a value, no late commit can still bring a row below it: the
-  window closes there, so an idle table costs an empty query, not a re-read;
+- change column (the default): each cycle reads the rows after the newest (column, key) read
+  so far. A transaction may commit after a later one and bring a row below that point (a
+  late commit), so once the source's clock is a lookback past a range of values, that range
+  is checked once more, keys and values only: a row not read at that value is read then.
+  Each row is read about once, however busy or idle the table, and a late commit arrives
+  within the lookback (and a second or two);
 - keyed comparison: every key (and, without a change column, every row's digest) compared
   with the mirror. It is how a table without a change column is extracted at all, and how
   deletions are found in every table: a key that is gone from the source is a deletion.
@@ -30,14 +31,22 @@ from front_end_node.wire import RowMaker, aware, digest
 from gdx.protocol import ResourceSpec
 
 HOP = "extract"
+# Ranges of settled change values are checked for late commits once they span this much.
+RECHECK_EVERY = dt.timedelta(seconds=1)
 
 
-def encode_watermark(value: Any) -> dict[str, Any]:
+def encode_watermark(value: Any, checked: dt.datetime | None = None) -> dict[str, Any]:
+    """The newest change value read and, for timestamps, the value below which late commits
+    have been looked for."""
     if isinstance(value, dt.datetime):
-        return {"ts": value.isoformat()}
+        return {"ts": value.isoformat()} | ({"checked": checked.isoformat()} if checked is not None else {})
     if isinstance(value, int):
         return {"int": value}
     return {"dec": str(value)}
+
+
+def decode_checked(data: dict[str, Any] | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(data["checked"]) if data and "checked" in data else None
 
 
 def decode_watermark(data: dict[str, Any] | None) -> Any:
@@ -86,17 +95,20 @@ class Extractor:
         # same version, dropped before it is even converted (the lookback window is re-read on
         # every cycle: at 2,000 changes/s and 2 s of lookback, 4,000 rows a cycle).
         self._recent_change: dict[str, Any] = {}
-        # Every row with a change-column value below `_settled` has been read. `_anchor` is a
-        # value read and the monotonic time after that read: the source's clock was past the
-        # value then, and has moved on as much as ours since (both only in memory: a restarted
-        # agent re-reads one lookback window).
-        self._settled: dt.datetime | None = None
+        # (change value, key) of the newest row read: the next cycle reads after it.
+        self._after: tuple[Any, Any] | None = None
+        self._watermark: Any = None
+        # Late commits have been looked for below `_checked` (kept with the watermark).
+        self._checked: dt.datetime | None = None
+        # A change value read and the monotonic time after that read: the source's clock was
+        # past the value then, and has moved on as much as ours since.
         self._anchor: tuple[dt.datetime, float] | None = None
+        self._lookback = dt.timedelta(seconds=pub.lookback_s)
 
     def _commit_time(self, change_value: Any, fallback: dt.datetime) -> dt.datetime:
         return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
 
-    async def _position(self, conn: store.Conn) -> tuple[Any, int]:
+    async def _position(self, conn: store.Conn) -> tuple[Any, dt.datetime | None, int]:
         async with conn.transaction():
             await conn.execute(
                 "INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (self.code,)
@@ -106,15 +118,15 @@ class Extractor:
             )
             row = await cur.fetchone()
         assert row is not None
-        return decode_watermark(row[0]), int(row[1])
+        return decode_watermark(row[0]), decode_checked(row[0]), int(row[1])
 
     async def step(self, conn: store.Conn) -> bool:
         """One cycle; True when it found changes (so the caller goes on without pausing)."""
-        watermark, heartbeat_seq = await self._position(conn)
+        watermark, checked, heartbeat_seq = await self._position(conn)
         beat = await self._heartbeat(heartbeat_seq) if time.monotonic() >= self._next_heartbeat else None
         changed = read = 0
         if self.pub.change_column:
-            changed, read = await self._incremental(conn, watermark)
+            changed, read = await self._incremental(conn, watermark, checked)
         else:
             changed = await self.compare_when_due(conn)
         if beat is not None:
@@ -144,12 +156,27 @@ class Extractor:
             return None
         return read[0], aware(read[1], self.zone)
 
-    async def _incremental(self, conn: store.Conn, watermark: Any) -> tuple[int, int]:
-        """Read the changes after the watermark; returns (rows recorded, rows read)."""
-        assert self.pub.change_column is not None
+    async def _incremental(self, conn: store.Conn, watermark: Any, checked: dt.datetime | None) -> tuple[int, int]:
+        """New rows, then late commits when a range is due; returns (rows recorded, rows read)."""
         started = time.monotonic()
-        lower = self._lower_bound(watermark, started)
-        after: tuple[Any, Any] | None = None
+        self._watermark = watermark
+        if isinstance(watermark, dt.datetime):
+            if self._anchor is None:
+                self._anchor = (watermark, started)  # read before: the source's clock is past it
+            if self._checked is None:
+                # Without a record (a watermark from `sync --full`, or an older agent's), the
+                # values within a lookback of the watermark may still hide late commits.
+                self._checked = checked if checked is not None else watermark - self._lookback - dt.timedelta(seconds=1)
+        changed, read = await self._read_new(conn)
+        if self._anchor is not None and self._checked is not None:
+            more, reread = await self._recheck(conn, started)
+            changed, read = changed + more, read + reread
+        return changed, read
+
+    async def _read_new(self, conn: store.Conn) -> tuple[int, int]:
+        """The rows after the newest read (at start: from the watermark on)."""
+        assert self.pub.change_column is not None
+        after, lower = self._after, (self._watermark if self._after is None else None)
         changed = read = 0
         while True:
             rows = await asyncio.to_thread(
@@ -165,62 +192,88 @@ class Extractor:
             if not rows:
                 break
             read += len(rows)
-            now = utcnow()
-            items: list[tuple[dict[str, Any], dt.datetime]] = []
-            digests: dict[str, bytes] = {}
-            versions: dict[str, Any] = {}
-            for values in rows:
-                source_key = str(values[1 + self.key_index])
-                if self._recent_change.get(source_key) == values[0]:
-                    continue
-                versions[source_key] = values[0]
-                row = self.maker.row(values[1:])
-                key, row_digest = str(row[self.key]), digest(row)
-                if self._recent.get(key) != row_digest:
-                    items.append((row, self._commit_time(values[0], now)))
-                    digests[key] = row_digest
-            newest = rows[-1][0]
-            if isinstance(newest, dt.datetime) and (self._anchor is None or newest > self._anchor[0]):
-                self._anchor = (newest, time.monotonic())
-            async with conn.transaction():
-                recorded = await store.record_rows(conn, self.code, self.schema, items)
-                if watermark is None or newest > watermark:
-                    watermark = newest
-                    await conn.execute(
-                        "UPDATE gdx.extract_state SET watermark = %s WHERE resource = %s",
-                        (Jsonb(encode_watermark(newest)), self.code),
-                    )
-            if len(self._recent) > 500_000 or len(self._recent_change) > 500_000:
-                self._recent.clear()
-                self._recent_change.clear()
-            self._recent.update(digests)
-            self._recent_change.update(versions)
-            changed += recorded.changed
-            after = (newest, rows[-1][1 + self.key_index])
+            first, newest = rows[0][0], rows[-1][0]
+            if isinstance(newest, dt.datetime):
+                if self._checked is None:  # the first rows ever read: see _recheck
+                    self._checked = first - self._lookback - dt.timedelta(seconds=1)
+                if self._anchor is None or newest > self._anchor[0]:
+                    self._anchor = (newest, time.monotonic())
+            if self._watermark is None or newest > self._watermark:
+                self._watermark = newest
+            changed += await self._record(conn, rows, save_position=True)
+            after = self._after = (newest, rows[-1][1 + self.key_index])
             if len(rows) < self.batch_size:
                 break
-        self._settle(started)
         return changed, read
 
-    def _lower_bound(self, watermark: Any, started: float) -> Any:
-        if not isinstance(watermark, dt.datetime):
-            return watermark  # a counter: no clock, no lookback
-        if self._anchor is None:
-            # The watermark was read before, so the source's clock is past it now.
-            self._anchor = (watermark, started)
-        lower = watermark - dt.timedelta(seconds=self.pub.lookback_s)
-        return lower if self._settled is None or self._settled < lower else self._settled
-
-    def _settle(self, started: float) -> None:
-        """After a complete read that began at `started`: a late commit can only bring values
-        within a lookback of the source's clock at that moment, so everything below is read.
-        One second more, for columns of whole seconds (a value up to a second before the change)."""
-        if self._anchor is None:
-            return
+    async def _recheck(self, conn: store.Conn, started: float) -> tuple[int, int]:
+        """Late commits: a transaction commits within a lookback of its change value, so at
+        `started` every row below `settled` is visible. The range since the last check is read
+        as (value, key); the rows not read at that value are read in full. One second more
+        than the lookback, for columns of whole seconds (a value up to a second early)."""
+        assert self._anchor is not None
+        assert self._checked is not None
+        assert self.pub.change_column is not None
         value, seen = self._anchor
-        settled = value + dt.timedelta(seconds=started - seen - self.pub.lookback_s - 1)
-        if self._settled is None or settled > self._settled:
-            self._settled = settled
+        settled = value + dt.timedelta(seconds=started - seen) - self._lookback - dt.timedelta(seconds=1)
+        if settled - self._checked < RECHECK_EVERY:
+            return 0, 0
+        pairs = await asyncio.to_thread(
+            self.source.read_change_keys, self.pub.table, self.pub.change_column, self.key, self._checked, settled
+        )
+        missed = [key for changed_at, key in pairs if self._recent_change.get(str(key)) != changed_at]
+        changed, read = 0, len(pairs)
+        for start in range(0, len(missed), self.batch_size):
+            rows = await asyncio.to_thread(
+                self.source.read_keys,
+                self.pub.table,
+                self.columns,
+                self.pub.change_column,
+                self.key,
+                missed[start : start + self.batch_size],
+            )
+            read += len(rows)
+            changed += await self._record(conn, rows, save_position=False)
+        self._checked = settled
+        async with conn.transaction():
+            await self._save_position(conn)
+        return changed, read
+
+    async def _record(self, conn: store.Conn, rows: list[tuple[Any, ...]], *, save_position: bool) -> int:
+        """Source rows, each (change value, *columns), into the mirror and outbox; those
+        committed by this process with the same change value or digest are dropped first."""
+        now = utcnow()
+        items: list[tuple[dict[str, Any], dt.datetime]] = []
+        digests: dict[str, bytes] = {}
+        versions: dict[str, Any] = {}
+        for values in rows:
+            source_key = str(values[1 + self.key_index])
+            if self._recent_change.get(source_key) == values[0]:
+                continue
+            versions[source_key] = values[0]
+            row = self.maker.row(values[1:])
+            key, row_digest = str(row[self.key]), digest(row)
+            if self._recent.get(key) != row_digest:
+                items.append((row, self._commit_time(values[0], now)))
+                digests[key] = row_digest
+        async with conn.transaction():
+            recorded = await store.record_rows(conn, self.code, self.schema, items)
+            if save_position:
+                await self._save_position(conn)
+        if len(self._recent) > 500_000 or len(self._recent_change) > 500_000:
+            self._recent.clear()
+            self._recent_change.clear()
+        self._recent.update(digests)
+        self._recent_change.update(versions)
+        return recorded.changed
+
+    async def _save_position(self, conn: store.Conn) -> None:
+        if self._watermark is None:
+            return
+        await conn.execute(
+            "UPDATE gdx.extract_state SET watermark = %s WHERE resource = %s",
+            (Jsonb(encode_watermark(self._watermark, self._checked)), self.code),
+        )
 
     async def compare_when_due(self, conn: store.Conn) -> int:
         if time.monotonic() < self._next_compare:

@@ -53,6 +53,18 @@ class Source(Protocol):
         ordered by (change_column, key); each tuple is (change value, *columns)."""
         ...
 
+    def read_change_keys(
+        self, table: str, change_column: str, key: str, lower: Any, upper: Any
+    ) -> list[tuple[Any, Any]]:
+        """(change value, key) of the rows with lower <= change_column < upper."""
+        ...
+
+    def read_keys(
+        self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        """The rows with these keys, each as (change value, *columns)."""
+        ...
+
     def read_by_key(
         self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
     ) -> list[tuple[Any, ...]]: ...
@@ -86,7 +98,31 @@ def _describe(db: BusinessDb, exc: Exception) -> SourceError:
     )
 
 
-class PostgresSource:
+class _Queries:
+    """The statements PostgreSQL and MariaDB spell alike (identifiers quoted by each)."""
+
+    @staticmethod
+    def _name(identifier: str) -> str:
+        raise NotImplementedError
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def read_change_keys(
+        self, table: str, change_column: str, key: str, lower: Any, upper: Any
+    ) -> list[tuple[Any, Any]]:
+        chg, k = self._name(change_column), self._name(key)
+        sql = f"SELECT {chg}, {k} FROM {self._name(table)} WHERE {chg} >= %s AND {chg} < %s"  # noqa: S608
+        return [(row[0], row[1]) for row in self._query(sql, [lower, upper])]
+
+    def count(self, table: str) -> int:
+        return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
+
+    def max_value(self, table: str, column: str) -> Any:
+        return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
+
+
+class PostgresSource(_Queries):
     def __init__(self, db: BusinessDb, password: str) -> None:
         self.db = db
         self._password = password
@@ -145,6 +181,13 @@ class PostgresSource:
         sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
         return self._query(sql, [*params, limit])
 
+    def read_keys(
+        self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        chg, k = self._name(change_column), self._name(key)
+        return self._query(f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {k} = ANY(%s)", [list(keys)])  # noqa: S608
+
     def read_by_key(
         self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
     ) -> list[tuple[Any, ...]]:
@@ -177,12 +220,6 @@ class PostgresSource:
         sql = f"SELECT ({k})::text FROM {self._name(table)} WHERE {bucket} = ANY(%s)"  # noqa: S608
         return [row[0] for row in self._query(sql, [list(buckets)])]
 
-    def count(self, table: str) -> int:
-        return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
-
-    def max_value(self, table: str, column: str) -> Any:
-        return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
-
     def write_heartbeat(self, table: str, resource: str) -> None:
         self._query(
             f"INSERT INTO {self._name(table)} AS h (resource, seq, source_time) "  # noqa: S608
@@ -201,7 +238,7 @@ class PostgresSource:
             self._conn = None
 
 
-class MariaDbSource:
+class MariaDbSource(_Queries):
     """MySQL and MariaDB, through PyMySQL (pure Python: nothing to compile on the node)."""
 
     def __init__(self, db: BusinessDb, password: str) -> None:
@@ -268,6 +305,16 @@ class MariaDbSource:
         sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
         return self._query(sql, [*params, limit])
 
+    def read_keys(
+        self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        if not keys:
+            return []
+        cols = ", ".join(self._name(c) for c in columns)
+        chg, k = self._name(change_column), self._name(key)
+        marks = ", ".join(["%s"] * len(keys))
+        return self._query(f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {k} IN ({marks})", list(keys))  # noqa: S608
+
     def read_by_key(
         self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
     ) -> list[tuple[Any, ...]]:
@@ -300,12 +347,6 @@ class MariaDbSource:
         marks = ", ".join(["%s"] * len(buckets))
         sql = f"SELECT {k} FROM {self._name(table)} WHERE SUBSTR(MD5({k}), 1, 2) IN ({marks})"  # noqa: S608
         return [str(row[0]) for row in self._query(sql, list(buckets))]
-
-    def count(self, table: str) -> int:
-        return int(self._query(f"SELECT count(*) FROM {self._name(table)}")[0][0])  # noqa: S608
-
-    def max_value(self, table: str, column: str) -> Any:
-        return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
 
     def write_heartbeat(self, table: str, resource: str) -> None:
         self._query(
