@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -123,13 +124,17 @@ async def _refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.
         try:
             if conn is None or conn.closed:
                 conn = await store.connect(config.front_end_db)
+            started = time.monotonic()
             await state.refresh(conn)
+            # Counting a long outbox (a full load) takes a while: keep it under 5% of a core.
+            pause = max(2.0, 20 * (time.monotonic() - started))
         except psycopg.Error:
             state.database_down()
             if conn is not None:
                 await conn.close()
             conn = None
-        await aio.pause(stop, 2.0)
+            pause = 2.0
+        await aio.pause(stop, pause)
     if conn is not None:
         await conn.close()
 

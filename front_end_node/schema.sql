@@ -24,8 +24,8 @@ CREATE TABLE IF NOT EXISTS gdx.mirror (
 );
 
 -- Changes waiting for the exchange. A row leaves only when the exchange acknowledged the
--- batch it was sent in; batch_id is fixed before sending, so a resend after a crash reuses it
--- and the exchange applies it once.
+-- batch it was sent in (see push_batch). batch_id is no longer written: earlier agents
+-- marked every row of a batch with it, and the statements below convert such a batch.
 CREATE TABLE IF NOT EXISTS gdx.outbox (
     id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     resource            text NOT NULL,
@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS gdx.outbox (
     batch_id            uuid
 );
 CREATE INDEX IF NOT EXISTS outbox_resource ON gdx.outbox (resource, id);
+
+-- The batch being sent per resource, fixed before sending, so that a resend after a crash
+-- reuses its id and rows and the exchange applies it once. One row per batch: marking each
+-- outbox row rewrote every row (and its JSON) once more.
+CREATE TABLE IF NOT EXISTS gdx.push_batch (
+    resource  text PRIMARY KEY,
+    batch_id  uuid NOT NULL,
+    ids       bigint[] NOT NULL
+);
+INSERT INTO gdx.push_batch (resource, batch_id, ids)
+    SELECT resource, batch_id, array_agg(id ORDER BY id) FROM gdx.outbox WHERE batch_id IS NOT NULL
+    GROUP BY resource, batch_id ON CONFLICT (resource) DO NOTHING;
+UPDATE gdx.outbox SET batch_id = NULL WHERE batch_id IS NOT NULL;
 
 -- Where incremental extraction stands per published resource.
 CREATE TABLE IF NOT EXISTS gdx.extract_state (

@@ -218,32 +218,36 @@ async def next_batch(conn: Conn, code: str, limit: int) -> Outgoing | None:
     else the oldest pending rows under a new batch id, fixed before anything is sent."""
     columns = "id, op, key, row::text, source_version, source_commit_time"
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT batch_id FROM gdx.outbox WHERE resource = %s AND batch_id IS NOT NULL LIMIT 1", (code,)
-        )
+        cur = await conn.execute("SELECT batch_id, ids FROM gdx.push_batch WHERE resource = %s", (code,))
         fixed = await cur.fetchone()
         if fixed is not None:
             cur = await conn.execute(
-                f"SELECT {columns} FROM gdx.outbox WHERE batch_id = %s ORDER BY id",  # noqa: S608
-                (fixed[0],),
+                f"SELECT {columns} FROM gdx.outbox WHERE id = ANY(%b::bigint[]) ORDER BY id",  # noqa: S608
+                (fixed[1],),
             )
             rows = await cur.fetchall()
-            return Outgoing(fixed[0], [r[0] for r in rows], rows)
-        batch_id = uuid.uuid4()
+            if rows:
+                return Outgoing(fixed[0], [r[0] for r in rows], rows)
+            await conn.execute("DELETE FROM gdx.push_batch WHERE resource = %s", (code,))
         cur = await conn.execute(
-            f"UPDATE gdx.outbox SET batch_id = %s WHERE id IN "  # noqa: S608
-            f"(SELECT id FROM gdx.outbox WHERE resource = %s ORDER BY id LIMIT %s) RETURNING {columns}",
-            (batch_id, code, limit),
+            f"SELECT {columns} FROM gdx.outbox WHERE resource = %s ORDER BY id LIMIT %s",  # noqa: S608
+            (code, limit),
         )
-        rows = sorted(await cur.fetchall())
+        rows = await cur.fetchall()
         if not rows:
             return None
-    return Outgoing(batch_id, [r[0] for r in rows], rows)
+        batch = Outgoing(uuid.uuid4(), [r[0] for r in rows], rows)
+        await conn.execute(
+            "INSERT INTO gdx.push_batch (resource, batch_id, ids) VALUES (%s, %s, %b::bigint[])",
+            (code, batch.batch_id, batch.ids),
+        )
+    return batch
 
 
 async def acknowledge(conn: Conn, code: str, batch: Outgoing, heartbeat: tuple[int, dt.datetime] | None) -> None:
     async with conn.transaction():
-        await conn.execute("DELETE FROM gdx.outbox WHERE batch_id = %s", (batch.batch_id,))
+        await conn.execute("DELETE FROM gdx.outbox WHERE id = ANY(%b::bigint[])", (batch.ids,))
+        await conn.execute("DELETE FROM gdx.push_batch WHERE resource = %s", (code,))
         if heartbeat is not None:
             await record_heartbeat(conn, "push", code, *heartbeat)
 
@@ -262,4 +266,4 @@ async def unfix(conn: Conn, batch: Outgoing, quarantined: dict[int, str], code: 
                     "seen_at = now()",
                     (code, gone[0] or "", gone[1], f"refused by the exchange: {reason}"),
                 )
-        await conn.execute("UPDATE gdx.outbox SET batch_id = NULL WHERE batch_id = %s", (batch.batch_id,))
+        await conn.execute("DELETE FROM gdx.push_batch WHERE resource = %s AND batch_id = %s", (code, batch.batch_id))
