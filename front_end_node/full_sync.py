@@ -80,7 +80,8 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
                 async with conn.transaction():
                     await store.record_rows(conn, code, schema, items)
                     await conn.execute(
-                        "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s WHERE resource = %s",
+                        "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s, progressed_at = now() "
+                        "WHERE resource = %s",
                         (Jsonb(after), done, code),
                     )
                 elapsed = max(bar.tasks[0].elapsed or 0.0, 1e-6)

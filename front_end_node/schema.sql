@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS gdx.full_sync (
     started_at   timestamptz NOT NULL DEFAULT now(),
     finished_at  timestamptz
 );
+-- When the load last copied a page: a comparison for deletions waits while a load is moving.
+ALTER TABLE gdx.full_sync ADD COLUMN IF NOT EXISTS progressed_at timestamptz;
 
 -- Source rows that fail the resource's schema or key check; they do not block the others.
 CREATE TABLE IF NOT EXISTS gdx.quarantine (

@@ -188,6 +188,16 @@ async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_tim
     return len(deleted)
 
 
+async def full_sync_moving(conn: Conn, code: str) -> bool:
+    """True while `gdx node sync --full` of the resource is unfinished and copied a page lately."""
+    cur = await conn.execute(
+        "SELECT 1 FROM gdx.full_sync WHERE resource = %s AND finished_at IS NULL "
+        "AND progressed_at > now() - interval '2 minutes'",
+        (code,),
+    )
+    return await cur.fetchone() is not None
+
+
 async def record_heartbeat(conn: Conn, hop: str, code: str, seq: int, source_time: dt.datetime) -> None:
     await conn.execute(
         "INSERT INTO gdx.heartbeat (hop, resource, seq, source_time) VALUES (%s, %s, %s, %s) "

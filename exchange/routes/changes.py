@@ -307,7 +307,8 @@ async def pull(
             {"allowed": allowed, "id": stored.id, "after": after, "limit": limit + 1},
         )
         rows = await cur.fetchall()
-        page = [_change_out(stored.integer_key, *row) for row in rows[:limit]]
+        integer_key = stored.integer_key
+        page = [_change_out(integer_key, *row) for row in rows[:limit]]
         if any(change["op"] != "heartbeat" for change in page):
             # Polls that return no data (nothing, or heartbeats only) are not audited; every page with data is.
             async with conn.transaction():
