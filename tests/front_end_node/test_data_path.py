@@ -88,6 +88,35 @@ def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
 
 
+def test_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world: World) -> None:
+    code, source, provider = world.population(compare_interval_s=1)
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    source.insert(range(30))
+    provider.start()
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+
+    def compared() -> float:
+        return provider.metric("gdx_node_batches_total", hop="compare", resource=code) or 0.0
+
+    # A load that copied a page a moment ago (as `gdx node sync --full` records it).
+    with psycopg.connect(provider.front_end_db) as conn:
+        conn.execute(
+            "INSERT INTO gdx.full_sync (resource, rows_done, progressed_at) VALUES (%s, 10, now())", (code,)
+        )
+    source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(3),))
+    time.sleep(4)
+    with psycopg.connect(consumer.front_end_db) as conn:
+        held = conn.execute("SELECT count(*) FROM gaj_population WHERE id_number = %s", (resident_id(3),)).fetchone()
+    assert held == (1,), "no comparison while the load moves"
+    before = compared()
+    with psycopg.connect(provider.front_end_db) as conn:
+        conn.execute("UPDATE gdx.full_sync SET finished_at = now() WHERE resource = %s", (code,))
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
+    assert compared() > before
+
+
 def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:
     code, source, provider = world.population()
     world.subscribe("zjg-wjw", code)
