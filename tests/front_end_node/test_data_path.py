@@ -102,9 +102,7 @@ def test_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world:
 
     # A load that copied a page a moment ago (as `gdx node sync --full` records it).
     with psycopg.connect(provider.front_end_db) as conn:
-        conn.execute(
-            "INSERT INTO gdx.full_sync (resource, rows_done, progressed_at) VALUES (%s, 10, now())", (code,)
-        )
+        conn.execute("INSERT INTO gdx.full_sync (resource, rows_done, progressed_at) VALUES (%s, 10, now())", (code,))
     source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(3),))
     time.sleep(4)
     with psycopg.connect(consumer.front_end_db) as conn:
