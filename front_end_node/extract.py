@@ -88,12 +88,12 @@ class Extractor:
         self.schema = spec.row_schema()
         self._next_compare = 0.0
         self._next_heartbeat = 0.0
-        # Digests of rows this process committed to the mirror lately: a row re-read in the
-        # lookback window with the same digest is dropped here, without asking the mirror.
+        # Digests of rows this process committed to the mirror lately: a row read again with the
+        # same digest is dropped here, without asking the mirror.
         self._recent: dict[str, bytes] = {}
-        # The change-column value of each of those rows: a row re-read with the same value is the
-        # same version, dropped before it is even converted (the lookback window is re-read on
-        # every cycle: at 2,000 changes/s and 2 s of lookback, 4,000 rows a cycle).
+        # The change-column value of each of those rows: a row seen again with the same value is
+        # the same version, dropped before it is even converted; a settled range's (value, key)
+        # pairs are checked against it, and only the rows it lacks are read in full.
         self._recent_change: dict[str, Any] = {}
         # (change value, key) of the newest row read: the next cycle reads after it.
         self._after: tuple[Any, Any] | None = None

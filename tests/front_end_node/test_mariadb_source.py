@@ -47,6 +47,15 @@ def mariadb_rows(mariadb: MariaDbServer, db: str, columns: list[str]) -> list[tu
         return list(cur.fetchall())
 
 
+def grant(world: World, code: str, asked: list[str], approved: list[str]) -> None:
+    """zjg-wjw asks for some fields of the conditional resource; zjg-scjgj approves some."""
+    with exchange_client(world.exchange, "zjg-wjw") as wjw, exchange_client(world.exchange, "zjg-scjgj") as scj:
+        request = wjw.post("/v1/requests", json={"resource": code, "purpose": PURPOSE, "fields": asked})
+        assert request.status_code == 201, request.text
+        decision = scj.post(f"/v1/requests/{request.json()['id']}/approve", json={"fields": approved})
+        assert decision.status_code == 200, decision.text
+
+
 BAD = uscc(999)[:-1] + ("0" if uscc(999)[-1] != "0" else "1")  # a wrong check digit
 
 
@@ -60,13 +69,7 @@ def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
         cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(200)])
         cur.execute("INSERT INTO legal_entity VALUES (%s, '坏数据公司', NULL, 1, NULL, '存续', NULL)", (BAD,))
 
-    with exchange_client(world.exchange, "zjg-wjw") as wjw, exchange_client(world.exchange, "zjg-scjgj") as scj:
-        asked = wjw.post(
-            "/v1/requests", json={"resource": code, "purpose": PURPOSE, "fields": ["name", "status", "established"]}
-        )
-        assert asked.status_code == 201, asked.text
-        approved = scj.post(f"/v1/requests/{asked.json()['id']}/approve", json={"fields": ["name", "status"]})
-        assert approved.status_code == 200, approved.text
+    grant(world, code, asked=["name", "status", "established"], approved=["name", "status"])
 
     provider = world.agent(
         "zjg-scjgj",
@@ -133,3 +136,53 @@ def test_a_wrong_password_is_a_clear_health_state_not_a_crash(world: World, mari
     assert provider.running(), "the agent keeps running and retrying"
     log = provider.log_path.read_text()
     assert log.count("Access denied") == 1, "the same failure is logged once, not at every retry"
+
+
+def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: World, mariadb: MariaDbServer) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", entity_spec(code))
+    grant(world, code, asked=["name", "status"], approved=["name", "status"])
+    business = mariadb_source(world, mariadb)
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, NOW(6))", [entity(n)[:-1] for n in range(40)]
+        )
+    provider = world.agent(
+        "zjg-scjgj",
+        business_db=business,
+        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated", "lookback_s": 3}],
+    )
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
+    provider.start()
+    consumer.start()
+    columns = ["uscc", "name", "status"]
+
+    def converge() -> None:
+        rows = lambda: mariadb_rows(mariadb, business["name"], columns)  # noqa: E731
+        world.converge(rows, consumer.front_end_db, "legal_entity", columns, 60)
+
+    converge()
+
+    def mirrored_status(n: int) -> str | None:
+        with psycopg.connect(provider.front_end_db) as conn:
+            row = conn.execute(
+                "SELECT row->>'status' FROM gdx.mirror WHERE resource = %s AND key = %s", (code, uscc(n))
+            ).fetchone()
+        return row[0] if row else None
+
+    # Stamped first, committed after a later change was extracted: found by the settled-range check.
+    late = mariadb.admin(business["name"])
+    try:
+        with late.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("UPDATE legal_entity SET status = '迟到', updated = NOW(6) WHERE uscc = %s", (uscc(1),))
+        with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE legal_entity SET status = '吊销', updated = NOW(6) WHERE uscc = %s", (uscc(2),))
+            cur.execute("INSERT INTO legal_entity VALUES (%s, '新设公司', NULL, 1, NULL, '存续', NOW(6))", (uscc(100),))
+        wait_for(lambda: mirrored_status(2) == "吊销", 10, "the later change extracted", on_timeout=world.logs)
+        with late.cursor() as cur:
+            cur.execute("COMMIT")
+    finally:
+        late.close()
+    converge()
+    assert mirrored_status(1) == "迟到"
