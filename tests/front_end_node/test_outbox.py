@@ -56,6 +56,12 @@ def test_a_fixed_batch_is_sent_again_whole_and_an_earlier_agents_batch_is_conver
             assert rest is not None
             assert [r[2] for r in rest.rows] == ["5", "8", "9", "10"]
 
-    asyncio.run(scenario())
+    # Its own loop, left unset as the current one: asyncio.run() would clear the current loop,
+    # which Pulumi's tests later in the session ask for.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM gdx.push_batch").fetchone() == (1,)
