@@ -180,7 +180,7 @@ class _Collector(Collector):
         errors = CounterMetricFamily("gdx_node_errors", "Failed attempts of the hop", labels=labels)
         read = CounterMetricFamily(
             "gdx_node_source_rows_read",
-            "Rows read from the business database, re-reads of the lookback window included",
+            "Rows read from the business database (settled ranges checked again for late commits included)",
             labels=["resource"],
         )
         success = GaugeMetricFamily(
