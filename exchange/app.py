@@ -17,7 +17,7 @@ from exchange import errors, metrics
 from exchange.registry import Registry
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
-from gdx import __version__, aio
+from gdx import __version__
 from gdx.workdays import WorkCalendar
 
 DESCRIPTION = """
@@ -43,7 +43,6 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.open()
         app.state.pool = pool
         app.state.registry = Registry(pool)
-        aio.tune_gc()
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ from uvicorn.supervisors import Multiprocess
 from exchange.app import create_app
 from exchange.settings import Settings
 from exchange.tls import MutualTlsHttpTools
+from gdx import aio
 
 KEEP_ALIVE_S = 75
 
@@ -58,12 +59,15 @@ def app_from_environment() -> FastAPI:
     for name in ("tls_cert", "tls_key", "ca_cert", "calendar_file"):
         if fields[name] is not None:
             fields[name] = Path(fields[name])
-    return create_app(Settings(**fields))
+    app = create_app(Settings(**fields))
+    aio.tune_gc()
+    return app
 
 
 def serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None:
     config = uvicorn_config(settings, host, port, workers=workers)
     if workers == 1:
+        aio.tune_gc()
         uvicorn.Server(config).run()
         return
     # Several processes share one listening socket; each has its own connection pool.

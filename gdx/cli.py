@@ -228,9 +228,11 @@ def node_run(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
     import asyncio
 
     from front_end_node.agent import run
+    from gdx.aio import tune_gc
 
     cfg = _node_config(config)
     logs.configure(cfg.log_level)
+    tune_gc()
     raise typer.Exit(asyncio.run(run(cfg)))
 
 
@@ -265,11 +267,13 @@ def node_sync(
     from front_end_node.full_sync import full_sync
     from front_end_node.health import Waiting
     from front_end_node.sources import SourceError
+    from gdx.aio import tune_gc
 
     if not full:
         raise _fail("only --full is supported: incremental sync is what `gdx node run` does", 2)
     cfg = _node_config(config)
     logs.configure(cfg.log_level)
+    tune_gc()
     try:
         rows = asyncio.run(full_sync(cfg, resource, restart=restart))
     except (ConfigError, SourceError, Waiting) as exc:
