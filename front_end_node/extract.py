@@ -21,6 +21,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from psycopg.types.json import Jsonb
 
 from front_end_node import store
@@ -29,6 +30,8 @@ from front_end_node.health import AgentState, utcnow
 from front_end_node.sources import Source
 from front_end_node.wire import RowMaker, aware, digest
 from gdx.protocol import ResourceSpec
+
+log = structlog.get_logger("gdx.node")
 
 HOP = "extract"
 # Ranges of settled change values are checked for late commits once they span this much.
@@ -104,6 +107,7 @@ class Extractor:
         # past the value then, and has moved on as much as ours since.
         self._anchor: tuple[dt.datetime, float] | None = None
         self._lookback = dt.timedelta(seconds=pub.lookback_s)
+        self._loading = False
 
     def _commit_time(self, change_value: Any, fallback: dt.datetime) -> dt.datetime:
         return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
@@ -125,10 +129,10 @@ class Extractor:
         watermark, checked, heartbeat_seq = await self._position(conn)
         beat = await self._heartbeat(heartbeat_seq) if time.monotonic() >= self._next_heartbeat else None
         changed = read = 0
-        if self.pub.change_column:
-            changed, read = await self._incremental(conn, watermark, checked)
-        else:
+        if self.pub.change_column is None:
             changed = await self.compare_when_due(conn)
+        elif not await self._waiting_for_full_load(conn):
+            changed, read = await self._incremental(conn, watermark, checked)
         if beat is not None:
             # After the data read: everything committed before the heartbeat was read first.
             async with conn.transaction():
@@ -139,6 +143,16 @@ class Extractor:
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
         self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read)
         return changed > 0
+
+    async def _waiting_for_full_load(self, conn: store.Conn) -> bool:
+        """`gdx node sync --full` copies every row and sets the watermark that reading goes on
+        from: read alongside it, each row would be read, compared and written twice."""
+        loading = await store.full_sync_moving(conn, self.code)
+        if loading != self._loading:
+            self._loading = loading
+            what = "a full load is moving: reading waits" if loading else "reading goes on after the full load"
+            log.info(what, resource=self.code)
+        return loading
 
     async def _heartbeat(self, last_seq: int) -> tuple[int, dt.datetime] | None:
         """The heartbeat to send after this cycle's read: the row the agent wrote into the

@@ -101,11 +101,15 @@ async def _resume_point(conn: store.Conn, code: str, restart: bool) -> tuple[Any
             "SELECT after_key, rows_done, finished_at FROM gdx.full_sync WHERE resource = %s FOR UPDATE", (code,)
         )
         row = await cur.fetchone()
+        # Marked as moving from the start: the agent's extractor waits from now on (see
+        # store.full_sync_moving), before the watermark below is even set.
         if row is not None and row[2] is None and not restart:
+            await conn.execute("UPDATE gdx.full_sync SET progressed_at = now() WHERE resource = %s", (code,))
             return row[0], int(row[1])
         await conn.execute(
-            "INSERT INTO gdx.full_sync (resource) VALUES (%s) ON CONFLICT (resource) DO UPDATE "
-            "SET after_key = NULL, rows_done = 0, started_at = now(), finished_at = NULL",
+            "INSERT INTO gdx.full_sync (resource, progressed_at) VALUES (%s, now()) ON CONFLICT (resource) "
+            "DO UPDATE SET after_key = NULL, rows_done = 0, started_at = now(), progressed_at = now(), "
+            "finished_at = NULL",
             (code,),
         )
         return None, 0

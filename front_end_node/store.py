@@ -189,7 +189,8 @@ async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_tim
 
 
 async def full_sync_moving(conn: Conn, code: str) -> bool:
-    """True while `gdx node sync --full` of the resource is unfinished and copied a page lately."""
+    """True while `gdx node sync --full` of the resource is unfinished and started or copied a
+    page lately (a load that stalled for 2 minutes no longer holds the agent back)."""
     cur = await conn.execute(
         "SELECT 1 FROM gdx.full_sync WHERE resource = %s AND finished_at IS NULL "
         "AND progressed_at > now() - interval '2 minutes'",

@@ -88,7 +88,7 @@ def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
 
 
-def test_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world: World) -> None:
+def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
     world.subscribe("zjg-wjw", code)
     consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
@@ -100,19 +100,30 @@ def test_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world:
     def compared() -> float:
         return provider.metric("gdx_node_batches_total", hop="compare", resource=code) or 0.0
 
-    # A load that copied a page a moment ago (as `gdx node sync --full` records it).
+    def read() -> float:
+        return provider.metric("gdx_node_source_rows_read_total", resource=code) or 0.0
+
+    # A load that copied a page a moment ago (as `gdx node sync --full` records it): it copies
+    # every row itself, so the agent reads neither new rows nor keys for deletions meanwhile.
     with psycopg.connect(provider.front_end_db) as conn:
         conn.execute("INSERT INTO gdx.full_sync (resource, rows_done, progressed_at) VALUES (%s, 10, now())", (code,))
+    time.sleep(1)
+    read_before = read()
     source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(3),))
+    source.insert(range(30, 35))
     time.sleep(4)
     with psycopg.connect(consumer.front_end_db) as conn:
-        held = conn.execute("SELECT count(*) FROM gaj_population WHERE id_number = %s", (resident_id(3),)).fetchone()
-    assert held == (1,), "no comparison while the load moves"
+        held = conn.execute(
+            "SELECT count(*) FILTER (WHERE id_number = %s), count(*) FROM gaj_population", (resident_id(3),)
+        ).fetchone()
+    assert held == (1, 30), "no reading and no comparison while the load moves"
+    assert read() == read_before
     before = compared()
     with psycopg.connect(provider.front_end_db) as conn:
         conn.execute("UPDATE gdx.full_sync SET finished_at = now() WHERE resource = %s", (code,))
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
     assert compared() > before
+    assert "a full load is moving: reading waits" in provider.log_path.read_text()
 
 
 def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:
