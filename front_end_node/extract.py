@@ -223,8 +223,9 @@ class Extractor:
     async def _recheck(self, conn: store.Conn, started: float) -> tuple[int, int]:
         """Late commits: a transaction commits within a lookback of its change value, so at
         `started` every row below `settled` is visible. The range since the last check is read
-        as (value, key); the rows not read at that value are read in full. One second more
-        than the lookback, for columns of whole seconds (a value up to a second early)."""
+        as (value, key); the rows neither read nor in the mirror at that value are read in
+        full. One second more than the lookback, for columns of whole seconds (a value up to a
+        second early)."""
         assert self._anchor is not None
         assert self._checked is not None
         assert self.pub.change_column is not None
@@ -235,16 +236,22 @@ class Extractor:
         pairs = await asyncio.to_thread(
             self.source.read_change_keys, self.pub.table, self.pub.change_column, self.key, self._checked, settled
         )
-        missed = [key for changed_at, key in pairs if self._recent_change.get(str(key)) != changed_at]
+        missed = [(changed_at, key) for changed_at, key in pairs if self._recent_change.get(str(key)) != changed_at]
+        if missed:
+            # Rows this process did not read may be in the mirror at that value all the same:
+            # loaded by `gdx node sync --full`, or read before a restart.
+            held = await store.mirrored_at(conn, self.code, [str(key) for _, key in missed])
+            missed = [(at, key) for at, key in missed if held.get(str(key)) != aware(at, self.zone)]
+        keys = [key for _, key in missed]
         changed, read = 0, len(pairs)
-        for start in range(0, len(missed), self.batch_size):
+        for start in range(0, len(keys), self.batch_size):
             rows = await asyncio.to_thread(
                 self.source.read_keys,
                 self.pub.table,
                 self.columns,
                 self.pub.change_column,
                 self.key,
-                missed[start : start + self.batch_size],
+                keys[start : start + self.batch_size],
             )
             read += len(rows)
             changed += await self._record(conn, rows, save_position=False)

@@ -23,6 +23,11 @@ CREATE TABLE IF NOT EXISTS gdx.mirror (
     PRIMARY KEY (resource, key)
 );
 
+-- The commit time the row was last written with (its change-column value where the table
+-- has a timestamp one): the check for late commits skips rows already here at that value,
+-- so the rows `gdx node sync --full` loaded are not read from the source again.
+ALTER TABLE gdx.mirror ADD COLUMN IF NOT EXISTS changed_at timestamptz;
+
 -- Changes waiting for the exchange. A row leaves only when the exchange acknowledged the
 -- batch it was sent in (see push_batch). batch_id is no longer written: earlier agents
 -- marked every row of a batch with it, and the statements below convert such a batch.

@@ -125,10 +125,11 @@ async def record_rows(
                 SELECT k, r::jsonb AS r, d, v, c, n FROM unnest(%(k)b::text[], %(r)b::text[], %(d)b::bytea[],
                     %(v)b::bigint[], %(c)b::timestamptz[]) WITH ORDINALITY AS t(k, r, d, v, c, n)
             ), mirrored AS (
-                INSERT INTO gdx.mirror (resource, key, row, digest, version, deleted)
-                SELECT %(code)s, k, r, d, v, false FROM changed
+                INSERT INTO gdx.mirror (resource, key, row, digest, version, deleted, changed_at)
+                SELECT %(code)s, k, r, d, v, false, c FROM changed
                 ON CONFLICT (resource, key) DO UPDATE
-                    SET row = EXCLUDED.row, digest = EXCLUDED.digest, version = EXCLUDED.version, deleted = false
+                    SET row = EXCLUDED.row, digest = EXCLUDED.digest, version = EXCLUDED.version, deleted = false,
+                        changed_at = EXCLUDED.changed_at
             ), cleared AS (
                 DELETE FROM gdx.quarantine q USING changed WHERE q.resource = %(code)s AND q.key = changed.k
             )
@@ -138,6 +139,17 @@ async def record_rows(
             {"code": code, "k": keys, "r": texts, "d": digests, "v": versions, "c": times},
         )
     return Recorded(len(keys), len(bad))
+
+
+async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, dt.datetime]:
+    """The change-column value each of ``keys`` had when its row was last written to the
+    mirror (live keys that have one)."""
+    cur = await conn.execute(
+        "SELECT key, changed_at FROM gdx.mirror WHERE resource = %s AND key = ANY(%b::text[]) "
+        "AND NOT deleted AND changed_at IS NOT NULL",
+        (code, list(keys)),
+    )
+    return dict(await cur.fetchall())
 
 
 async def mirror_keys(
