@@ -97,6 +97,21 @@ def steady_writer(url: str, rate: int, seconds: float, rows: int, commits: dict[
             n += 1
 
 
+def print_windows(commits: dict[str, float], arrived: dict[str, float], width: float = 10) -> None:
+    """The lag by window of the steady phase: where a slow moment fell, and how long it lasted."""
+    start = min(commits.values())
+    windows: dict[int, list[float]] = {}
+    for batch, committed in commits.items():
+        if batch in arrived:
+            windows.setdefault(int((committed - start) // width), []).append(arrived[batch] - committed)
+    for index, lags in sorted(windows.items()):
+        print(
+            f"  {index * width:3.0f}-{(index + 1) * width:3.0f} s: p50 {statistics.median(lags):6.3f} s, "
+            f"max {max(lags):6.3f} s",
+            flush=True,
+        )
+
+
 def main() -> None:
     # Stopped with SIGTERM (or Ctrl-C), the benchmark still stops the servers and agents it started:
     # left running, an agent re-reading a million-row table disturbs every later measurement.
@@ -176,6 +191,7 @@ def main() -> None:
         p50 = statistics.median(lags)
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
         print(f"lag over {len(lags)} updates ({missing} not arrived): p50 {p50:.3f} s, p99 {p99:.3f} s", flush=True)
+        print_windows(commits, arrived)
     finally:
         if loader is not None and loader.poll() is None:
             loader.terminate()
