@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import orjson
 import psycopg
 from fastapi import APIRouter, Query, Response
+from psycopg.types.json import Jsonb
 
 from exchange import access, audit, metrics, resources
 from exchange.deps import Pool, refused
@@ -38,13 +39,14 @@ from gdx.protocol import (
 )
 
 STAGING_TABLE = "staged_change"
+STAGING_TYPES = ["int4", "text", "text", "jsonb", "int8", "timestamptz"]  # its columns, for a binary COPY
 
 
 async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
     """Made once for each pooled connection (the pool's configure hook): a temporary table, so
     concurrent pushes never see each other's rows; emptied when each transaction ends."""
     await conn.execute(
-        f'CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (ord integer, op "char", key text, row jsonb, '
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (ord integer, op text, key text, row jsonb, "
         "source_version bigint, source_commit_time timestamptz) ON COMMIT DELETE ROWS"
     )
     await conn.commit()
@@ -179,14 +181,21 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
 
 async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) -> None:
     """Copy the batch's newest change per key into the staging table (PostgreSQL parses the
-    rows here, before the resource is locked)."""
+    rows here, before the resource is locked). In binary: psycopg's C dumpers write the
+    numbers and times, where a text COPY formatted and escaped each in Python."""
     if not newest:
         return
     async with (
         conn.cursor() as cur,
-        cur.copy(f"COPY {STAGING_TABLE} (ord, op, key, row, source_version, source_commit_time) FROM STDIN") as copy,
+        cur.copy(
+            f"COPY {STAGING_TABLE} (ord, op, key, row, source_version, source_commit_time) FROM STDIN (FORMAT BINARY)"
+        ) as copy,
     ):
-        await copy.write(_copy_text(newest))
+        copy.set_types(STAGING_TYPES)
+        for ord_, (key, change) in enumerate(newest.items()):
+            row = None if change.row is None else Jsonb(change.row)
+            op = "u" if change.op == "upsert" else "d"
+            await copy.write_row((ord_, op, key, row, change.source_version, change.source_commit_time))
 
 
 # Under the resource's lock: the staged changes newer than what the exchange holds for their
@@ -266,36 +275,6 @@ async def _append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int
         "heartbeat_received_at = now() WHERE id = %s",
         (seq, beat.seq, beat.source_time, resource_id),
     )
-
-
-def _copy_escape(text: bytes) -> bytes:
-    # COPY's text format: backslash, tab, newline and carriage return must be escaped.
-    return text.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
-
-
-def _copy_text(newest: dict[str, Change]) -> bytes:
-    """The staged rows as one COPY text block: one write instead of an await per row."""
-    lines = []
-    times: dict[Any, bytes] = {}  # the changes of one source transaction share their commit time
-    for ord_, (key, change) in enumerate(newest.items()):
-        # JSON text has its control characters escaped already: only backslashes need doubling.
-        row = orjson.dumps(change.row).replace(b"\\", b"\\\\") if change.row is not None else b"\\N"
-        commit_time = times.get(change.source_commit_time)
-        if commit_time is None:
-            commit_time = times[change.source_commit_time] = change.source_commit_time.isoformat().encode()
-        lines.append(
-            b"%d\t%s\t%s\t%s\t%d\t%s"
-            % (
-                ord_,
-                b"u" if change.op == "upsert" else b"d",
-                _copy_escape(key.encode()),
-                row,
-                change.source_version,
-                commit_time,
-            )
-        )
-    lines.append(b"")
-    return b"\n".join(lines)
 
 
 @router.get("", response_model=ChangePage, summary="Read changes after a cursor (granted fields only)")
