@@ -77,7 +77,10 @@ def _from_row(row: tuple[Any, ...]) -> StoredResource:
 
 
 async def load(conn: psycopg.AsyncConnection[Any], code: str, *, for_update: bool = False) -> StoredResource:
-    lock = " FOR UPDATE" if for_update else ""
+    # NO KEY UPDATE: it orders the writers of a resource (pushes, catalog changes) without
+    # waiting for, or blocking, rows that merely reference the resource (a push's change_batch
+    # row is inserted before its writer takes this lock).
+    lock = " FOR NO KEY UPDATE" if for_update else ""
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM resource WHERE code = %s{lock}", (code,))  # noqa: S608
     row = await cur.fetchone()
     if row is None:

@@ -14,6 +14,7 @@ under the lock, one statement numbers the fresh changes, logs them and moves the
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import orjson
@@ -59,12 +60,20 @@ def _key_text(key: str | int) -> str:
     return str(key)
 
 
-def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
+# Checking a batch takes the event loop for tens of milliseconds; it lets other requests go on
+# every so many changes. The push holding a resource's lock waits for the loop between its
+# statements, and every batch of that resource waits for it.
+YIELD_EVERY = 100
+
+
+async def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
     """Reject the whole batch, naming each bad change by its index, before anything is written."""
     schema = stored.schema
     key_field = stored.spec.primary_key
     problems = []
     for index, change in enumerate(changes):
+        if index % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
         try:
             if change.row is None:
                 schema.check_key(change.key)
@@ -135,23 +144,24 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
         async with pool.connection() as conn:
             checked = await resources.load(conn, code)
         _check_provider(checked, who)
-        _validate(checked, batch.changes)
+        await _validate(checked, batch.changes)
         newest = _newest_per_key(batch.changes)
         async with pool.connection() as conn, conn.transaction():
+            # The batch id is claimed first: a batch sent twice is answered before any work.
+            cur = await conn.execute(
+                "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
+                "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING",
+                (batch.batch_id, checked.id, len(batch.changes)),
+            )
+            if cur.rowcount == 0:
+                metrics.BATCHES.labels("duplicate").inc()
+                return await _existing_receipt(conn, batch, code)
             await _stage(conn, newest)
             stored = await resources.load(conn, code, for_update=True)
             if stored.schema_version != checked.schema_version:
                 # The schema changed in between: check again against the one now in force.
                 _check_provider(stored, who)
-                _validate(stored, batch.changes)
-            cur = await conn.execute(
-                "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
-                "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING",
-                (batch.batch_id, stored.id, len(batch.changes)),
-            )
-            if cur.rowcount == 0:
-                metrics.BATCHES.labels("duplicate").inc()
-                return await _existing_receipt(conn, batch, code)
+                await _validate(stored, batch.changes)
             receipt = await _apply(conn, stored, batch, len(newest))
             if not batch.changes:
                 # A heartbeat alone carries no data: not an access to audit, and it comes
@@ -193,6 +203,8 @@ async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) 
     ):
         copy.set_types(STAGING_TYPES)
         for ord_, (key, change) in enumerate(newest.items()):
+            if ord_ % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
             row = None if change.row is None else Jsonb(change.row)
             op = "u" if change.op == "upsert" else "d"
             await copy.write_row((ord_, op, key, row, change.source_version, change.source_commit_time))
@@ -200,7 +212,8 @@ async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) 
 
 # Under the resource's lock: the staged changes newer than what the exchange holds for their
 # key get the next numbers (in batch order), go into the change log, and become their keys'
-# current versions; one statement, no row passing through Python.
+# current versions; the resource's last number and the batch's receipt move with them. One
+# statement, no row passing through Python.
 _APPLY = f"""
     WITH staged AS (
         -- A subquery per staged row, not a join: the temporary table has no statistics, and the
@@ -224,32 +237,38 @@ _APPLY = f"""
         SELECT %(resource)s, key, source_version, %(first)s + n - 1, op = 'd' FROM fresh WHERE held IS NOT NULL
         ON CONFLICT (resource_id, key) DO UPDATE
             SET source_version = EXCLUDED.source_version, seq = EXCLUDED.seq, deleted = EXCLUDED.deleted
+    ), counted AS (
+        SELECT count(*) AS applied FROM fresh
+    ), numbered AS (
+        UPDATE resource SET last_seq = %(first)s + applied - 1, last_change_at = now()
+        FROM counted WHERE id = %(resource)s AND applied > 0
+    ), receipt AS (
+        UPDATE change_batch SET applied = counted.applied, stale = %(received)s - counted.applied,
+            first_seq = CASE WHEN counted.applied > 0 THEN %(first)s END,
+            last_seq = CASE WHEN counted.applied > 0 THEN %(first)s + counted.applied - 1 END
+        FROM counted WHERE batch_id = %(batch)s
     )
-    SELECT count(*) FROM fresh
+    SELECT applied FROM counted
 """  # noqa: S608 - the table name is a constant
 
 
 async def _apply(
     conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: ChangeBatch, staged: int
 ) -> BatchReceipt:
+    """Under the resource's lock, in as few round trips as can be: every wait for a reply is
+    also a wait for the other batches of the resource."""
     first = stored.last_seq + 1
     applied = 0
     if staged:
-        cur = await conn.execute(_APPLY, {"resource": stored.id, "first": first})
+        cur = await conn.execute(
+            _APPLY, {"resource": stored.id, "first": first, "received": len(batch.changes), "batch": batch.batch_id}
+        )
         row = await cur.fetchone()
         applied = row[0] if row else 0
-    if applied:
-        await conn.execute(
-            "UPDATE resource SET last_seq = %s, last_change_at = now() WHERE id = %s",
-            (first + applied - 1, stored.id),
-        )
+    # With nothing staged, change_batch keeps what it was claimed with: nothing applied, nothing stale.
     last = first + applied - 1 if applied else None
     if batch.heartbeat is not None:
         await _append_heartbeat(conn, stored.id, (last or stored.last_seq) + 1, batch.heartbeat)
-    await conn.execute(
-        "UPDATE change_batch SET applied = %s, stale = %s, first_seq = %s, last_seq = %s WHERE batch_id = %s",
-        (applied, len(batch.changes) - applied, first if applied else None, last, batch.batch_id),
-    )
     return BatchReceipt(
         batch_id=batch.batch_id,
         resource=stored.code,
