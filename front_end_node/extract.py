@@ -27,7 +27,8 @@ from psycopg.types.json import Jsonb
 from front_end_node import store
 from front_end_node.config import Publication
 from front_end_node.health import AgentState, utcnow
-from front_end_node.sources import Source
+from front_end_node.key_ranges import Pacer
+from front_end_node.sources import KeyTally, Source, add_tally
 from front_end_node.wire import RowMaker, aware, digest
 from gdx.protocol import ResourceSpec
 
@@ -305,19 +306,20 @@ class Extractor:
             self._next_compare = time.monotonic() + self.pub.compare_every()
             return 0
         started = time.monotonic()
-        changed = await self.compare(conn)
-        # A comparison of a big table reads every key on both sides: keep it under about 5%
-        # of the time, whatever the configured interval.
-        took = time.monotonic() - started
+        pacer = Pacer()
+        changed = await self.compare(conn, pacer)
+        # A comparison of a big table reads every key on both sides: keep its work under about
+        # 5% of the time, whatever the configured interval (its pauses do not count).
+        took = pacer.busy or time.monotonic() - started
         self._next_compare = time.monotonic() + max(self.pub.compare_every(), 20 * took)
         return changed
 
-    async def compare(self, conn: store.Conn) -> int:
+    async def compare(self, conn: store.Conn, pacer: Pacer) -> int:
         """Keyed comparison with the mirror: deletions always; changed rows when the table has
         no change column. The mirror is read before the source, so a key that is in the
         snapshot and missing at the source was deleted there."""
         if self.pub.change_column is not None:
-            return await self._find_deletions(conn)
+            return await self._find_deletions(conn, pacer)
 
         snapshot = await store.mirror_keys(conn, self.code)
 
@@ -343,18 +345,34 @@ class Extractor:
                 changed += (await store.record_rows(conn, self.code, self.schema, items)).changed
         return changed + await self._record_deletions(conn, snapshot, seen, now)
 
-    async def _find_deletions(self, conn: store.Conn) -> int:
+    async def _find_deletions(self, conn: store.Conn, pacer: Pacer) -> int:
         """Deletions of a table with a change column (its other changes come incrementally):
         the key sets are compared per bucket by the two databases, and the keys of the buckets
-        that differ are read; a table and mirror that agree cost two aggregate queries."""
-        table, key = self.pub.table, self.key
-        mirror = await store.mirror_key_tally(conn, self.code)
-        source = await asyncio.to_thread(self.source.key_tally, table, key)
+        that differ are read; a table and mirror that agree cost two aggregates per key range.
+        Each side walks its keys in ranges of its own (key_ranges), pausing between them."""
+        table, key, code = self.pub.table, self.key, self.code
+
+        async def mirror_bound(lower: Any, skip: int) -> Any:
+            return await store.mirror_key_after(conn, code, lower, skip)
+
+        async def source_bound(lower: Any, skip: int) -> Any:
+            return await asyncio.to_thread(self.source.key_after, table, key, lower, skip)
+
+        mirror: KeyTally = {}
+        async for lower, upper in pacer.ranges(mirror_bound):
+            add_tally(mirror, await store.mirror_key_tally(conn, code, lower, upper))
+        source: KeyTally = {}
+        async for lower, upper in pacer.ranges(source_bound):
+            add_tally(source, await asyncio.to_thread(self.source.key_tally, table, key, lower, upper))
         buckets = sorted(b for b in mirror if mirror[b] != source.get(b))
         if not buckets:
             return await self._record_deletions(conn, {}, set(), utcnow())
-        snapshot = await store.mirror_keys(conn, self.code, buckets)
-        seen = set(await asyncio.to_thread(self.source.keys_in, table, key, buckets))
+        snapshot: dict[str, tuple[bytes | None, int]] = {}
+        async for lower, upper in pacer.ranges(mirror_bound):
+            snapshot.update(await store.mirror_keys(conn, code, buckets, lower, upper))
+        seen: set[str] = set()
+        async for lower, upper in pacer.ranges(source_bound):
+            seen.update(await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper))
         return await self._record_deletions(conn, snapshot, seen, utcnow())
 
     async def _record_deletions(

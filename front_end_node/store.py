@@ -17,7 +17,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from front_end_node.sources import KEY_BUCKET_POSTGRES, KEY_TALLY_POSTGRES, KeyTally
+from front_end_node.sources import KEY_BUCKET_POSTGRES, KEY_TALLY_POSTGRES, KeyTally, key_range
 from front_end_node.wire import encode
 from gdx.fields import RowError, RowSchema
 from gdx.protocol import ResourceSpec
@@ -153,12 +153,14 @@ async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, d
 
 
 async def mirror_keys(
-    conn: Conn, code: str, buckets: Sequence[str] | None = None
+    conn: Conn, code: str, buckets: Sequence[str] | None = None, lower: str | None = None, upper: str | None = None
 ) -> dict[str, tuple[bytes | None, int]]:
     """The live keys of the mirror with their digest and version (a snapshot for comparison),
-    all of them or those of some key buckets (see sources.KEY_TALLY_POSTGRES)."""
-    sql = "SELECT key, digest, version FROM gdx.mirror WHERE resource = %s AND NOT deleted"
-    params: list[Any] = [code]
+    all of them or those of some key buckets (see sources.KEY_TALLY_POSTGRES), in
+    lower < key <= upper (see sources.key_range)."""
+    where, params = key_range("key", lower, upper)
+    sql = f"SELECT key, digest, version FROM gdx.mirror WHERE resource = %s AND NOT deleted AND {where}"  # noqa: S608
+    params = [code, *params]
     if buckets is not None:
         sql += f" AND {KEY_BUCKET_POSTGRES.format(key='key')} = ANY(%s)"
         params.append(list(buckets))
@@ -166,10 +168,23 @@ async def mirror_keys(
     return {key: (dig, version) for key, dig, version in await cur.fetchall()}
 
 
-async def mirror_key_tally(conn: Conn, code: str) -> KeyTally:
+async def mirror_key_after(conn: Conn, code: str, lower: str | None, skip: int) -> str | None:
+    """As Source.key_after, for the mirror's live keys."""
+    where, params = key_range("key", lower, None)
+    cur = await conn.execute(
+        f"SELECT key FROM gdx.mirror WHERE resource = %s AND NOT deleted AND {where} "  # noqa: S608
+        "ORDER BY key LIMIT 1 OFFSET %s",
+        [code, *params, skip],
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def mirror_key_tally(conn: Conn, code: str, lower: str | None = None, upper: str | None = None) -> KeyTally:
     """The mirror's live keys per bucket, as Source.key_tally gives a table's."""
-    source = "gdx.mirror WHERE resource = %s AND NOT deleted"
-    cur = await conn.execute(KEY_TALLY_POSTGRES.format(key="key", source=source), (code,))
+    where, params = key_range("key", lower, upper)
+    sql = KEY_TALLY_POSTGRES.format(key="key", source="gdx.mirror", where=f"resource = %s AND NOT deleted AND {where}")
+    cur = await conn.execute(sql, [code, *params])
     return {bucket: (int(count), int(checksum)) for bucket, count, checksum in await cur.fetchall()}
 
 
