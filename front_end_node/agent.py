@@ -12,7 +12,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -161,7 +161,13 @@ async def _migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -
 
 
 def _extract_loop(
-    config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState, *, deletions_only: bool = False
+    config: NodeConfig,
+    pub: Publication,
+    client: ExchangeClient,
+    state: AgentState,
+    missing: dict[str, Any],
+    *,
+    deletions_only: bool = False,
 ) -> Callable[[store.Conn], Awaitable[Step]]:
     assert config.business_db is not None
     source = open_source(config.business_db)
@@ -179,6 +185,7 @@ def _extract_loop(
             heartbeat_table=config.business_db.heartbeat_table,
             heartbeat_interval_s=config.heartbeat_interval_s,
             state=state,
+            missing=missing,
         )
         return DeletionScan(extractor) if deletions_only else extractor
 
@@ -231,9 +238,12 @@ async def run(config: NodeConfig) -> int:
     client = ExchangeClient(config.exchange)
     loops: list[Loop] = []
     for pub in config.publishes:
-        loops.append(Loop("extract", pub.resource, _extract_loop(config, pub, client, state), config, state, stop))
+        missing: dict[str, Any] = {}  # found by the comparison, read by the extraction
+        loops.append(
+            Loop("extract", pub.resource, _extract_loop(config, pub, client, state, missing), config, state, stop)
+        )
         if pub.change_column:
-            scan = _extract_loop(config, pub, client, state, deletions_only=True)
+            scan = _extract_loop(config, pub, client, state, missing, deletions_only=True)
             loops.append(Loop("compare", pub.resource, scan, config, state, stop))
         loops.append(Loop("push", pub.resource, _push_loop(config, pub, client, state), config, state, stop))
     for sub in config.subscribes:

@@ -75,6 +75,7 @@ class Extractor:
         heartbeat_table: str | None,
         heartbeat_interval_s: float,
         state: AgentState,
+        missing: dict[str, Any] | None = None,
     ) -> None:
         self.pub = pub
         self.code = pub.resource
@@ -104,6 +105,11 @@ class Extractor:
         self._watermark: Any = None
         # Late commits have been looked for below `_checked` (kept with the watermark).
         self._checked: dt.datetime | None = None
+        # Keys the source has and the mirror lacked at the last keyed comparison (text -> the
+        # source's value), shared by the comparison's loop (DeletionScan) and the extraction
+        # loop, which reads them: it alone records rows of a table with a change column, so an
+        # older read of a row is never recorded after a newer one.
+        self._missing = missing if missing is not None else {}
         # A change value read and the monotonic time after that read: the source's clock was
         # past the value then, and has moved on as much as ours since.
         self._anchor: tuple[dt.datetime, float] | None = None
@@ -134,6 +140,9 @@ class Extractor:
             changed = await self.compare_when_due(conn)
         elif not await self._waiting_for_full_load(conn):
             changed, read = await self._incremental(conn, watermark, checked)
+            if self._missing:
+                more, reread = await self._read_missing(conn)
+                changed, read = changed + more, read + reread
         if beat is not None:
             # After the data read: everything committed before the heartbeat was read first.
             async with conn.transaction():
@@ -243,8 +252,29 @@ class Extractor:
             # loaded by `gdx node sync --full`, or read before a restart.
             held = await store.mirrored_at(conn, self.code, [str(key) for _, key in missed])
             missed = [(at, key) for at, key in missed if held.get(str(key)) != aware(at, self.zone)]
-        keys = [key for _, key in missed]
-        changed, read = 0, len(pairs)
+        changed, read = await self._read_keys(conn, [key for _, key in missed])
+        read += len(pairs)
+        self._checked = settled
+        async with conn.transaction():
+            await self._save_position(conn)
+        return changed, read
+
+    async def _read_missing(self, conn: store.Conn) -> tuple[int, int]:
+        """The rows the comparison found at the source and not in the mirror. Most are on their
+        way (the next poll reads them, and then they are dropped here as already recorded); the
+        others no poll would ever read: a NULL change column, or a value below what was already
+        checked (a row restored from a backup, a migration that kept old timestamps)."""
+        keys = list(self._missing.values())
+        self._missing.clear()
+        changed, read = await self._read_keys(conn, keys)
+        if changed:
+            log.info("the keyed comparison found rows the mirror lacked", resource=self.code, rows=changed)
+        return changed, read
+
+    async def _read_keys(self, conn: store.Conn, keys: list[Any]) -> tuple[int, int]:
+        """The source's rows with these keys, recorded; returns (rows recorded, rows read)."""
+        assert self.pub.change_column is not None
+        changed = read = 0
         for start in range(0, len(keys), self.batch_size):
             rows = await asyncio.to_thread(
                 self.source.read_keys,
@@ -256,9 +286,6 @@ class Extractor:
             )
             read += len(rows)
             changed += await self._record(conn, rows, save_position=False)
-        self._checked = settled
-        async with conn.transaction():
-            await self._save_position(conn)
         return changed, read
 
     async def _record(self, conn: store.Conn, rows: list[tuple[Any, ...]], *, save_position: bool) -> int:
@@ -270,8 +297,8 @@ class Extractor:
         versions: dict[str, Any] = {}
         for values in rows:
             source_key = str(values[1 + self.key_index])
-            if self._recent_change.get(source_key) == values[0]:
-                continue
+            if values[0] is not None and self._recent_change.get(source_key) == values[0]:
+                continue  # (a NULL change value tells nothing: the digest decides)
             versions[source_key] = values[0]
             row = self.maker.row(values[1:])
             key, row_digest = str(row[self.key]), digest(row)
@@ -364,16 +391,18 @@ class Extractor:
         source: KeyTally = {}
         async for lower, upper in pacer.ranges(source_bound):
             add_tally(source, await asyncio.to_thread(self.source.key_tally, table, key, lower, upper))
-        buckets = sorted(b for b in mirror if mirror[b] != source.get(b))
+        buckets = sorted(b for b in mirror.keys() | source.keys() if mirror.get(b) != source.get(b))
         if not buckets:
             return await self._record_deletions(conn, {}, set(), utcnow())
         snapshot: dict[str, tuple[bytes | None, int]] = {}
         async for lower, upper in pacer.ranges(mirror_bound):
             snapshot.update(await store.mirror_keys(conn, code, buckets, lower, upper))
-        seen: set[str] = set()
+        seen: dict[str, Any] = {}
         async for lower, upper in pacer.ranges(source_bound):
-            seen.update(await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper))
-        return await self._record_deletions(conn, snapshot, seen, utcnow())
+            found = await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper)
+            seen.update((str(value), value) for value in found)
+        self._missing.update((text, value) for text, value in seen.items() if text not in snapshot)
+        return await self._record_deletions(conn, snapshot, set(seen), utcnow())
 
     async def _record_deletions(
         self, conn: store.Conn, snapshot: dict[str, tuple[bytes | None, int]], seen: set[str], now: dt.datetime

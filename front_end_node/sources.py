@@ -104,8 +104,9 @@ class Source(Protocol):
         keys in lower < key <= upper (see key_range)."""
         ...
 
-    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[str]:
-        """The keys (as text) in lower < key <= upper that fall in these buckets."""
+    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[Any]:
+        """The keys in lower < key <= upper that fall in these buckets (as the table holds them:
+        str() gives the mirror's text)."""
         ...
 
     def count(self, table: str) -> int: ...
@@ -252,13 +253,13 @@ class PostgresSource(_Queries):
         sql = KEY_TALLY_POSTGRES.format(key=k, source=self._name(table), where=where)
         return {bucket: (int(count), int(checksum)) for bucket, count, checksum in self._query(sql, params)}
 
-    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[str]:
+    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[Any]:
         if not buckets:
             return []
         k = self._name(key)
         bucket = KEY_BUCKET_POSTGRES.format(key=k)
         where, params = key_range(k, lower, upper)
-        sql = f"SELECT ({k})::text FROM {self._name(table)} WHERE {where} AND {bucket} = ANY(%s)"  # noqa: S608
+        sql = f"SELECT {k} FROM {self._name(table)} WHERE {where} AND {bucket} = ANY(%s)"  # noqa: S608
         return [row[0] for row in self._query(sql, [*params, list(buckets)])]
 
     def write_heartbeat(self, table: str, resource: str) -> None:
@@ -383,14 +384,14 @@ class MariaDbSource(_Queries):
         sql = f"SELECT SUBSTR(h, 1, 2), COUNT(*), {xor} FROM ({hashed}) hashed GROUP BY 1"  # noqa: S608
         return {bucket: (int(count), int(checksum)) for bucket, count, checksum in self._query(sql, params)}
 
-    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[str]:
+    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[Any]:
         if not buckets:
             return []
         k = self._name(key)
         where, params = key_range(k, lower, upper)
         marks = ", ".join(["%s"] * len(buckets))
         sql = f"SELECT {k} FROM {self._name(table)} WHERE {where} AND SUBSTR(MD5({k}), 1, 2) IN ({marks})"  # noqa: S608
-        return [str(row[0]) for row in self._query(sql, [*params, *buckets])]
+        return [row[0] for row in self._query(sql, [*params, *buckets])]
 
     def write_heartbeat(self, table: str, resource: str) -> None:
         self._query(
