@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import decimal
+import itertools
 import time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +38,9 @@ log = structlog.get_logger("gdx.node")
 HOP = "extract"
 # Ranges of settled change values are checked for late commits once they span this much.
 RECHECK_EVERY = dt.timedelta(seconds=1)
+# Keys found by one comparison and held for reading: more wait for the next comparison (a table
+# whose change column was added lately can hold a million rows no poll reads).
+MISSING_HELD = 100_000
 
 
 def encode_watermark(value: Any, checked: dt.datetime | None = None) -> dict[str, Any]:
@@ -260,13 +264,16 @@ class Extractor:
         return changed, read
 
     async def _read_missing(self, conn: store.Conn) -> tuple[int, int]:
-        """The rows the comparison found at the source and not in the mirror. Most are on their
-        way (the next poll reads them, and then they are dropped here as already recorded); the
+        """The rows the comparison found at the source and not in the mirror, one batch a cycle
+        (new changes keep flowing meanwhile). Most are on their way, or arrived since (a load
+        that began as the comparison ran), and are dropped as the mirror now holds them; the
         others no poll would ever read: a NULL change column, or a value below what was already
         checked (a row restored from a backup, a migration that kept old timestamps)."""
-        keys = list(self._missing.values())
-        self._missing.clear()
-        changed, read = await self._read_keys(conn, keys)
+        batch = dict(itertools.islice(self._missing.items(), self.batch_size))
+        for text in batch:
+            del self._missing[text]
+        held = await store.live_keys(conn, self.code, list(batch))
+        changed, read = await self._read_keys(conn, [value for text, value in batch.items() if text not in held])
         if changed:
             log.info("the keyed comparison found rows the mirror lacked", resource=self.code, rows=changed)
         return changed, read
@@ -401,7 +408,9 @@ class Extractor:
         async for lower, upper in pacer.ranges(source_bound):
             found = await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper)
             seen.update((str(value), value) for value in found)
-        self._missing.update((text, value) for text, value in seen.items() if text not in snapshot)
+        if not await store.full_sync_moving(conn, code):  # a load that began meanwhile brings them
+            lacked = ((text, value) for text, value in seen.items() if text not in snapshot)
+            self._missing.update(itertools.islice(lacked, max(0, MISSING_HELD - len(self._missing))))
         return await self._record_deletions(conn, snapshot, set(seen), utcnow())
 
     async def _record_deletions(

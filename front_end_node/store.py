@@ -152,6 +152,14 @@ async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, d
     return dict(await cur.fetchall())
 
 
+async def live_keys(conn: Conn, code: str, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` the mirror holds, not deleted."""
+    cur = await conn.execute(
+        "SELECT key FROM gdx.mirror WHERE resource = %s AND key = ANY(%b::text[]) AND NOT deleted", (code, list(keys))
+    )
+    return {key for (key,) in await cur.fetchall()}
+
+
 async def mirror_keys(
     conn: Conn, code: str, buckets: Sequence[str] | None = None, lower: str | None = None, upper: str | None = None
 ) -> dict[str, tuple[bytes | None, int]]:
