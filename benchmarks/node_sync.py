@@ -142,7 +142,7 @@ def main() -> None:
             business_db={"kind": "postgresql", "host": "127.0.0.1", "port": pg.port, "name": "business",
                          "user": "postgres", "password": ""},
             publishes=[{"resource": CODE, "table": "population", "change_column": "updated_at"}],
-            poll_interval_s=0.1, heartbeat_interval_s=5, batch_size=5000, log_level="warning",
+            poll_interval_s=0.1, heartbeat_interval_s=5, batch_size=5000, log_level="info",
         )  # fmt: skip
         consumer = write_agent(
             work, "zjg-wjw", exchange, pg.create_database("fe_wjw"),  # type: ignore[arg-type]

@@ -409,8 +409,10 @@ class Extractor:
             found = await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper)
             seen.update((str(value), value) for value in found)
         if not await store.full_sync_moving(conn, code):  # a load that began meanwhile brings them
-            lacked = ((text, value) for text, value in seen.items() if text not in snapshot)
-            self._missing.update(itertools.islice(lacked, max(0, MISSING_HELD - len(self._missing))))
+            lacked = [(text, value) for text, value in seen.items() if text not in snapshot]
+            if lacked:
+                log.info("keys at the source that the mirror lacks: reading them", resource=code, keys=len(lacked))
+                self._missing.update(lacked[: max(0, MISSING_HELD - len(self._missing))])
         return await self._record_deletions(conn, snapshot, set(seen), utcnow())
 
     async def _record_deletions(

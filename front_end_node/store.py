@@ -292,7 +292,10 @@ async def next_batch(conn: Conn, code: str, limit: int) -> Outgoing | None:
 
 async def acknowledge(conn: Conn, code: str, batch: Outgoing, heartbeat: tuple[int, dt.datetime] | None) -> None:
     async with conn.transaction():
-        await conn.execute("DELETE FROM gdx.outbox WHERE id = ANY(%b::bigint[])", (batch.ids,))
+        # A join with the ids, one index probe each, whatever the outbox's statistics say.
+        await conn.execute(
+            "DELETE FROM gdx.outbox o USING unnest(%b::bigint[]) AS acked(id) WHERE o.id = acked.id", (batch.ids,)
+        )
         await conn.execute("DELETE FROM gdx.push_batch WHERE resource = %s", (code,))
         if heartbeat is not None:
             await record_heartbeat(conn, "push", code, *heartbeat)
