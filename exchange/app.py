@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from cryptography import x509
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
@@ -56,16 +55,5 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (catalog, grants, changes, records, disputes, audit_log, monitoring, ops):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(request.method, name, str(response.status_code)).inc()
-        metrics.LATENCY.labels(name).observe(time.perf_counter() - started)
-        if response.status_code >= 500:
-            metrics.ERRORS.labels(name).inc()
-        return response
-
+    app.add_middleware(metrics.RequestMetrics)
     return app

@@ -11,7 +11,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, StrictStr, model_validator
 
 from gdx.fields import FieldType, KeyKind, RowSchema
 
@@ -140,10 +140,21 @@ class Resource(ResourceSpec):
     catalog_updated_at: dt.datetime
 
 
+def _object_or_none(value: Any) -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    raise ValueError("a row must be a JSON object")
+
+
+# A row is checked against its resource's schema by RowSchema; here only its shape. Validated
+# as dict[str, Any], pydantic copied every row of a batch: 3.5 ms of 7 per 1,000 changes.
+Row = Annotated[Any, PlainValidator(_object_or_none, json_schema_input_type=dict[str, Any] | None)]
+
+
 class Change(_Model):
     op: Literal["upsert", "delete"]
     key: Key
-    row: dict[str, Any] | None = Field(default=None, description="The whole row for upsert; absent for delete")
+    row: Row = Field(default=None, description="The whole row for upsert; absent for delete")
     source_version: StrictInt = Field(ge=0, description="Monotonic per key at the source; stale ones are ignored")
     source_commit_time: dt.datetime
 

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gdx.protocol import MAX_BATCH_CHANGES
 from tests.exchange.conftest import batch, delete, person, population_spec, resident_id, unique_code, upsert
@@ -247,3 +248,34 @@ def test_an_empty_batch_without_heartbeat_is_refused(exchange: RunningExchange, 
     response = exchange.client("zjg-gaj").post(f"/v1/resources/{resource}/changes", json=batch())
     assert response.status_code == 422
     assert "changes, a heartbeat, or both" in response.text
+
+
+def _figures(exchange: RunningExchange) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = exchange.client("carol").get("/metrics").text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests_batches_and_changes_by_route_and_outcome(
+    exchange: RunningExchange, resource: str
+) -> None:
+    route = "/v1/resources/{code}/changes"
+    applied = ("gdx_exchange_requests_total", (("method", "POST"), ("route", route), ("status", "200")))
+    refused = ("gdx_exchange_requests_total", (("method", "POST"), ("route", route), ("status", "422")))
+    unmatched = ("gdx_exchange_requests_total", (("method", "GET"), ("route", "unmatched"), ("status", "404")))
+    timed = ("gdx_exchange_request_seconds_count", (("route", route),))
+    changes = ("gdx_exchange_changes_total", (("result", "applied"),))
+    before = _figures(exchange)
+
+    gaj = exchange.client("zjg-gaj")
+    assert gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1), upsert(2, 1))).status_code == 200
+    bad = batch(upsert(3, 1, household_size="many"))
+    assert gaj.post(f"/v1/resources/{resource}/changes", json=bad).status_code == 422
+    assert gaj.get("/v1/no-such-thing").status_code == 404
+
+    after = _figures(exchange)
+    grew = {name: after.get(name, 0) - before.get(name, 0) for name in (applied, refused, unmatched, timed, changes)}
+    assert grew == {applied: 1, refused: 1, unmatched: 1, timed: 2, changes: 2}
