@@ -46,8 +46,8 @@ async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
     """Made once for each pooled connection (the pool's configure hook): a temporary table, so
     concurrent pushes never see each other's rows; emptied when each transaction ends."""
     await conn.execute(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (ord integer, op text, key text COLLATE \"C\", row jsonb, "
-        "source_version bigint, source_commit_time timestamptz) ON COMMIT DELETE ROWS"
+        f'CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (ord integer, op text, key text COLLATE "C", '
+        "row jsonb, source_version bigint, source_commit_time timestamptz) ON COMMIT DELETE ROWS"
     )
     await conn.commit()
 
