@@ -199,7 +199,7 @@ async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) 
         (ord_, "u" if change.op == "upsert" else "d", key, change.row, change.source_version, change.source_commit_time)
         for ord_, (key, change) in enumerate(newest.items())
     ]
-    await conn.execute(_STAGE, (Jsonb(staged),))
+    await conn.execute(_STAGE, (Jsonb(staged, dumps=orjson.dumps),))  # orjson writes the datetimes too
 
 
 _STAGE = f"""
@@ -215,12 +215,14 @@ _STAGE = f"""
 # statement, no row passing through Python.
 _APPLY = f"""
     WITH staged AS (
-        -- A subquery per staged row, not a join: the temporary table has no statistics, and the
-        -- planner's join choice (a scan of every current key) grew with the resource.
-        SELECT s.*, (
-            SELECT k.source_version FROM current_key k WHERE k.resource_id = %(resource)s AND k.key = s.key
-        ) AS held
-        FROM {STAGING_TABLE} s
+        -- A lookup per staged row, not a join: the temporary table has no statistics, and the
+        -- planner's join choice (a scan of every current key) grew with the resource. LIMIT 1
+        -- keeps the planner from turning the LATERAL lookup into that join; a subquery in the
+        -- select list instead was copied into the filter below, and each key looked up twice.
+        SELECT s.*, k.source_version AS held
+        FROM {STAGING_TABLE} s LEFT JOIN LATERAL (
+            SELECT k.source_version FROM current_key k WHERE k.resource_id = %(resource)s AND k.key = s.key LIMIT 1
+        ) k ON true
     ), fresh AS (
         SELECT *, row_number() OVER (ORDER BY ord) AS n FROM staged WHERE source_version > coalesce(held, -1)
     ), logged AS (
