@@ -111,8 +111,14 @@ def _region_existed(region: str, year: str) -> bool:
 _COMPACT_RESIDENT_ID = re.compile(r"[0-9]{17}[0-9X]")
 
 
-def _check_resident_id(value: str) -> None:
+def _need_string(kind: KeyKind, value: Any) -> None:
+    if not isinstance(value, str):
+        raise RowError(f"a {kind.value} key must be a string")
+
+
+def _check_resident_id(value: Any) -> None:
     """stdnum.cn.ric.validate, step by step, with the place lookup memoised."""
+    _need_string(KeyKind.RESIDENT_ID, value)
     # stdnum's compact() cleans the number character by character, and get_birth_date()
     # compacts it again: most of a batch's check time. Numbers as sources hold them are
     # compact already and skip both.
@@ -129,19 +135,27 @@ def _check_resident_id(value: str) -> None:
         raise RowError(f"invalid resident_id {value!r}: unknown region code {number[:6]} for that birth year")
 
 
-def check_key(kind: KeyKind, value: Any) -> None:
-    """Raise RowError unless ``value`` is a valid key of ``kind`` (check digits included)."""
-    if kind is KeyKind.PLAIN:
-        return
-    if not isinstance(value, str):
-        raise RowError(f"a {kind.value} key must be a string")
-    if kind is KeyKind.RESIDENT_ID:
-        _check_resident_id(value)
-        return
+def _check_uscc(value: Any) -> None:
+    _need_string(KeyKind.USCC, value)
     try:
         uscc.validate(value)
     except StdnumError as exc:
-        raise RowError(f"invalid {kind.value} {value!r}: {exc}") from None
+        raise RowError(f"invalid {KeyKind.USCC.value} {value!r}: {exc}") from None
+
+
+# What each key kind checks beyond the key field's type; a plain key, nothing.
+_KIND_CHECKS: dict[KeyKind, Callable[[Any], None] | None] = {
+    KeyKind.PLAIN: None,
+    KeyKind.RESIDENT_ID: _check_resident_id,
+    KeyKind.USCC: _check_uscc,
+}
+
+
+def check_key(kind: KeyKind, value: Any) -> None:
+    """Raise RowError unless ``value`` is a valid key of ``kind`` (check digits included)."""
+    kind_check = _KIND_CHECKS[kind]
+    if kind_check is not None:
+        kind_check(value)
 
 
 class RowSchema:
@@ -162,15 +176,19 @@ class RowSchema:
         self.key_kind = key_kind
         self._checks = [(name, TYPE_CHECKS[ftype], nullable) for name, (ftype, nullable) in fields.items()]
         self._names = frozenset(fields)
+        # Looked up once here: a batch checks a key for every row.
+        self._key_type_check = TYPE_CHECKS[self.fields[primary_key][0]]
+        self._key_kind_check = _KIND_CHECKS[key_kind]
 
     def check_key(self, key: Any) -> None:
         if key is None:
             raise RowError(f"primary key {self.primary_key!r} is missing")
         try:
-            TYPE_CHECKS[self.fields[self.primary_key][0]](key)
+            self._key_type_check(key)
         except TypeError as exc:
             raise RowError(f"primary key {self.primary_key!r}: {exc}") from None
-        check_key(self.key_kind, key)
+        if self._key_kind_check is not None:
+            self._key_kind_check(key)
 
     def check_row(self, row: Mapping[str, Any]) -> None:
         """Raise RowError naming the first field that is unknown, missing or of the wrong type."""
