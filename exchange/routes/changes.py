@@ -282,18 +282,40 @@ async def _apply(
     )
 
 
+# Heartbeats kept per resource in the change log: an hour of them at the agent's default
+# interval (5 s). Older ones only measured lag that has long been measured, and every node
+# sends one per resource every few seconds, for ever; the newest is also kept on the resource.
+HEARTBEATS_KEPT = 720
+
+_APPEND_HEARTBEAT = """
+    WITH logged AS (
+        INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
+        VALUES (%(resource)s, %(seq)s, 'h', NULL, NULL, %(beat)s, %(time)s)
+    ), noted AS (
+        UPDATE resource SET last_seq = %(seq)s, heartbeat_seq = %(beat)s, heartbeat_source_time = %(time)s,
+            heartbeat_received_at = now()
+        WHERE id = %(resource)s
+    )
+    -- The statement does not see the heartbeat it adds: of the others, the newest kept - 1 stay.
+    DELETE FROM change WHERE resource_id = %(resource)s AND op = 'h' AND seq < (
+        SELECT seq FROM change WHERE resource_id = %(resource)s AND op = 'h'
+        ORDER BY seq DESC OFFSET %(kept)s - 2 LIMIT 1
+    )
+"""
+
+
 async def _append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int, seq: int, beat: Heartbeat) -> None:
     """The heartbeat takes the next number after the batch's changes: a consumer that has
-    applied it has applied them too."""
+    applied it has applied them too. The oldest heartbeats beyond HEARTBEATS_KEPT go."""
     await conn.execute(
-        "INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time) "
-        "VALUES (%s, %s, 'h', NULL, NULL, %s, %s)",
-        (resource_id, seq, beat.seq, beat.source_time),
-    )
-    await conn.execute(
-        "UPDATE resource SET last_seq = %s, heartbeat_seq = %s, heartbeat_source_time = %s, "
-        "heartbeat_received_at = now() WHERE id = %s",
-        (seq, beat.seq, beat.source_time, resource_id),
+        _APPEND_HEARTBEAT,
+        {
+            "resource": resource_id,
+            "seq": seq,
+            "beat": beat.seq,
+            "time": beat.source_time,
+            "kept": HEARTBEATS_KEPT,
+        },
     )
 
 

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exchange.routes.changes import HEARTBEATS_KEPT
 from gdx.protocol import MAX_BATCH_CHANGES
 from tests.exchange.conftest import batch, delete, person, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
@@ -279,3 +280,36 @@ def test_metrics_count_requests_batches_and_changes_by_route_and_outcome(
     after = _figures(exchange)
     grew = {name: after.get(name, 0) - before.get(name, 0) for name in (applied, refused, unmatched, timed, changes)}
     assert grew == {applied: 1, refused: 1, unmatched: 1, timed: 2, changes: 2}
+
+
+def test_only_the_newest_heartbeats_stay_in_the_change_log(exchange: RunningExchange, resource: str) -> None:
+    gaj = exchange.client("zjg-gaj")
+    gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1))).raise_for_status()
+    # An idle node's day: heartbeats after the data change, written straight into the log.
+    piled = HEARTBEATS_KEPT + 80
+    with psycopg.connect(exchange.database_url) as conn:
+        resource_id = conn.execute("SELECT id FROM resource WHERE code = %s", (resource,)).fetchone()[0]
+        conn.execute(
+            "INSERT INTO change (resource_id, seq, op, source_version, source_commit_time) "
+            "SELECT %s, 1 + n, 'h', n, now() FROM generate_series(1, %s) AS n",
+            (resource_id, piled),
+        )
+        conn.execute("UPDATE resource SET last_seq = %s WHERE id = %s", (1 + piled, resource_id))
+
+    beat = {"seq": piled + 1, "source_time": "2026-11-22T10:00:00+08:00"}
+    gaj.post(f"/v1/resources/{resource}/changes", json={**batch(), "heartbeat": beat}).raise_for_status()
+
+    with psycopg.connect(exchange.database_url) as conn:
+        kept = conn.execute(
+            "SELECT count(*), min(source_version), max(source_version) FROM change WHERE resource_id = %s AND op = 'h'",
+            (resource_id,),
+        ).fetchone()
+        data = conn.execute(
+            "SELECT count(*) FROM change WHERE resource_id = %s AND op = 'u'", (resource_id,)
+        ).fetchone()
+    assert kept == (HEARTBEATS_KEPT, piled + 2 - HEARTBEATS_KEPT, piled + 1)
+    assert data == (1,)
+    # A consumer still reads the data change and the heartbeats left, in order.
+    changes = pull_all(exchange, resource)
+    assert [c["op"] for c in changes] == ["upsert"] + ["heartbeat"] * HEARTBEATS_KEPT
+    assert changes[-1]["heartbeat"]["seq"] == piled + 1
