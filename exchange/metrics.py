@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("gdx_exchange_requests_total", "HTTP requests answered", ["method", "route", "status"])
@@ -18,6 +19,19 @@ BATCHES = Counter("gdx_exchange_batches_total", "Pushed batches by outcome", ["o
 CHANGES = Counter("gdx_exchange_changes_total", "Pushed changes by result", ["result"])
 PULLED = Counter("gdx_exchange_changes_pulled_total", "Changes handed to consumers")
 ERRORS = Counter("gdx_exchange_errors_total", "Requests that failed on the server side (5xx)", ["route"])
+
+# Set for `gdx exchange serve --workers N` (N > 1) before the workers start: each process then
+# writes its figures to files there, and whichever process answers /metrics reports the sum.
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition() -> bytes:
+    """The figures in Prometheus' text format: of every worker process, when there are several."""
+    if MULTIPROCESS_DIR_ENV not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
 
 
 class RequestMetrics:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import ssl
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
+from exchange import metrics
 from exchange.app import create_app
 from exchange.settings import Settings
 from exchange.tls import MutualTlsHttpTools
@@ -72,4 +76,24 @@ def serve(settings: Settings, host: str, port: int, *, workers: int = 1) -> None
         return
     # Several processes share one listening socket; each has its own connection pool.
     os.environ[_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings), default=str)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    with _shared_metrics_dir():
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """Where the worker processes write their Prometheus figures (prometheus_client's multiprocess
+    mode): the directory an operator names in PROMETHEUS_MULTIPROC_DIR, emptied of an earlier
+    run's figures, or a temporary one, removed at the end."""
+    given = os.environ.get(metrics.MULTIPROCESS_DIR_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gdx-exchange-metrics-") as made:
+        os.environ[metrics.MULTIPROCESS_DIR_ENV] = made
+        try:
+            yield
+        finally:
+            del os.environ[metrics.MULTIPROCESS_DIR_ENV]

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from exchange import migrate
+from exchange import metrics, migrate
 from exchange.deps import Pool
 from exchange.identity import Anyone, Operator
 from gdx.protocol import Department
@@ -41,7 +41,7 @@ async def readyz(request: Request, pool: Pool) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (operators)")
 async def metrics_endpoint(_: Operator) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/departments", response_model=list[Department], summary="The department registry")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.migrate import migrate
 from exchange.registry import sync_from_inventory
@@ -50,6 +51,9 @@ def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer,
         url, load_inventory(write_inventory(tmp_path / "inventory.yml", DEPARTMENTS), require_secrets=False)
     )
     port = free_port()
+    figures = tmp_path / "metrics"
+    figures.mkdir()
+    (figures / "counter_1.db").write_bytes(b"")  # an earlier run's: must not count
     env = {
         **os.environ,
         "GDX_DATABASE_URL": url,
@@ -58,6 +62,7 @@ def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer,
         "GDX_CA_CERT": str(pki / "ca.crt"),
         "GDX_HOST": "127.0.0.1",
         "GDX_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(figures),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "gdx.cli", "exchange", "serve", "--workers", "2"],
@@ -89,6 +94,24 @@ def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer,
                 assert response.status_code == 200, response.text
                 applied.append((response.json()["first_seq"], response.json()["last_seq"]))
         assert sorted(applied) == [(2 * n + 1, 2 * n + 2) for n in range(8)]
+
+        # Whichever worker answers /metrics reports the batches of all, a worker that died
+        # and was replaced included: here one that applied 100 batches.
+        subprocess.run(
+            [sys.executable, "-c", "from exchange.metrics import BATCHES; BATCHES.labels('applied').inc(100)"],
+            env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(figures)},
+            check=True,
+        )
+        for _ in range(4):
+            with _client(pki, "carol", base) as carol:
+                text = carol.get("/metrics").text
+            applied_batches = [
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "gdx_exchange_batches_total" and sample.labels == {"outcome": "applied"}
+            ]
+            assert applied_batches == [108.0]
     finally:
         server.terminate()
         server.wait(timeout=30)
