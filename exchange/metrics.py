@@ -38,8 +38,7 @@ class RequestMetrics:
     """ASGI middleware counting and timing every request by route.
 
     Plain ASGI rather than Starlette's BaseHTTPMiddleware, which runs each request in a task
-    group with memory streams between them: about a millisecond of the exchange's one thread
-    for every pushed batch.
+    group of its own with memory streams between it and the app.
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -87,6 +87,7 @@ def _shared_metrics_dir() -> Iterator[None]:
     run's figures, or a temporary one, removed at the end."""
     given = os.environ.get(metrics.MULTIPROCESS_DIR_ENV)
     if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
         for stale in Path(given).glob("*.db"):
             stale.unlink()
         yield
