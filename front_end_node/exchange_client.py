@@ -71,10 +71,11 @@ class ExchangeClient:
         )
         return BatchReceipt.model_validate(data)
 
-    async def pull(self, code: str, purpose: str, after: int, limit: int) -> ChangePage:
-        raw = await self._call_raw(
-            "GET", f"/v1/resources/{code}/changes", params={"purpose": purpose, "after": after, "limit": limit}
-        )
+    async def pull(self, code: str, purpose: str, after: int, limit: int, *, latest: bool = False) -> ChangePage:
+        params: dict[str, str | int] = {"purpose": purpose, "after": after, "limit": limit}
+        if latest:
+            params["latest"] = "true"
+        raw = await self._call_raw("GET", f"/v1/resources/{code}/changes", params=params)
         # Validated straight from the bytes: a page of 5,000 rows through Python dicts first
         # cost the subscriber's agent a third of its time.
         return ChangePage.model_validate_json(raw)

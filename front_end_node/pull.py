@@ -8,6 +8,7 @@ rows it had applied are exactly those before it.
 from __future__ import annotations
 
 import orjson
+import structlog
 
 from front_end_node import store
 from front_end_node.config import Subscription
@@ -18,6 +19,8 @@ from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, ResourceSpec
 
 HOP = "pull"
 
+log = structlog.get_logger("gdx.node")
+
 SQL_TYPES = {
     FieldType.STRING: "text",
     FieldType.INTEGER: "bigint",
@@ -26,6 +29,15 @@ SQL_TYPES = {
     FieldType.DATE: "date",
     FieldType.TIMESTAMP: "timestamptz",
 }
+
+
+async def _columns(conn: store.Conn, table: str) -> list[str]:
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+        "ORDER BY attnum",
+        (table,),
+    )
+    return [name for (name,) in await cur.fetchall()]
 
 
 class Puller:
@@ -38,9 +50,11 @@ class Puller:
         self.columns: list[str] = []
         self.key = ""
         self.integer_key = False
+        self._known: frozenset[str] = frozenset()  # the table's columns
+        self._ignored: frozenset[str] = frozenset()  # fields in old rows that the resource dropped
 
     async def prepare(self, conn: store.Conn) -> None:
-        """Find the grant, then create the subscription's table with the granted fields."""
+        """Find the grant, then make the subscription's table hold exactly the granted fields."""
         resource = await self.client.resource(self.code)
         spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
         await store.cache_spec(conn, self.code, spec)  # the field types, for reconciliation tallies
@@ -60,28 +74,80 @@ class Puller:
         definitions = ", ".join(
             f'"{f.name}" {SQL_TYPES[f.type]}' + (" PRIMARY KEY" if f.name == spec.primary_key else "") for f in fields
         )
+        table = store.quote(self.table)
         async with conn.transaction():
             if "." in self.table:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.table.split(".")[0]}"')
-            await conn.execute(f"CREATE TABLE IF NOT EXISTS {store.quote(self.table)} ({definitions})")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({definitions})")
+            existing = await _columns(conn, table)
+            added = [f for f in fields if f.name not in existing]
+            withdrawn = [c for c in existing if c not in self.columns]
+            for f in added:
+                await conn.execute(f'ALTER TABLE {table} ADD COLUMN "{f.name}" {SQL_TYPES[f.type]}')
+            if withdrawn:
+                # Data the grant no longer covers is not kept; the columns stay, so that what the
+                # department built on the table keeps working.
+                cleared = ", ".join(f'"{c}" = NULL' for c in withdrawn)
+                holding = " OR ".join(f'"{c}" IS NOT NULL' for c in withdrawn)
+                await conn.execute(f"UPDATE {table} SET {cleared} WHERE {holding}")  # noqa: S608
+            # Rows applied before a field was granted lack it: read the resource again.
             await conn.execute(
-                "INSERT INTO gdx.subscription_state (resource, table_name, fields) VALUES (%s, %s, %s) "
-                "ON CONFLICT (resource) DO UPDATE SET table_name = EXCLUDED.table_name, fields = EXCLUDED.fields",
-                (self.code, self.table, orjson.dumps(self.columns).decode()),
+                "INSERT INTO gdx.subscription_state (resource, table_name, fields) "
+                "VALUES (%(code)s, %(table)s, %(fields)s) ON CONFLICT (resource) DO UPDATE "
+                "SET table_name = EXCLUDED.table_name, fields = EXCLUDED.fields, "
+                "after_seq = CASE WHEN %(refill)s THEN 0 ELSE subscription_state.after_seq END, "
+                "refilling = subscription_state.refilling OR (%(refill)s AND subscription_state.after_seq > 0)",
+                {
+                    "code": self.code,
+                    "table": self.table,
+                    "fields": orjson.dumps(self.columns).decode(),
+                    "refill": bool(added),
+                },
             )
+        if added or withdrawn:
+            log.warning(
+                "the subscription's fields changed: table brought in line, the resource read again for new fields",
+                resource=self.code,
+                table=self.table,
+                added=[f.name for f in added],
+                withdrawn_and_cleared=withdrawn,
+            )
+        self._known = frozenset(self.columns)
 
     async def step(self, conn: store.Conn) -> bool:
-        cur = await conn.execute("SELECT after_seq FROM gdx.subscription_state WHERE resource = %s", (self.code,))
+        cur = await conn.execute(
+            "SELECT after_seq, refilling FROM gdx.subscription_state WHERE resource = %s", (self.code,)
+        )
         row = await cur.fetchone()
-        after = int(row[0]) if row else 0
-        page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES)
-        if page.changes:
-            await self._apply(conn, after, page.changes, page.next_after)
+        after, refilling = (int(row[0]), bool(row[1])) if row else (0, False)
+        page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
+        unknown = self._unknown_fields(page.changes)
+        if unknown:
+            # Fields this table lacks: the grant was widened, or the resource's schema grew.
+            before = self._known
+            await self.prepare(conn)
+            if self._known != before:
+                return True
+            # Not granted fields after all: rows from before a schema version dropped them.
+            self._ignored |= unknown
+        refilled = refilling and not page.has_more
+        if page.changes or refilled:
+            await self._apply(conn, after, page.changes, page.next_after, refilled)
         data = sum(1 for c in page.changes if c.op != "heartbeat")
         self.state.ok(HOP, self.code, rows=data, batches=1 if page.changes else 0)
         return page.has_more
 
-    async def _apply(self, conn: store.Conn, after: int, changes: list[ChangeOut], next_after: int) -> None:
+    def _unknown_fields(self, changes: list[ChangeOut]) -> set[str]:
+        expected = self._known | self._ignored
+        unknown: set[str] = set()
+        for change in changes:
+            if change.row is not None and not expected.issuperset(change.row):
+                unknown.update(change.row.keys() - expected)
+        return unknown
+
+    async def _apply(
+        self, conn: store.Conn, after: int, changes: list[ChangeOut], next_after: int, refilled: bool = False
+    ) -> None:
         latest: dict[str, ChangeOut] = {}
         beat = None
         for change in changes:
@@ -94,8 +160,9 @@ class Puller:
         table, key = store.quote(self.table), f'"{self.key}"'
         async with conn.transaction():
             cur = await conn.execute(
-                "UPDATE gdx.subscription_state SET after_seq = %s WHERE resource = %s AND after_seq = %s",
-                (next_after, self.code, after),
+                "UPDATE gdx.subscription_state SET after_seq = %s, refilling = refilling AND NOT %s "
+                "WHERE resource = %s AND after_seq = %s",
+                (next_after, refilled, self.code, after),
             )
             if cur.rowcount != 1:
                 raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")

@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS gdx.subscription_state (
     after_seq   bigint NOT NULL DEFAULT 0,
     fields      jsonb
 );
+-- Reading the resource again from 0, the newest change of each key only, for fields the table
+-- gained (a wider grant, a schema version with more fields); done when it reaches the head.
+ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS refilling boolean NOT NULL DEFAULT false;
 
 -- The newest heartbeat seen per hop: extract (business DB -> here), push (here -> central,
 -- acknowledged), pull (central -> here, applied).

@@ -327,6 +327,13 @@ async def pull(
     purpose: Annotated[Purpose, Query(description="Must be the purpose of your grant")],
     after: Annotated[int, Query(ge=0, description="The last sequence number you applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_CHANGES)] = 1000,
+    latest: Annotated[
+        bool,
+        Query(
+            description="Only the changes that are still their key's newest, no heartbeats: to read a "
+            "resource again from 0 (say, for fields a grant gained) without going back in time"
+        ),
+    ] = False,
 ) -> Response:
     async with pool.connection() as conn:
         stored = await resources.load(conn, code)
@@ -341,9 +348,12 @@ async def pull(
                 CASE WHEN %(allowed)s::text[] IS NULL THEN row::text ELSE (row - ARRAY(
                     SELECT k FROM jsonb_object_keys(row) AS k WHERE NOT k = ANY(%(allowed)s::text[])))::text END,
                 source_version, source_commit_time
-            FROM change WHERE resource_id = %(id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s
+            FROM change c
+            WHERE c.resource_id = %(id)s AND c.seq > %(after)s AND (NOT %(latest)s OR c.op <> 'h' AND EXISTS (
+                SELECT FROM current_key k WHERE k.resource_id = c.resource_id AND k.key = c.key AND k.seq = c.seq))
+            ORDER BY c.seq LIMIT %(limit)s
             """,
-            {"allowed": allowed, "id": stored.id, "after": after, "limit": limit + 1},
+            {"allowed": allowed, "id": stored.id, "after": after, "limit": limit + 1, "latest": latest},
         )
         rows = await cur.fetchall()
         integer_key = stored.integer_key
@@ -363,6 +373,7 @@ async def pull(
                         "last_seq": page[-1]["seq"],
                         "count": len(page),
                         "fields": fields,
+                        "latest": latest,
                     },
                 )
     metrics.PULLED.inc(len(page))

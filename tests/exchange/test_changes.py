@@ -313,3 +313,24 @@ def test_only_the_newest_heartbeats_stay_in_the_change_log(exchange: RunningExch
     changes = pull_all(exchange, resource)
     assert [c["op"] for c in changes] == ["upsert"] + ["heartbeat"] * HEARTBEATS_KEPT
     assert changes[-1]["heartbeat"]["seq"] == piled + 1
+
+
+def test_reading_only_the_latest_changes_skips_superseded_ones_and_heartbeats(
+    exchange: RunningExchange, resource: str
+) -> None:
+    gaj = exchange.client("zjg-gaj")
+    beat = {"seq": 1, "source_time": "2026-11-22T10:00:00+08:00"}
+    gaj.post(f"/v1/resources/{resource}/changes", json={**batch(upsert(1, 1), upsert(2, 1)), "heartbeat": beat})
+    gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 2, name="改名"), delete(2, 2), upsert(3, 1)))
+
+    everything = pull_all(exchange, resource)
+    page = (
+        exchange.client("zjg-wjw")
+        .get(f"/v1/resources/{resource}/changes", params={"after": 0, "purpose": PURPOSE, "latest": True})
+        .json()
+    )
+    assert len(everything) == 6
+    latest = [(c["op"], c["key"], c["source_version"]) for c in page["changes"]]
+    assert latest == [("upsert", resident_id(1), 2), ("delete", resident_id(2), 2), ("upsert", resident_id(3), 1)]
+    assert page["changes"][0]["row"]["name"] == "改名"
+    assert (page["next_after"], page["has_more"]) == (everything[-1]["seq"], False)

@@ -186,3 +186,61 @@ def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: Worl
         late.close()
     converge()
     assert mirrored_status(1) == "迟到"
+
+
+def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_them(
+    world: World, mariadb: MariaDbServer
+) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", entity_spec(code))
+    grant(world, code, asked=["name", "status"], approved=["name"])
+    business = mariadb_source(world, mariadb)
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, NOW(6))", [entity(n)[:-1] for n in range(60)]
+        )
+        for n in range(3):  # changes the consumer reads at first without these fields
+            cur.execute("UPDATE legal_entity SET status = %s, updated = NOW(6) WHERE uscc = %s", (f"变更{n}", uscc(1)))
+    provider = world.agent(
+        "zjg-scjgj",
+        business_db=business,
+        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated"}],
+    )
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
+    provider.start()
+    consumer.start()
+
+    def converge(columns: list[str]) -> None:
+        rows = lambda: mariadb_rows(mariadb, business["name"], columns)  # noqa: E731
+        world.converge(rows, consumer.front_end_db, "legal_entity", columns, 60)
+
+    def held(column: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(consumer.front_end_db) as conn:
+            return conn.execute(f"SELECT count({column}) FROM legal_entity").fetchall()
+
+    def columns_held() -> list[str]:
+        with psycopg.connect(consumer.front_end_db) as conn:
+            found = conn.execute(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'legal_entity' "
+                "ORDER BY ordinal_position"
+            )
+            return [name for (name,) in found]
+
+    converge(["uscc", "name"])
+
+    # Widened while the agent runs: the next row it reads carries the new fields.
+    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE legal_entity SET name = '改名公司', updated = NOW(6) WHERE uscc = %s", (uscc(7),))
+    wanted = ["uscc", "name", "status", "established"]
+    wait_for(lambda: sorted(columns_held()) == sorted(wanted), 30, "the new fields' columns", on_timeout=world.logs)
+    converge(wanted)  # every row, not only the changed one
+    assert "the subscription's fields changed" in consumer.log()
+
+    # Narrowed: at its next start the agent clears what the grant no longer covers.
+    grant(world, code, asked=["name", "status"], approved=["status"])
+    consumer.stop()
+    consumer.start()
+    wait_for(lambda: held("established") == [(0,)], 30, "the withdrawn field cleared", on_timeout=world.logs)
+    assert held("name") == [(0,)]
+    converge(["uscc", "status"])
