@@ -115,6 +115,12 @@ class Subscription(_Strict):
     resource: str = Field(pattern=CODE_PATTERN)
     purpose: str = Field(min_length=2, max_length=500)
     table: str | None = Field(default=None, pattern=IDENTIFIER, description="Default: the resource code")
+    grant_check_interval_s: float = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="How often the grant is read again: a narrower or wider grant takes effect without a restart",
+    )
 
     def table_name(self) -> str:
         return self.table or "sub_" + re.sub(r"[^a-z0-9_]", "_", self.resource)

@@ -7,6 +7,8 @@ rows it had applied are exactly those before it.
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import structlog
 
@@ -52,6 +54,7 @@ class Puller:
         self.integer_key = False
         self._known: frozenset[str] = frozenset()  # the table's columns
         self._ignored: frozenset[str] = frozenset()  # fields in old rows that the resource dropped
+        self._grant_checked = 0.0
 
     async def prepare(self, conn: store.Conn) -> None:
         """Find the grant, then make the subscription's table hold exactly the granted fields."""
@@ -113,8 +116,11 @@ class Puller:
                 withdrawn_and_cleared=withdrawn,
             )
         self._known = frozenset(self.columns)
+        self._grant_checked = time.monotonic()
 
     async def step(self, conn: store.Conn) -> bool:
+        if time.monotonic() - self._grant_checked >= self.sub.grant_check_interval_s:
+            await self.prepare(conn)  # a grant changed meanwhile: the table follows it
         cur = await conn.execute(
             "SELECT after_seq, refilling FROM gdx.subscription_state WHERE resource = %s", (self.code,)
         )
