@@ -52,7 +52,6 @@ class Puller:
         self.columns: list[str] = []
         self.key = ""
         self.integer_key = False
-        self._known: frozenset[str] = frozenset()  # the table's columns
         self._ignored: frozenset[str] = frozenset()  # fields in old rows that the resource dropped
         self._grant_checked = 0.0
 
@@ -109,13 +108,13 @@ class Puller:
             )
         if added or withdrawn:
             log.warning(
-                "the subscription's fields changed: table brought in line, the resource read again for new fields",
+                "the subscription's fields changed; its table follows the grant",
                 resource=self.code,
                 table=self.table,
                 added=[f.name for f in added],
                 withdrawn_and_cleared=withdrawn,
+                read_again=bool(added),
             )
-        self._known = frozenset(self.columns)
         self._grant_checked = time.monotonic()
 
     async def step(self, conn: store.Conn) -> bool:
@@ -130,9 +129,9 @@ class Puller:
         unknown = self._unknown_fields(page.changes)
         if unknown:
             # Fields this table lacks: the grant was widened, or the resource's schema grew.
-            before = self._known
+            before = self.columns
             await self.prepare(conn)
-            if self._known != before:
+            if self.columns != before:
                 return True
             # Not granted fields after all: rows from before a schema version dropped them.
             self._ignored |= unknown
@@ -144,7 +143,7 @@ class Puller:
         return page.has_more
 
     def _unknown_fields(self, changes: list[ChangeOut]) -> set[str]:
-        expected = self._known | self._ignored
+        expected = self._ignored.union(self.columns)
         unknown: set[str] = set()
         for change in changes:
             if change.row is not None and not expected.issuperset(change.row):
