@@ -19,7 +19,7 @@ import psycopg
 import structlog
 import uvicorn
 
-from front_end_node import store
+from front_end_node import catalog, store
 from front_end_node.config import NodeConfig, Publication
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.extract import DeletionScan, Extractor
@@ -28,7 +28,6 @@ from front_end_node.pull import Puller
 from front_end_node.push import Pusher
 from front_end_node.sources import SourceError, open_source
 from gdx import aio
-from gdx.protocol import ResourceSpec
 
 log = structlog.get_logger("gdx.node")
 
@@ -37,27 +36,9 @@ class Step(Protocol):
     async def step(self, conn: store.Conn) -> bool: ...
 
 
-async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
-    """The catalog entry from the exchange (kept in the front-end DB), or the kept one while
-    the exchange is unreachable, so extraction goes on without it."""
-    try:
-        resource = await client.resource(code)
-    except ExchangeError as exc:
-        if not exc.retryable:
-            raise Waiting(f"{code}: {exc}; register the resource in the exchange's catalog first") from None
-        cached = await store.cached_spec(conn, code)
-        if cached is None:
-            raise Waiting(f"{code}: the exchange has never been reached and no catalog entry is kept: {exc}") from None
-        return cached
-    if resource.provider != department:
-        raise Waiting(f"{code} is provided by {resource.provider}, not by this node's department {department}")
-    spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
-    await store.cache_spec(conn, code, spec)
-    return spec
-
-
 class Loop:
-    """Runs one hop of one resource until stopped: prepare once, then steps; every failure is
+    """Runs one hop of one resource until stopped: prepare, then steps (prepared again every
+    ``prepare_every_s``, and when the resource's fields changed under a step); every failure is
     logged once with what to do, shown in /healthz, and retried with growing pauses."""
 
     def __init__(
@@ -68,22 +49,28 @@ class Loop:
         config: NodeConfig,
         state: AgentState,
         stop: asyncio.Event,
+        prepare_every_s: float | None = None,
     ) -> None:
         self.hop, self.resource = hop, resource
         self.prepare = prepare
         self.config, self.state, self.stop = config, state, stop
+        self.prepare_every_s = prepare_every_s
 
     async def run(self) -> None:
         conn: store.Conn | None = None
         worker: Step | None = None
         pause = self.config.poll_interval_s
         last_problem = ""
+        prepared_at = 0.0
         while not self.stop.is_set():
             try:
                 if conn is None or conn.closed:
                     conn = await store.connect(self.config.front_end_db)
-                if worker is None:
+                if worker is None or (
+                    self.prepare_every_s is not None and time.monotonic() - prepared_at >= self.prepare_every_s
+                ):
                     worker = await self.prepare(conn)
+                    prepared_at = time.monotonic()
                 busy = await worker.step(conn)
                 if last_problem:
                     log.info("recovered", hop=self.hop, resource=self.resource)
@@ -91,6 +78,11 @@ class Loop:
                 pause = self.config.poll_interval_s
                 if not busy:
                     await aio.pause(self.stop, pause)
+                continue
+            except store.FieldsChanged:
+                # Rows were read with the fields of before: made again with the catalog's.
+                log.info("the fields changed while rows were read: reading again", hop=self.hop, resource=self.resource)
+                worker = None
                 continue
             except Waiting as exc:
                 problem, level = str(exc), "info"
@@ -173,9 +165,16 @@ def _extract_loop(
     source = open_source(config.business_db)
     zone = ZoneInfo(config.business_db.timezone)
 
+    made: list[Extractor] = []
+
     async def prepare(conn: store.Conn) -> Step:
         assert config.business_db is not None
-        spec = await resource_spec(conn, client, pub.resource, config.department)
+        if deletions_only:  # compares keys only, whatever the other fields
+            spec = await catalog.resource_spec(conn, client, pub.resource, config.department)
+        else:  # prepared again every catalog_check_interval_s
+            spec = await catalog.follow(conn, client, pub.resource, config.department)
+            if made and made[-1].fields_record == store.field_record(spec):
+                return made[-1]  # the same fields: what it holds in memory still serves
         extractor = Extractor(
             pub,
             spec,
@@ -187,6 +186,7 @@ def _extract_loop(
             state=state,
             missing=missing,
         )
+        made[:] = [extractor]
         return DeletionScan(extractor) if deletions_only else extractor
 
     return prepare
@@ -196,7 +196,7 @@ def _push_loop(
     config: NodeConfig, pub: Publication, client: ExchangeClient, state: AgentState
 ) -> Callable[[store.Conn], Awaitable[Step]]:
     async def prepare(conn: store.Conn) -> Step:
-        spec = await resource_spec(conn, client, pub.resource, config.department)
+        spec = await catalog.resource_spec(conn, client, pub.resource, config.department)
         return Pusher(pub.resource, spec, client, state, config.batch_size)
 
     return prepare
@@ -239,9 +239,8 @@ async def run(config: NodeConfig) -> int:
     loops: list[Loop] = []
     for pub in config.publishes:
         missing: dict[str, Any] = {}  # found by the comparison, read by the extraction
-        loops.append(
-            Loop("extract", pub.resource, _extract_loop(config, pub, client, state, missing), config, state, stop)
-        )
+        extract = _extract_loop(config, pub, client, state, missing)
+        loops.append(Loop("extract", pub.resource, extract, config, state, stop, pub.catalog_check_interval_s))
         if pub.change_column:
             scan = _extract_loop(config, pub, client, state, missing, deletions_only=True)
             loops.append(Loop("compare", pub.resource, scan, config, state, stop))

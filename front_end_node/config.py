@@ -104,6 +104,13 @@ class Publication(_Strict):
     compare_interval_s: float | None = Field(
         default=None, gt=0, description="Keyed comparison (finds deletions); default 60 s, or 300 s without a column"
     )
+    catalog_check_interval_s: float = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="How often the catalog entry is read again: a schema version with fields added or "
+        "dropped is followed without a restart",
+    )
 
     def compare_every(self) -> float:
         if self.compare_interval_s is not None:

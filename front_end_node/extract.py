@@ -95,6 +95,7 @@ class Extractor:
         self.key_index = self.columns.index(self.key)
         self.maker = RowMaker(self.fields, zone)
         self.schema = spec.row_schema()
+        self.fields_record = store.field_record(spec)
         self._next_compare = 0.0
         self._next_heartbeat = 0.0
         # Digests of rows this process committed to the mirror lately: a row read again with the
@@ -313,7 +314,7 @@ class Extractor:
                 items.append((row, self._commit_time(values[0], now)))
                 digests[key] = row_digest
         async with conn.transaction():
-            recorded = await store.record_rows(conn, self.code, self.schema, items)
+            recorded = await store.record_rows(conn, self.code, self.schema, items, self.fields_record)
             if save_position:
                 await self._save_position(conn)
         if len(self._recent) > 500_000 or len(self._recent_change) > 500_000:
@@ -376,7 +377,7 @@ class Extractor:
         for start in range(0, len(changed_rows), self.batch_size):
             async with conn.transaction():
                 items = [(row, now) for row in changed_rows[start : start + self.batch_size]]
-                changed += (await store.record_rows(conn, self.code, self.schema, items)).changed
+                changed += (await store.record_rows(conn, self.code, self.schema, items, self.fields_record)).changed
         return changed + await self._record_deletions(conn, snapshot, seen, now)
 
     async def _find_deletions(self, conn: store.Conn, pacer: Pacer) -> int:

@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 from psycopg.types.json import Jsonb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from front_end_node import store
-from front_end_node.agent import resource_spec
+from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
 from front_end_node.exchange_client import ExchangeClient
 from front_end_node.extract import encode_watermark
@@ -35,7 +34,8 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
     conn = await store.connect(config.front_end_db)
     try:
         await store.migrate(conn)
-        spec = await resource_spec(conn, client, code, config.department)
+        spec = await catalog.follow(conn, client, code, config.department)
+        fields = store.field_record(spec)
         columns = [f.name for f in spec.fields]
         maker = RowMaker([(f.name, f.type) for f in spec.fields], zone)
         schema = spec.row_schema()
@@ -78,7 +78,7 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
                 after = rows[-1][key_index]
                 done += len(rows)
                 async with conn.transaction():
-                    await store.record_rows(conn, code, schema, items)
+                    await store.record_rows(conn, code, schema, items, fields)
                     await conn.execute(
                         "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s, progressed_at = now() "
                         "WHERE resource = %s",

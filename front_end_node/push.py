@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from front_end_node import store
+from front_end_node import catalog, store
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.health import AgentState
 from gdx.fields import FieldType
@@ -69,6 +69,8 @@ class Pusher:
             receipt = await self.client.push(self.code, body)
         except ExchangeError as exc:
             if exc.status == 422 and exc.body.get("error") == "invalid_changes":
+                if await self._made_to_follow_catalog(conn, batch, body):
+                    return True
                 refused = {ids[p["index"]]: p["problem"] for p in exc.body.get("details", []) if p["index"] < len(ids)}
                 await store.unfix(conn, batch, refused, self.code)
                 self.state.failed(HOP, self.code, f"the exchange refused {len(refused)} row(s); quarantined: {exc}")
@@ -77,3 +79,11 @@ class Pusher:
         await store.acknowledge(conn, self.code, batch, heartbeat)
         self.state.ok(HOP, self.code, rows=receipt.applied, batches=1)
         return True
+
+    async def _made_to_follow_catalog(self, conn: store.Conn, batch: store.Outgoing, sent: bytes) -> bool:
+        """Rows made before a schema version dropped fields are refused for those fields: the
+        refusal may be the catalog's change, not the rows. True if following the catalog
+        changed the batch, which then goes again."""
+        await catalog.follow(conn, self.client, self.code, self.state.department)
+        again = await store.next_batch(conn, self.code, self.batch_size)
+        return again is not None and again.batch_id == batch.batch_id and batch_body(again, self.integer_key)[0] != sent

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS gdx.extract_state (
     heartbeat_seq    bigint NOT NULL DEFAULT 0,
     last_compare_at  timestamptz
 );
+-- The catalog's fields (name and type) the resource's rows in the mirror and outbox are made
+-- with: a schema version that adds or drops fields is followed from this record.
+ALTER TABLE gdx.extract_state ADD COLUMN IF NOT EXISTS fields jsonb;
 
 -- The initial load (`gdx node sync --full`): the last key copied, so it resumes.
 CREATE TABLE IF NOT EXISTS gdx.full_sync (

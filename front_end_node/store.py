@@ -67,6 +67,57 @@ async def lock_resource(conn: Conn, code: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('gdx.mirror'), hashtext(%s))", (code,))
 
 
+class FieldsChanged(Exception):
+    """The resource's fields changed in the catalog after these rows were made: nothing of
+    them was recorded, and whoever made them makes them again with the new fields."""
+
+
+def field_record(spec: ResourceSpec) -> list[list[str]]:
+    """The fields a resource's rows are made with (name and type), as kept with its extraction."""
+    return [[f.name, f.type.value] for f in spec.fields]
+
+
+@dataclass(frozen=True)
+class FieldsChange:
+    added: list[str]  # fields new or of a new type: the rows recorded before lack them
+    dropped: list[str]
+
+
+async def follow_fields(conn: Conn, code: str, spec: ResourceSpec) -> FieldsChange | None:
+    """Record that the rows of ``code`` are made with ``spec``'s fields from now on; the change
+    from the fields recorded before, if any. Rows waiting in the outbox lose the dropped fields
+    (the exchange would refuse them); when fields were added, the extraction's watermark is
+    cleared, so that the table is read again and every row gets them."""
+    fields = field_record(spec)
+    async with conn.transaction():
+        await lock_resource(conn, code)  # no rows of the old fields are recorded meanwhile
+        await conn.execute("INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (code,))
+        cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
+        row = await cur.fetchone()
+        held = row[0] if row else None
+        if held == fields:
+            return None
+        change = None
+        if held is not None:  # else the first record: a new publication, or an agent from before records
+            old, new = dict(held), dict(fields)
+            change = FieldsChange(
+                added=[name for name, ftype in fields if old.get(name) != ftype],
+                dropped=[name for name in old if name not in new],
+            )
+        await conn.execute(
+            "UPDATE gdx.extract_state SET fields = %s, watermark = CASE WHEN %s THEN NULL ELSE watermark END "
+            "WHERE resource = %s",
+            (Jsonb(fields), bool(change and change.added), code),
+        )
+        if change and change.dropped:
+            await conn.execute(
+                "UPDATE gdx.outbox SET row = row - %(dropped)s::text[] WHERE resource = %(code)s "
+                "AND row ?| %(dropped)s::text[]",
+                {"dropped": change.dropped, "code": code},
+            )
+    return change
+
+
 @dataclass(frozen=True)
 class Recorded:
     changed: int
@@ -74,11 +125,20 @@ class Recorded:
 
 
 async def record_rows(
-    conn: Conn, code: str, schema: RowSchema, rows: list[tuple[dict[str, Any], dt.datetime]]
+    conn: Conn,
+    code: str,
+    schema: RowSchema,
+    rows: list[tuple[dict[str, Any], dt.datetime]],
+    fields: list[list[str]],
 ) -> Recorded:
-    """Compare source rows with the mirror; the new and changed ones go to the mirror and the
-    outbox with the key's next version. Rows failing the schema go to quarantine instead."""
+    """Compare source rows, made with ``fields``, with the mirror; the new and changed ones go
+    to the mirror and the outbox with the key's next version. Rows failing the schema go to
+    quarantine instead. FieldsChanged if the resource's fields are no longer ``fields``."""
     await lock_resource(conn, code)
+    cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
+    state = await cur.fetchone()
+    if state is not None and state[0] is not None and state[0] != fields:
+        raise FieldsChanged(f"the fields of {code} changed in the catalog while its rows were being read")
     latest: dict[str, tuple[dict[str, Any], dt.datetime]] = {}
     bad: list[tuple[str, str, str]] = []
     for row, commit_time in rows:

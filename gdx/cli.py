@@ -267,6 +267,7 @@ def node_sync(
     from front_end_node.full_sync import full_sync
     from front_end_node.health import Waiting
     from front_end_node.sources import SourceError
+    from front_end_node.store import FieldsChanged
     from gdx.aio import tune_gc
 
     if not full:
@@ -278,6 +279,8 @@ def node_sync(
         rows = asyncio.run(full_sync(cfg, resource, restart=restart))
     except (ConfigError, SourceError, Waiting) as exc:
         raise _fail(str(exc)) from None
+    except FieldsChanged as exc:
+        raise _fail(f"{exc}: run the same command again, it goes on with the new fields") from None
     console.print(f"{resource}: {rows:,} rows read; the agent pushes the changes to the exchange", highlight=False)
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,11 @@ def exchange(pg: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> It
     running.stop()
 
 
-def population_spec(code: str, share_type: str = "unconditional", **extra: Any) -> dict[str, Any]:
-    """A population table keyed by resident ID number, ten columns like the benchmark's."""
+def population_spec(
+    code: str, share_type: str = "unconditional", *, leave_out: Sequence[str] = (), **extra: Any
+) -> dict[str, Any]:
+    """A population table keyed by resident ID number, ten columns like the benchmark's (less
+    those in ``leave_out``)."""
     spec: dict[str, Any] = {
         "code": code,
         "name": "常住人口基本信息",
@@ -48,6 +51,7 @@ def population_spec(code: str, share_type: str = "unconditional", **extra: Any) 
         spec["share_conditions"] = "仅限社会保障、卫生健康业务使用"
     if share_type == "not_shared":
         spec["legal_basis"] = "《中华人民共和国居民身份证法》第十九条"
+    spec["fields"] = [f for f in spec["fields"] if f["name"] not in leave_out]
     spec.update(extra)
     return spec
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import psycopg
+import yaml
 
-from tests.exchange.conftest import resident_id
+from tests.exchange.conftest import population_spec, resident_id
 from tests.front_end_node.conftest import PURPOSE, World
 from tests.support.nodes import POPULATION_COLUMNS, wait_for
 
@@ -133,6 +134,52 @@ def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
     assert compared() > before
     assert "a full load is moving: reading waits" in provider.log_path.read_text()
+
+
+def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(world: World) -> None:
+    """The provider publishes a version with a field more, then one with a field less, while
+    the agents run: every row gets the new field, and rows made with the dropped one still go."""
+    code, source, provider = world.population(leave_out=("income",), catalog_check_interval_s=1)
+    world.subscribe("zjg-wjw", code)
+    subscription = {"resource": code, "purpose": PURPOSE, "table": "gaj_population", "grant_check_interval_s": 1}
+    consumer = world.agent("zjg-wjw", subscribes=[subscription])
+    source.insert(range(80))
+    provider.start()
+    consumer.start()
+    first = [c for c in POPULATION_COLUMNS if c != "income"]
+    world.converge(lambda: source.rows(first), consumer.front_end_db, "gaj_population", first, timeout=60)
+
+    # A field more, found at the agent's next look at the catalog: every row gets it, not only
+    # the rows that change from now on.
+    world.update("zjg-gaj", population_spec(code))
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+    assert "the resource's fields changed" in provider.log_path.read_text()
+
+    # A field less while the agent still makes rows with it (its next look at the catalog is
+    # far off): the exchange refuses them, and the agent drops the field instead of
+    # quarantining the rows.
+    assert provider.stop() == 0
+    config = yaml.safe_load(provider.config_path.read_text(encoding="utf-8"))
+    config["publishes"][0]["catalog_check_interval_s"] = 3600
+    provider.config_path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    provider.start().wait_ready()
+    wait_for(
+        lambda: provider.health()["loops"].get(f"extract/{code}", {}).get("state") == "ok",
+        30,
+        "the extraction to start",
+        on_timeout=world.logs,
+    )
+    world.update("zjg-gaj", population_spec(code, leave_out=("address",)))
+    source.execute(
+        "UPDATE population SET name = name || '（改）' WHERE id_number = ANY(%s)", ([resident_id(n) for n in range(5)],)
+    )
+    source.insert(range(80, 90))
+    last = [c for c in POPULATION_COLUMNS if c != "address"]
+    world.converge(lambda: source.rows(last), consumer.front_end_db, "gaj_population", last, timeout=60)
+    with psycopg.connect(provider.front_end_db) as conn:
+        quarantined = conn.execute("SELECT count(*) FROM gdx.quarantine").fetchone()
+    assert quarantined == (0,), "no row was quarantined for the catalog's change"
+    assert '"dropped_from_waiting_rows": ["address"]' in provider.log_path.read_text()
 
 
 def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:

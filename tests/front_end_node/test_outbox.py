@@ -1,5 +1,6 @@
 """The outbox's batches: fixed before sending, resent whole after a crash, and converted when
-an earlier agent had marked the rows of a batch in the outbox itself."""
+an earlier agent had marked the rows of a batch in the outbox itself; its rows following the
+catalog's fields."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import datetime as dt
 import uuid
 
 import psycopg
+import pytest
 
 from front_end_node import store
+from gdx.protocol import ResourceSpec
+from tests.exchange.conftest import person, population_spec
 from tests.support.postgres import PostgresServer
 
 CODE = "zjg-gaj.population"
@@ -65,3 +69,47 @@ def test_a_fixed_batch_is_sent_again_whole_and_an_earlier_agents_batch_is_conver
         loop.close()
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM gdx.push_batch").fetchone() == (1,)
+
+
+def test_the_rows_follow_the_catalogs_fields_and_rows_of_old_fields_are_not_recorded(pg: PostgresServer) -> None:
+    url = pg.create_database(f"outbox_{uuid.uuid4().hex[:8]}")
+    now = dt.datetime.now(dt.UTC)
+    first = ResourceSpec.model_validate(population_spec(CODE, leave_out=("income",)))
+    second = ResourceSpec.model_validate(population_spec(CODE, leave_out=("address",)))
+
+    async def scenario() -> None:
+        conn = await store.connect(url)
+        async with conn:
+            await store.migrate(conn)
+            assert await store.follow_fields(conn, CODE, first) is None, "the first record is no change"
+            async with conn.transaction():
+                rows = [(person(n), now) for n in range(3)]
+                for row, _ in rows:
+                    del row["income"]
+                await store.record_rows(conn, CODE, first.row_schema(), rows, store.field_record(first))
+                await conn.execute(
+                    "UPDATE gdx.extract_state SET watermark = '{\"int\": 7}' WHERE resource = %s", (CODE,)
+                )
+
+            change = await store.follow_fields(conn, CODE, second)
+            assert change == store.FieldsChange(added=["income"], dropped=["address"])
+            cur = await conn.execute("SELECT count(*) FILTER (WHERE row ? 'address'), count(*) FROM gdx.outbox")
+            assert await cur.fetchone() == (0, 3), "waiting rows lost the dropped field, and stayed"
+            cur = await conn.execute("SELECT watermark FROM gdx.extract_state WHERE resource = %s", (CODE,))
+            assert await cur.fetchone() == (None,), "a field added: the table is read again"
+            assert await store.follow_fields(conn, CODE, second) is None
+
+            # Rows read with the fields of before are not recorded, and nothing of them stays.
+            with pytest.raises(store.FieldsChanged):
+                async with conn.transaction():
+                    await store.record_rows(
+                        conn, CODE, first.row_schema(), [(rows[0][0], now)], store.field_record(first)
+                    )
+            cur = await conn.execute("SELECT count(*) FROM gdx.outbox")
+            assert await cur.fetchone() == (3,)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario())
+    finally:
+        loop.close()

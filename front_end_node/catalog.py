@@ -1,0 +1,54 @@
+"""The catalog entries of the node's resources, as the exchange has them, and the node's rows
+kept in step with them.
+
+A publication's rows are made with its catalog entry's fields. When the provider publishes a
+schema version that adds or drops fields, the node follows it without a restart (see
+store.follow_fields): it looks at the catalog every `catalog_check_interval_s`, and at once
+when the exchange refuses rows.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from front_end_node import store
+from front_end_node.exchange_client import ExchangeClient, ExchangeError
+from front_end_node.health import Waiting
+from gdx.protocol import ResourceSpec
+
+log = structlog.get_logger("gdx.node")
+
+
+async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
+    """The catalog entry from the exchange (kept in the front-end DB), or the kept one while
+    the exchange is unreachable, so extraction goes on without it."""
+    try:
+        resource = await client.resource(code)
+    except ExchangeError as exc:
+        if not exc.retryable:
+            raise Waiting(f"{code}: {exc}; register the resource in the exchange's catalog first") from None
+        cached = await store.cached_spec(conn, code)
+        if cached is None:
+            raise Waiting(f"{code}: the exchange has never been reached and no catalog entry is kept: {exc}") from None
+        return cached
+    if resource.provider != department:
+        raise Waiting(f"{code} is provided by {resource.provider}, not by this node's department {department}")
+    spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
+    await store.cache_spec(conn, code, spec)
+    return spec
+
+
+async def follow(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
+    """The catalog entry of a resource this node publishes, with the node's rows of it made to
+    follow its fields."""
+    spec = await resource_spec(conn, client, code, department)
+    change = await store.follow_fields(conn, code, spec)
+    if change is not None:
+        log.warning(
+            "the resource's fields changed; the node's rows follow the catalog",
+            resource=code,
+            added=change.added,
+            dropped_from_waiting_rows=change.dropped,
+            read_again=bool(change.added),
+        )
+    return spec
