@@ -30,8 +30,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# A node's publications and subscriptions go into its node.yml as they are: checked here by the
+# agent's own rules, every setting of them included (lookback_s, compare_interval_s, ...).
+from front_end_node.config import Publication, Subscription
 from gdx.pki import PkiError, Role, identity_of, verify_issued_by
-from gdx.protocol import CODE_PATTERN, DEPARTMENT_PATTERN
+from gdx.protocol import DEPARTMENT_PATTERN
 
 NODE_GROUP = "gdx_front_end_nodes"
 
@@ -98,18 +101,6 @@ class BusinessDb(_Strict):
     name: str = Field(min_length=1)
     user: str = Field(min_length=1)
     password: Any = None
-
-
-class Publication(_Strict):
-    resource: str = Field(pattern=CODE_PATTERN)
-    table: str = Field(min_length=1)
-    change_column: str | None = None
-
-
-class Subscription(_Strict):
-    resource: str = Field(pattern=CODE_PATTERN)
-    purpose: str = Field(min_length=2)
-    table: str | None = None
 
 
 class NodeVars(BaseModel):

@@ -33,6 +33,8 @@ all:
             password: !vault |
               $ANSIBLE_VAULT;1.1;AES256
               6162636465
+          gdx_publishes:
+            - {resource: zjg-gaj.population, table: public.population, change_column: updated_at, lookback_s: 30}
         fe-nx:
           ansible_host: 192.0.2.11
           gdx_department: {id: nx-gat, name: 宁夏回族自治区公安厅, jurisdiction: ningxia}
@@ -57,6 +59,8 @@ all:
         fe-c:
           ansible_host: 192.0.2.12
           gdx_department: {id: "Bad Id", name: C, jurisdiction: zhangjiagang, colour: red}
+          gdx_publishes:
+            - {resource: zjg-gaj.population, table: population, lookbak_s: 30}
 """
 
 
@@ -80,6 +84,8 @@ def test_a_good_inventory_loads_with_reply_days_per_jurisdiction(tmp_path: Path)
     inventory = load_inventory(write(tmp_path, GOOD))
     days = {n.department_id: inventory.reply_working_days(n.jurisdiction) for n in inventory.nodes}
     assert days == {"zjg-gaj": 5, "nx-gat": 10, "hb-gat": 15}
+    # A publication takes every setting the agent's config does: node.yml gets it as it is.
+    assert inventory.nodes[0].publishes[0].lookback_s == 30
 
 
 def test_every_bad_entry_is_named_at_once(tmp_path: Path) -> None:
@@ -91,6 +97,7 @@ def test_every_bad_entry_is_named_at_once(tmp_path: Path) -> None:
     assert "fe-b.gdx_business_db.kind" in text
     assert "fe-c.gdx_department.id: 'Bad Id' is not allowed" in text
     assert "fe-c.gdx_department.colour: unknown setting" in text
+    assert "fe-c.gdx_publishes.0.lookbak_s: unknown setting" in text
     assert "address '192.0.2.10' is used by 2 hosts" in text
 
 
