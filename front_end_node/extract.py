@@ -23,7 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from psycopg.types.json import Jsonb
 
 from front_end_node import store
 from front_end_node.config import Publication
@@ -327,10 +326,8 @@ class Extractor:
     async def _save_position(self, conn: store.Conn) -> None:
         if self._watermark is None:
             return
-        await conn.execute(
-            "UPDATE gdx.extract_state SET watermark = %s WHERE resource = %s",
-            (Jsonb(encode_watermark(self._watermark, self._checked)), self.code),
-        )
+        position = encode_watermark(self._watermark, self._checked)
+        await store.save_watermark(conn, self.code, position, self.fields_record)
 
     async def compare_when_due(self, conn: store.Conn) -> int:
         if time.monotonic() < self._next_compare:

@@ -71,6 +71,9 @@ class FieldsChanged(Exception):
     """The resource's fields changed in the catalog after these rows were made: nothing of
     them was recorded, and whoever made them makes them again with the new fields."""
 
+    def __init__(self, code: str) -> None:
+        super().__init__(f"the fields of {code} changed in the catalog while its rows were being read")
+
 
 def field_record(spec: ResourceSpec) -> list[list[str]]:
     """The fields a resource's rows are made with (name and type), as kept with its extraction."""
@@ -118,6 +121,18 @@ async def follow_fields(conn: Conn, code: str, spec: ResourceSpec) -> FieldsChan
     return change
 
 
+async def save_watermark(conn: Conn, code: str, watermark: dict[str, Any], fields: list[list[str]]) -> None:
+    """Where extraction goes on from, saved by an extractor reading ``fields``: FieldsChanged
+    if they are no longer the recorded ones, so that a watermark cleared for fields added
+    (follow_fields) is not set back."""
+    cur = await conn.execute(
+        "UPDATE gdx.extract_state SET watermark = %s WHERE resource = %s AND (fields IS NULL OR fields = %s)",
+        (Jsonb(watermark), code, Jsonb(fields)),
+    )
+    if cur.rowcount == 0:
+        raise FieldsChanged(code)
+
+
 @dataclass(frozen=True)
 class Recorded:
     changed: int
@@ -138,7 +153,7 @@ async def record_rows(
     cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
     state = await cur.fetchone()
     if state is not None and state[0] is not None and state[0] != fields:
-        raise FieldsChanged(f"the fields of {code} changed in the catalog while its rows were being read")
+        raise FieldsChanged(code)
     latest: dict[str, tuple[dict[str, Any], dt.datetime]] = {}
     bad: list[tuple[str, str, str]] = []
     for row, commit_time in rows:

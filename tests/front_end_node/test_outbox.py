@@ -98,6 +98,9 @@ def test_the_rows_follow_the_catalogs_fields_and_rows_of_old_fields_are_not_reco
             cur = await conn.execute("SELECT watermark FROM gdx.extract_state WHERE resource = %s", (CODE,))
             assert await cur.fetchone() == (None,), "a field added: the table is read again"
             assert await store.follow_fields(conn, CODE, second) is None
+            with pytest.raises(store.FieldsChanged):  # an extractor of the old fields is not heard
+                await store.save_watermark(conn, CODE, {"int": 9}, store.field_record(first))
+            await store.save_watermark(conn, CODE, {"int": 1}, store.field_record(second))
 
             # Rows read with the fields of before are not recorded, and nothing of them stays.
             with pytest.raises(store.FieldsChanged):
