@@ -120,12 +120,24 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def _describe(db: BusinessDb, exc: Exception) -> SourceError:
+_UNREACHABLE = "check business_db in the node config, the password, and that the firewall lets this node reach it"
+# A table the node reaches and cannot read: a field of the catalog entry (maybe of a new schema
+# version) without its column, a table renamed, a missing grant.
+_NOT_READABLE = (
+    "the published table (or a view) needs a column named as each field of the catalog entry, "
+    "and business_db.user needs SELECT on it"
+)
+_POSTGRES_NOT_READABLE = (
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InsufficientPrivilege,
+)
+_MYSQL_NOT_READABLE = {1054, 1142, 1143, 1146}  # unknown column, SELECT denied (table, column), no table
+
+
+def _describe(db: BusinessDb, exc: Exception, hint: str = _UNREACHABLE) -> SourceError:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SourceError(
-        f"business database {db.kind}://{db.user}@{db.host}:{db.port}/{db.name}: {first_line} "
-        "(check business_db in the node config, the password, and that the firewall lets this node reach it)"
-    )
+    return SourceError(f"business database {db.kind}://{db.user}@{db.host}:{db.port}/{db.name}: {first_line} ({hint})")
 
 
 class _Queries:
@@ -187,6 +199,8 @@ class PostgresSource(_Queries):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._connection().execute(sql, params).fetchall()
+        except _POSTGRES_NOT_READABLE as exc:
+            raise _describe(self.db, exc, _NOT_READABLE) from None
         except psycopg.OperationalError as exc:
             self.close()
             raise _describe(self.db, exc) from None
@@ -243,6 +257,8 @@ class PostgresSource(_Queries):
                 cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
                 while rows := cur.fetchmany(chunk):
                     yield rows
+        except _POSTGRES_NOT_READABLE as exc:
+            raise _describe(self.db, exc, _NOT_READABLE) from None
         except psycopg.OperationalError as exc:
             self.close()
             raise _describe(self.db, exc) from None
@@ -312,9 +328,8 @@ class MariaDbSource(_Queries):
             with self._connection().cursor() as cur:
                 cur.execute(sql, tuple(params))
                 return list(cur.fetchall())
-        except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
-            self.close()
-            raise _describe(self.db, exc) from None
+        except pymysql.MySQLError as exc:
+            raise self._described(exc) from None
 
     @staticmethod
     def _name(identifier: str) -> str:
@@ -372,9 +387,16 @@ class MariaDbSource(_Queries):
                 cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
                 while rows := cur.fetchmany(chunk):
                     yield list(rows)
-        except (pymysql.OperationalError, pymysql.InterfaceError) as exc:
+        except pymysql.MySQLError as exc:
+            raise self._described(exc) from None
+
+    def _described(self, exc: pymysql.MySQLError) -> Exception:
+        if exc.args and exc.args[0] in _MYSQL_NOT_READABLE:
+            return _describe(self.db, exc, _NOT_READABLE)
+        if isinstance(exc, pymysql.OperationalError | pymysql.InterfaceError):
             self.close()
-            raise _describe(self.db, exc) from None
+            return _describe(self.db, exc)
+        return exc
 
     def key_tally(self, table: str, key: str, lower: Any = None, upper: Any = None) -> KeyTally:
         k = self._name(key)
