@@ -165,16 +165,17 @@ def _extract_loop(
     source = open_source(config.business_db)
     zone = ZoneInfo(config.business_db.timezone)
 
-    made: list[Extractor] = []
+    current: Extractor | None = None
 
     async def prepare(conn: store.Conn) -> Step:
+        nonlocal current
         assert config.business_db is not None
         if deletions_only:  # compares keys only, whatever the other fields
             spec = await catalog.resource_spec(conn, client, pub.resource, config.department)
         else:  # prepared again every catalog_check_interval_s
             spec = await catalog.follow(conn, client, pub.resource, config.department)
-            if made and made[-1].fields_record == store.field_record(spec):
-                return made[-1]  # the same fields: what it holds in memory still serves
+            if current is not None and current.fields_record == store.field_record(spec):
+                return current  # the same fields: what it holds in memory still serves
         extractor = Extractor(
             pub,
             spec,
@@ -186,7 +187,7 @@ def _extract_loop(
             state=state,
             missing=missing,
         )
-        made[:] = [extractor]
+        current = extractor
         return DeletionScan(extractor) if deletions_only else extractor
 
     return prepare

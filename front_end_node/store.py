@@ -86,6 +86,12 @@ class FieldsChange:
     dropped: list[str]
 
 
+async def _recorded_fields(conn: Conn, code: str) -> list[list[str]] | None:
+    cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
 async def follow_fields(conn: Conn, code: str, spec: ResourceSpec) -> FieldsChange | None:
     """Record that the rows of ``code`` are made with ``spec``'s fields from now on; the change
     from the fields recorded before, if any. Rows waiting in the outbox lose the dropped fields
@@ -95,9 +101,7 @@ async def follow_fields(conn: Conn, code: str, spec: ResourceSpec) -> FieldsChan
     async with conn.transaction():
         await lock_resource(conn, code)  # no rows of the old fields are recorded meanwhile
         await conn.execute("INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (code,))
-        cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
-        row = await cur.fetchone()
-        held = row[0] if row else None
+        held = await _recorded_fields(conn, code)
         if held == fields:
             return None
         change = None
@@ -150,9 +154,7 @@ async def record_rows(
     to the mirror and the outbox with the key's next version. Rows failing the schema go to
     quarantine instead. FieldsChanged if the resource's fields are no longer ``fields``."""
     await lock_resource(conn, code)
-    cur = await conn.execute("SELECT fields FROM gdx.extract_state WHERE resource = %s", (code,))
-    state = await cur.fetchone()
-    if state is not None and state[0] is not None and state[0] != fields:
+    if await _recorded_fields(conn, code) not in (None, fields):
         raise FieldsChanged(code)
     latest: dict[str, tuple[dict[str, Any], dt.datetime]] = {}
     bad: list[tuple[str, str, str]] = []
