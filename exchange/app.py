@@ -11,12 +11,14 @@ from cryptography import x509
 from fastapi import FastAPI
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
 
 from exchange import errors, metrics
 from exchange.registry import Registry
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
 from gdx import __version__
+from gdx.protocol import ChangeBatch
 from gdx.workdays import WorkCalendar
 
 DESCRIPTION = """
@@ -56,4 +58,23 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
 
     app.add_middleware(metrics.RequestMetrics)
+    _document_models(app, ChangeBatch)
     return app
+
+
+def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Put into the OpenAPI document's components the models of bodies that routes read
+    themselves (the push: exchange.push_body), which FastAPI does not see."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            components = generate().setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, nested in schema.pop("$defs", {}).items():
+                    components.setdefault(name, nested)
+                components.setdefault(model.__name__, schema)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

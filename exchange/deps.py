@@ -13,12 +13,14 @@ from exchange.identity import Principal
 from gdx.workdays import WorkCalendar
 
 
-def _pool(request: Request) -> AsyncConnectionPool[Any]:
+# Dependencies are coroutines even where nothing is awaited: FastAPI runs a plain function in
+# its thread pool, a thread hand-off for every request and a second thread contending for the GIL.
+async def _pool(request: Request) -> AsyncConnectionPool[Any]:
     pool: AsyncConnectionPool[Any] = request.app.state.pool
     return pool
 
 
-def _calendar(request: Request) -> WorkCalendar:
+async def _calendar(request: Request) -> WorkCalendar:
     calendar: WorkCalendar = request.app.state.calendar
     return calendar
 

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from exchange.errors import not_found
+from exchange.push_body import BatchReader
 from gdx.fields import FieldType, RowSchema
 from gdx.protocol import Resource, ResourceSpec
 
@@ -29,7 +30,12 @@ class StoredResource:
 
     @property
     def schema(self) -> RowSchema:
-        return _row_schema((self.code, self.created_at, self.schema_version), self.spec)
+        return _checkers(self).schema
+
+    @property
+    def reader(self) -> BatchReader:
+        """Reads pushed batches of this schema version in one pass (exchange.push_body)."""
+        return _checkers(self).reader
 
     @property
     def integer_key(self) -> bool:
@@ -49,17 +55,25 @@ class StoredResource:
         )
 
 
-_schemas: dict[tuple[str, dt.datetime, int], RowSchema] = {}
+@dataclass(frozen=True)
+class _Checkers:
+    schema: RowSchema
+    reader: BatchReader
 
 
-def _row_schema(identity: tuple[str, dt.datetime, int], spec: ResourceSpec) -> RowSchema:
-    # Keyed by (code, created_at, version): a new schema version gets a new checker, and two
-    # databases served by one process (tests do this) never share one. Versions are few, so
-    # the cache is bounded by the catalog's size.
-    schema = _schemas.get(identity)
-    if schema is None:
-        schema = _schemas[identity] = spec.row_schema()
-    return schema
+_checkers_of: dict[tuple[str, dt.datetime, int], _Checkers] = {}
+
+
+def _checkers(stored: StoredResource) -> _Checkers:
+    # Built once per schema version. Keyed by (code, created_at, version): a new schema version
+    # gets new checkers, and two databases served by one process (tests do this) never share
+    # them. Versions are few, so the cache is bounded by the catalog's size.
+    identity = (stored.code, stored.created_at, stored.schema_version)
+    checkers = _checkers_of.get(identity)
+    if checkers is None:
+        schema = stored.spec.row_schema()
+        checkers = _checkers_of[identity] = _Checkers(schema, BatchReader(schema))
+    return checkers
 
 
 def _from_row(row: tuple[Any, ...]) -> StoredResource:

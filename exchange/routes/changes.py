@@ -14,24 +14,23 @@ under the lock, one statement numbers the fresh changes, logs them and moves the
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Sequence
 from typing import Annotated, Any
 
+import msgspec
 import orjson
 import psycopg
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from psycopg.types.json import Jsonb
 
-from exchange import access, audit, metrics, resources
+from exchange import access, audit, metrics, push_body, resources
 from exchange.deps import Pool, refused
-from exchange.errors import ApiError, conflict, forbidden
+from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
-from exchange.json_body import OrjsonRoute
-from gdx.fields import RowError
+from exchange.push_body import PushedBatch, PushedChange
 from gdx.protocol import (
     MAX_PAGE_CHANGES,
     BatchReceipt,
-    Change,
     ChangeBatch,
     ChangePage,
     Heartbeat,
@@ -52,48 +51,11 @@ async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"], route_class=OrjsonRoute)
+router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"])
 
 
 def _key_text(key: str | int) -> str:
     return str(key)
-
-
-# Checking a batch takes the event loop for tens of milliseconds; it lets other requests go on
-# every so many changes. The push holding a resource's lock waits for the loop between its
-# statements, and every batch of that resource waits for it.
-YIELD_EVERY = 100
-
-
-async def _validate(stored: resources.StoredResource, changes: list[Change]) -> None:
-    """Reject the whole batch, naming each bad change by its index, before anything is written."""
-    schema = stored.schema
-    key_field = stored.spec.primary_key
-    problems = []
-    for index, change in enumerate(changes):
-        if index % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)
-        try:
-            if change.row is None:
-                schema.check_key(change.key)
-            else:
-                # check_row checks the row's key, which must be the change's key: one check, not two.
-                if change.row.get(key_field) != change.key:
-                    raise RowError(f"the row's {key_field!r} differs from the change's key")
-                schema.check_row(change.row)
-        except RowError as exc:
-            problems.append({"index": index, "key": change.key, "problem": str(exc)})
-            if len(problems) >= 100:
-                break
-    if problems:
-        first = problems[0]
-        raise ApiError(
-            422,
-            "invalid_changes",
-            f"{len(problems)} change(s) rejected, first at index {first['index']}: {first['problem']}; "
-            "nothing in this batch was applied",
-            problems,
-        )
 
 
 def _check_provider(stored: resources.StoredResource, who: Department) -> None:
@@ -101,8 +63,8 @@ def _check_provider(stored: resources.StoredResource, who: Department) -> None:
         raise forbidden(f"resource {stored.code!r} is provided by {stored.provider}; you cannot push to it")
 
 
-def _newest_per_key(changes: list[Change]) -> dict[str, Change]:
-    newest: dict[str, Change] = {}
+def _newest_per_key(changes: Sequence[PushedChange]) -> dict[str, PushedChange]:
+    newest: dict[str, PushedChange] = {}
     for change in changes:
         key = _key_text(change.key)
         held = newest.get(key)
@@ -111,7 +73,7 @@ def _newest_per_key(changes: list[Change]) -> dict[str, Change]:
     return newest
 
 
-async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: ChangeBatch, code: str) -> BatchReceipt:
+async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: PushedBatch, code: str) -> BatchReceipt:
     cur = await conn.execute(
         """
         SELECT r.code, b.received, b.applied, b.stale, b.first_seq, b.last_seq
@@ -135,15 +97,33 @@ async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: ChangeBat
     )
 
 
-@router.post("", response_model=BatchReceipt, summary="Push a batch of changes (providers)")
-async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> BatchReceipt:
+async def _resource_or_none(pool: Pool, code: str) -> resources.StoredResource | None:
+    async with pool.connection() as conn:
+        try:
+            return await resources.load(conn, code)
+        except ApiError:
+            return None
+
+
+@router.post(
+    "",
+    response_model=BatchReceipt,
+    summary="Push a batch of changes (providers)",
+    openapi_extra=push_body.documented_body(ChangeBatch),
+)
+async def push(code: str, request: Request, who: Department, pool: Pool) -> BatchReceipt:
+    body = await push_body.body_of(request)
+    # Read before anything else, as FastAPI reads a declared body: a malformed one is refused
+    # first, whoever sends it and wherever.
+    checked = await _resource_or_none(pool, code)
+    batch = push_body.read(body, checked.reader if checked else None)
     try:
+        if checked is None:
+            raise not_found(f"resource {code!r}")
         # Checked before the resource is locked: the checks are most of a batch's work, and
         # meanwhile other batches of the resource are applied.
-        async with pool.connection() as conn:
-            checked = await resources.load(conn, code)
         _check_provider(checked, who)
-        await _validate(checked, batch.changes)
+        await push_body.check_rows(checked.schema, batch)
         newest = _newest_per_key(batch.changes)
         async with pool.connection() as conn, conn.transaction():
             # The batch id is claimed first: a batch sent twice is answered before any work.
@@ -160,7 +140,7 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
             if stored.schema_version != checked.schema_version:
                 # The schema changed in between: check again against the one now in force.
                 _check_provider(stored, who)
-                await _validate(stored, batch.changes)
+                await push_body.check_rows(stored.schema, push_body.read(body, stored.reader))
             receipt = await _apply(conn, stored, batch, len(newest))
             if not batch.changes:
                 # A heartbeat alone carries no data: not an access to audit, and it comes
@@ -188,18 +168,18 @@ async def push(code: str, batch: ChangeBatch, who: Department, pool: Pool) -> Ba
     return receipt
 
 
-async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, Change]) -> None:
+async def _stage(conn: psycopg.AsyncConnection[Any], newest: dict[str, PushedChange]) -> None:
     """Copy the batch's newest change per key into the staging table (PostgreSQL parses the
     rows here, before the resource is locked). The changes go as one JSON document, which
-    orjson writes in C and the server takes apart: a COPY row by row spent ~6 ms of Python
-    per 1,000 changes, the document ~1 ms."""
+    msgspec writes in C (the fast reader's rows are its structs) and the server takes apart:
+    a COPY row by row spent ~6 ms of Python per 1,000 changes, the document well under 1 ms."""
     if not newest:
         return
     staged = [
         (ord_, "u" if change.op == "upsert" else "d", key, change.row, change.source_version, change.source_commit_time)
         for ord_, (key, change) in enumerate(newest.items())
     ]
-    await conn.execute(_STAGE, (Jsonb(staged, dumps=orjson.dumps),))  # orjson writes the datetimes too
+    await conn.execute(_STAGE, (Jsonb(staged, dumps=msgspec.json.encode),))  # the datetimes too
 
 
 _STAGE = f"""
@@ -254,7 +234,7 @@ _APPLY = f"""
 
 
 async def _apply(
-    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: ChangeBatch, staged: int
+    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: PushedBatch, staged: int
 ) -> BatchReceipt:
     """Under the resource's lock, in as few round trips as can be: every wait for a reply is
     also a wait for the other batches of the resource."""
