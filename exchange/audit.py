@@ -56,13 +56,11 @@ async def record(
     purpose: str | None = None,
     scope: dict[str, Any] | None = None,
     outcome: str = "ok",
-) -> int:
-    """Append one entry inside the caller's transaction; it commits or rolls back with it."""
+) -> None:
+    """Append one entry inside the caller's transaction; it commits or rolls back with it. No
+    result is read, so in pipeline mode the entry goes out with the commit."""
     at, text = make_entry(who, action, resource=resource, purpose=purpose, scope=scope, outcome=outcome)
-    cur = await conn.execute("SELECT audit_append(%s, %s)", (at, text))
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])
+    await conn.execute("SELECT audit_append(%s, %s)", (at, text))
 
 
 @dataclass

@@ -102,6 +102,12 @@ async def load(conn: psycopg.AsyncConnection[Any], code: str, *, for_update: boo
     return _from_row(row)
 
 
+async def lock(conn: psycopg.AsyncConnection[Any], resource_id: int) -> None:
+    """Take the resource's writer lock (see load); it is held until the transaction ends. No
+    result is read, so in pipeline mode the statement goes out with the next one."""
+    await conn.execute("SELECT FROM resource WHERE id = %s FOR NO KEY UPDATE", (resource_id,))
+
+
 async def load_all(conn: psycopg.AsyncConnection[Any], provider: str | None = None) -> list[StoredResource]:
     where, params = ("WHERE provider = %s", (provider,)) if provider else ("", ())
     cur = await conn.execute(f"SELECT {_COLUMNS} FROM resource {where} ORDER BY code", params)  # noqa: S608

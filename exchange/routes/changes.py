@@ -73,6 +73,16 @@ def _newest_per_key(changes: Sequence[PushedChange]) -> dict[str, PushedChange]:
     return newest
 
 
+async def _claim(conn: psycopg.AsyncConnection[Any], batch: PushedBatch, resource_id: int) -> bool:
+    """Claim the batch id for this push; False when an earlier push has it."""
+    cur = await conn.execute(
+        "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
+        "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING RETURNING true",
+        (batch.batch_id, resource_id, len(batch.changes)),
+    )
+    return await cur.fetchone() is not None
+
+
 async def _existing_receipt(conn: psycopg.AsyncConnection[Any], batch: PushedBatch, code: str) -> BatchReceipt:
     cur = await conn.execute(
         """
@@ -125,23 +135,38 @@ async def push(code: str, request: Request, who: Department, pool: Pool) -> Batc
         _check_provider(checked, who)
         await push_body.check_rows(checked.schema, batch)
         newest = _newest_per_key(batch.changes)
-        async with pool.connection() as conn, conn.transaction():
+        # In pipeline mode, statements whose results are not needed go out with the next one
+        # that is: three round trips (claim; stage, lock and apply; audit and commit), one of
+        # them under the lock, where every wait for a reply is a wait for every other batch of
+        # the resource.
+        async with pool.connection() as conn, conn.pipeline(), conn.transaction():
             # The batch id is claimed first: a batch sent twice is answered before any work.
-            cur = await conn.execute(
-                "INSERT INTO change_batch (batch_id, resource_id, received, applied, stale) "
-                "VALUES (%s, %s, %s, 0, 0) ON CONFLICT (batch_id) DO NOTHING",
-                (batch.batch_id, checked.id, len(batch.changes)),
-            )
-            if cur.rowcount == 0:
+            if not await _claim(conn, batch, checked.id):
                 metrics.BATCHES.labels("duplicate").inc()
                 return await _existing_receipt(conn, batch, code)
             await _stage(conn, newest)
-            stored = await resources.load(conn, code, for_update=True)
-            if stored.schema_version != checked.schema_version:
+            await resources.lock(conn, checked.id)
+            numbered = await _apply(conn, checked, batch, newest)
+            if numbered is None:
                 # The schema changed in between: check again against the one now in force.
+                stored = await resources.load(conn, code)
                 _check_provider(stored, who)
                 await push_body.check_rows(stored.schema, push_body.read(body, stored.reader))
-            receipt = await _apply(conn, stored, batch, len(newest))
+                numbered = await _apply(conn, stored, batch, newest)
+                assert numbered is not None, "the resource is locked: its schema cannot change again"
+            applied, first = numbered
+            if batch.heartbeat is not None:
+                await _append_heartbeat(conn, checked.id, batch.heartbeat)
+            receipt = BatchReceipt(
+                batch_id=batch.batch_id,
+                resource=code,
+                received=len(batch.changes),
+                applied=applied,
+                stale=len(batch.changes) - applied,
+                first_seq=first if applied else None,
+                last_seq=first + applied - 1 if applied else None,
+                duplicate=False,
+            )
             if not batch.changes:
                 # A heartbeat alone carries no data: not an access to audit, and it comes
                 # every few seconds from every node.
@@ -192,9 +217,13 @@ _STAGE = f"""
 # Under the resource's lock: the staged changes newer than what the exchange holds for their
 # key get the next numbers (in batch order), go into the change log, and become their keys'
 # current versions; the resource's last number and the batch's receipt move with them. One
-# statement, no row passing through Python.
+# statement, no row passing through Python. It runs after the statement that takes the lock, so
+# it reads the resource, and the keys' current versions, as the batches before it left them. If
+# the resource's schema is no longer the one the batch was checked against, it writes nothing.
 _APPLY = f"""
-    WITH staged AS (
+    WITH resource_now AS (
+        SELECT last_seq + 1 AS first, schema_version = %(version)s AS checked FROM resource WHERE id = %(resource)s
+    ), staged AS (
         -- A lookup per staged row, not a join: the temporary table has no statistics, and the
         -- planner's join choice (a scan of every current key) grew with the resource. LIMIT 1
         -- keeps the planner from turning the LATERAL lookup into that join; a subquery in the
@@ -204,62 +233,59 @@ _APPLY = f"""
             SELECT k.source_version FROM current_key k WHERE k.resource_id = %(resource)s AND k.key = s.key LIMIT 1
         ) k ON true
     ), fresh AS (
-        SELECT *, row_number() OVER (ORDER BY ord) AS n FROM staged WHERE source_version > coalesce(held, -1)
+        SELECT s.*, r.first + row_number() OVER (ORDER BY ord) - 1 AS seq
+        FROM staged s, resource_now r WHERE r.checked AND s.source_version > coalesce(s.held, -1)
     ), logged AS (
         INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
-        SELECT %(resource)s, %(first)s + n - 1, op, key, row, source_version, source_commit_time FROM fresh
+        SELECT %(resource)s, seq, op, key, row, source_version, source_commit_time FROM fresh
     ), added AS (
         -- New keys go in plainly: half the cost of ON CONFLICT's speculative insertion. No other
         -- push can add them meanwhile: it waits for the resource's lock.
         INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
-        SELECT %(resource)s, key, source_version, %(first)s + n - 1, op = 'd' FROM fresh WHERE held IS NULL
+        SELECT %(resource)s, key, source_version, seq, op = 'd' FROM fresh WHERE held IS NULL
     ), moved AS (
         INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
-        SELECT %(resource)s, key, source_version, %(first)s + n - 1, op = 'd' FROM fresh WHERE held IS NOT NULL
+        SELECT %(resource)s, key, source_version, seq, op = 'd' FROM fresh WHERE held IS NOT NULL
         ON CONFLICT (resource_id, key) DO UPDATE
             SET source_version = EXCLUDED.source_version, seq = EXCLUDED.seq, deleted = EXCLUDED.deleted
     ), counted AS (
         SELECT count(*) AS applied FROM fresh
     ), numbered AS (
-        UPDATE resource SET last_seq = %(first)s + applied - 1, last_change_at = now()
-        FROM counted WHERE id = %(resource)s AND applied > 0
+        UPDATE resource SET last_seq = r.first + applied - 1, last_change_at = now()
+        FROM counted, resource_now r WHERE id = %(resource)s AND applied > 0
     ), receipt AS (
         UPDATE change_batch SET applied = counted.applied, stale = %(received)s - counted.applied,
-            first_seq = CASE WHEN counted.applied > 0 THEN %(first)s END,
-            last_seq = CASE WHEN counted.applied > 0 THEN %(first)s + counted.applied - 1 END
-        FROM counted WHERE batch_id = %(batch)s
+            first_seq = CASE WHEN counted.applied > 0 THEN r.first END,
+            last_seq = CASE WHEN counted.applied > 0 THEN r.first + counted.applied - 1 END
+        FROM counted, resource_now r WHERE batch_id = %(batch)s AND r.checked
     )
-    SELECT applied FROM counted
+    SELECT counted.applied, r.first, r.checked FROM counted, resource_now r
 """  # noqa: S608 - the table name is a constant
 
 
 async def _apply(
-    conn: psycopg.AsyncConnection[Any], stored: resources.StoredResource, batch: PushedBatch, staged: int
-) -> BatchReceipt:
-    """Under the resource's lock, in as few round trips as can be: every wait for a reply is
-    also a wait for the other batches of the resource."""
-    first = stored.last_seq + 1
-    applied = 0
-    if staged:
-        cur = await conn.execute(
-            _APPLY, {"resource": stored.id, "first": first, "received": len(batch.changes), "batch": batch.batch_id}
-        )
-        row = await cur.fetchone()
-        applied = row[0] if row else 0
-    # With nothing staged, change_batch keeps what it was claimed with: nothing applied, nothing stale.
-    last = first + applied - 1 if applied else None
-    if batch.heartbeat is not None:
-        await _append_heartbeat(conn, stored.id, (last or stored.last_seq) + 1, batch.heartbeat)
-    return BatchReceipt(
-        batch_id=batch.batch_id,
-        resource=stored.code,
-        received=len(batch.changes),
-        applied=applied,
-        stale=len(batch.changes) - applied,
-        first_seq=first if applied else None,
-        last_seq=last,
-        duplicate=False,
-    )
+    conn: psycopg.AsyncConnection[Any],
+    checked: resources.StoredResource,
+    batch: PushedBatch,
+    newest: dict[str, PushedChange],
+) -> tuple[int, int] | None:
+    """Apply the staged changes: how many got numbers, and the first of them (0, 0 for a
+    heartbeat alone); None, with nothing applied, when the resource's schema is no longer the
+    version ``checked`` was read with."""
+    if not newest:
+        # change_batch keeps what it was claimed with: nothing applied, nothing stale.
+        return 0, 0
+    params = {
+        "resource": checked.id,
+        "version": checked.schema_version,
+        "received": len(batch.changes),
+        "batch": batch.batch_id,
+    }
+    cur = await conn.execute(_APPLY, params)
+    row = await cur.fetchone()
+    assert row is not None
+    applied, first, still_checked = row
+    return (applied, first) if still_checked else None
 
 
 # Heartbeats kept per resource in the change log: an hour of them at the agent's default
@@ -268,13 +294,15 @@ async def _apply(
 HEARTBEATS_KEPT = 720
 
 _APPEND_HEARTBEAT = """
-    WITH logged AS (
+    WITH next AS (
+        SELECT last_seq + 1 AS seq FROM resource WHERE id = %(resource)s
+    ), logged AS (
         INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
-        VALUES (%(resource)s, %(seq)s, 'h', NULL, NULL, %(beat)s, %(time)s)
+        SELECT %(resource)s, seq, 'h', NULL, NULL, %(beat)s, %(time)s FROM next
     ), noted AS (
-        UPDATE resource SET last_seq = %(seq)s, heartbeat_seq = %(beat)s, heartbeat_source_time = %(time)s,
+        UPDATE resource SET last_seq = next.seq, heartbeat_seq = %(beat)s, heartbeat_source_time = %(time)s,
             heartbeat_received_at = now()
-        WHERE id = %(resource)s
+        FROM next WHERE id = %(resource)s
     )
     -- The statement does not see the heartbeat it adds: of the others, the newest kept - 1 stay.
     DELETE FROM change WHERE resource_id = %(resource)s AND op = 'h' AND seq < (
@@ -284,18 +312,12 @@ _APPEND_HEARTBEAT = """
 """
 
 
-async def _append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int, seq: int, beat: Heartbeat) -> None:
+async def _append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int, beat: Heartbeat) -> None:
     """The heartbeat takes the next number after the batch's changes: a consumer that has
     applied it has applied them too. The oldest heartbeats beyond HEARTBEATS_KEPT go."""
     await conn.execute(
         _APPEND_HEARTBEAT,
-        {
-            "resource": resource_id,
-            "seq": seq,
-            "beat": beat.seq,
-            "time": beat.source_time,
-            "kept": HEARTBEATS_KEPT,
-        },
+        {"resource": resource_id, "beat": beat.seq, "time": beat.source_time, "kept": HEARTBEATS_KEPT},
     )
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
 
 from exchange.routes.changes import HEARTBEATS_KEPT
-from gdx.protocol import MAX_BATCH_CHANGES
+from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.exchange.conftest import batch, delete, person, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
 
@@ -334,3 +338,60 @@ def test_reading_only_the_latest_changes_skips_superseded_ones_and_heartbeats(
     assert latest == [("upsert", resident_id(1), 2), ("delete", resident_id(2), 2), ("upsert", resident_id(3), 1)]
     assert page["changes"][0]["row"]["name"] == "改名"
     assert (page["next_after"], page["has_more"]) == (everything[-1]["seq"], False)
+
+
+def _push_while_the_schema_changes(exchange: RunningExchange, code: str, body: dict, new_spec: dict) -> httpx.Response:
+    """Push ``body`` while another writer holds the resource's lock, and have that writer
+    change the schema before it lets go: the push was checked against the old schema."""
+    with psycopg.connect(exchange.database_url) as conn:
+        conn.execute("SELECT FROM resource WHERE code = %s FOR NO KEY UPDATE", (code,))
+        with ThreadPoolExecutor(1) as pool:
+            pushed = pool.submit(exchange.client("zjg-gaj").post, f"/v1/resources/{code}/changes", json=body)
+            deadline = time.monotonic() + 20
+            while not conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the push never waited for the resource's lock"
+                time.sleep(0.05)
+            spec = ResourceSpec.model_validate(new_spec)
+            conn.execute(
+                "UPDATE resource SET spec = %s, schema_version = schema_version + 1 WHERE code = %s",
+                (Jsonb(spec.model_dump(mode="json")), code),
+            )
+            conn.commit()
+            return pushed.result(timeout=30)
+
+
+def test_a_batch_checked_against_a_schema_replaced_meanwhile_is_checked_again(
+    exchange: RunningExchange, resource: str
+) -> None:
+    # The new schema drops a field the batch's rows carry: refused, naming it, nothing applied.
+    refused = _push_while_the_schema_changes(
+        exchange, resource, batch(upsert(1, 1), upsert(2, 1)), population_spec(resource, leave_out=["remark"])
+    )
+    assert refused.status_code == 422, refused.text
+    assert "unknown field(s) remark" in refused.json()["details"][0]["problem"]
+    assert pull_all(exchange, resource) == []
+    # The next schema adds a field: the rows still fit it, and are applied under it.
+    wider = population_spec(resource, leave_out=["remark"])
+    wider["fields"].append({"name": "district", "type": "string"})
+    rows = [upsert(n, 1) for n in (3, 4)]
+    for change in rows:
+        del change["row"]["remark"]
+    applied = _push_while_the_schema_changes(exchange, resource, batch(*rows), wider)
+    assert applied.status_code == 200, applied.text
+    assert (applied.json()["applied"], applied.json()["first_seq"]) == (2, 1)
+    assert [c["key"] for c in pull_all(exchange, resource)] == [rows[0]["key"], rows[1]["key"]]
+
+
+def test_a_value_the_database_cannot_take_is_refused_and_the_next_batch_goes_through(
+    exchange: RunningExchange, resource: str
+) -> None:
+    # 2**63 passes the protocol models (any non-negative integer) but not PostgreSQL's bigint.
+    gaj = exchange.client("zjg-gaj")
+    for _ in range(3):  # more times than the pool has spare connections
+        too_new = gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 2**63)))
+        assert too_new.status_code == 422, too_new.text
+        assert too_new.json()["error"] == "invalid_value"
+    assert gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1))).json()["applied"] == 1
+    assert len(pull_all(exchange, resource)) == 1
