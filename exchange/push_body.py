@@ -61,11 +61,11 @@ class PushedBatch:
     rows_checked: bool
 
 
-def read(body: bytes, reader: BatchReader | None) -> PushedBatch:
+async def read(body: bytes, reader: BatchReader | None) -> PushedBatch:
     """The batch in ``body``: read by ``reader`` when it takes it, by the protocol models
     otherwise (which raise what FastAPI would have raised for a ChangeBatch body)."""
     if reader is not None:
-        batch = reader.read(body)
+        batch = await reader.read(body)
         if batch is not None:
             return batch
     return read_by_the_protocol_models(body)
@@ -104,9 +104,9 @@ def documented_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-# Checking a batch takes the event loop for tens of milliseconds; it lets other requests go on
-# every so many changes. The push holding a resource's lock waits for the loop between its
-# statements, and every batch of that resource waits for it.
+# Checking a batch row by row takes the event loop for milliseconds; both readers let other
+# requests go on every so many changes. The push holding a resource's lock waits for the loop
+# between its statements, and every batch of that resource waits for it.
 YIELD_EVERY = 100
 
 
@@ -226,7 +226,7 @@ class BatchReader:
             if field_type in _CHECKED_AFTER
         ]
 
-    def read(self, body: bytes) -> PushedBatch | None:
+    async def read(self, body: bytes) -> PushedBatch | None:
         """The batch, read and checked; None when the protocol models must read it."""
         # JSON writes a NUL in a string only as \\u0000, and text may not hold one: such a
         # body is left to the row checks, which name the field.
@@ -244,7 +244,10 @@ class BatchReader:
             times.append(batch.heartbeat.source_time)
         try:
             parsed = _COMMIT_TIMES.validate_python(times)
-            self._check(changes)
+            for start in range(0, len(changes), YIELD_EVERY):
+                if start:
+                    await asyncio.sleep(0)
+                self._check(changes[start : start + YIELD_EVERY])
         except (ValidationError, RowError, TypeError):
             return None
         for change, time in zip(changes, parsed, strict=False):

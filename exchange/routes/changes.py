@@ -126,7 +126,7 @@ async def push(code: str, request: Request, who: Department, pool: Pool) -> Batc
     # Read before anything else, as FastAPI reads a declared body: a malformed one is refused
     # first, whoever sends it and wherever.
     checked = await _resource_or_none(pool, code)
-    batch = push_body.read(body, checked.reader if checked else None)
+    batch = await push_body.read(body, checked.reader if checked else None)
     try:
         if checked is None:
             raise not_found(f"resource {code!r}")
@@ -151,7 +151,7 @@ async def push(code: str, request: Request, who: Department, pool: Pool) -> Batc
                 # The schema changed in between: check again against the one now in force.
                 stored = await resources.load(conn, code)
                 _check_provider(stored, who)
-                await push_body.check_rows(stored.schema, push_body.read(body, stored.reader))
+                await push_body.check_rows(stored.schema, await push_body.read(body, stored.reader))
                 numbered = await _apply(conn, stored, batch, newest)
                 assert numbered is not None, "the resource is locked: its schema cannot change again"
             applied, first = numbered

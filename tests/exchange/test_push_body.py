@@ -13,7 +13,8 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import msgspec
 import pytest
@@ -26,6 +27,8 @@ from exchange.push_body import BatchReader, PushedBatch, check_rows, read_by_the
 from gdx.fields import FieldType, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.exchange.conftest import batch, delete, person, population_spec, upsert
+
+T = TypeVar("T")
 
 POPULATION = ResourceSpec.model_validate(population_spec("zjg-gaj.population")).row_schema()
 # A second shape: an integer key of no particular kind, and a required number.
@@ -57,16 +60,20 @@ def measurement(station: int, version: int = 1, **row: Any) -> dict[str, Any]:
     }
 
 
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    # Not asyncio.run: it leaves the thread without an event loop, which Pulumi's tests need.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
 def protocol_models_take(schema: RowSchema, body: bytes) -> PushedBatch | None:
     """What the push made of a body before the fast reader: the batch, or None if refused."""
     try:
         batch = read_by_the_protocol_models(body)
-        # Not asyncio.run: it leaves the thread without an event loop, which Pulumi's tests need.
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(check_rows(schema, batch))
-        finally:
-            loop.close()
+        run(check_rows(schema, batch))
     except (RequestValidationError, ApiError):
         return None
     return batch
@@ -90,7 +97,7 @@ def as_data(batch: PushedBatch) -> Any:
 
 def assert_agree(schema: RowSchema, body: bytes) -> bool:
     """Both readers on one body; True when the fast reader took it."""
-    fast = BatchReader(schema).read(body)
+    fast = run(BatchReader(schema).read(body))
     if fast is None:
         return False
     slow = protocol_models_take(schema, body)
