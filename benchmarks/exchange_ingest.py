@@ -108,6 +108,13 @@ def bench_ingest(base: str, pki: Path, bodies: list[bytes], clients: int) -> flo
     return rows / (time.perf_counter() - started)
 
 
+def checkpoint(url: str) -> None:
+    """Start each phase with the WAL written out: otherwise the phase after a large one pays for
+    its checkpoint (PostgreSQL checkpoints every max_wal_size, 1 GB by default)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
 def bench_copy(url: str, count: int, size: int) -> float:
     rows = [upsert(i, 1)["row"] for i in range(count * size)]
     with psycopg.connect(url) as conn:
@@ -143,8 +150,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="gdx-bench-"))
     server, base, url = start_server(pg, work, args.workers)
     try:
+        checkpoint(url)
         ingest = bench_ingest(base, work / "pki", bodies, args.clients)
         print(f"ingest through the API ({args.clients} clients): {ingest:,.0f} rows/s", flush=True)
+        checkpoint(url)
         copy = bench_copy(url, args.batches, args.size)
         print(f"raw COPY of the same rows:            {copy:,.0f} rows/s", flush=True)
     finally:
