@@ -170,11 +170,14 @@ class _Heartbeat(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _change_type(op: str, row: tuple[Any, ...]) -> Any:
-    """The struct of one kind of change, told apart by its "op" (also its class attribute)."""
+    """The struct of one kind of change, told apart by its "op" (also its class attribute).
+    Changes and rows hold plain values, never a cycle: the garbage collector need not track
+    them (gc=False), which is 2,000 objects fewer to scan per 1,000-change batch."""
     return msgspec.defstruct(
         op.capitalize(),
         [("key", _Key), ("source_version", _Count), ("source_commit_time", str), row],
         kw_only=True,
+        gc=False,
         tag_field="op",
         tag=op,
         forbid_unknown_fields=True,
@@ -200,6 +203,7 @@ class BatchReader:
             "Row",
             row_fields,
             kw_only=True,
+            gc=False,
             forbid_unknown_fields=True,
             rename={attribute: name for name, attribute in attributes.items()},
         )
