@@ -137,10 +137,12 @@ def bench_copy(url: str, count: int, size: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=100, help="batches to push (default 100)")
+    # 500 batches: each phase lasts seconds (100 made the COPY a quarter of a second).
+    parser.add_argument("--batches", type=int, default=500, help="batches to push (default 500)")
     parser.add_argument("--size", type=int, default=1000, help="rows per batch (default 1000)")
-    parser.add_argument("--clients", type=int, default=2, help="concurrent pushing clients (default 2)")
-    parser.add_argument("--workers", type=int, default=1, help="exchange server processes (default 1)")
+    # The deployment's shape: two exchange processes (replicas), several departments pushing at once.
+    parser.add_argument("--clients", type=int, default=4, help="concurrent pushing clients (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="exchange server processes (default 2)")
     args = parser.parse_args()
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")

@@ -26,6 +26,25 @@ def test_key_kinds(kind: KeyKind, value: str, ok: bool) -> None:
             check_key(kind, value)
 
 
+def _with_check_digit(first17: str) -> str:
+    from stdnum.cn import ric
+
+    return first17 + ric.calc_check_digit(first17 + "0")
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "ok"), [("19480229", True), ("19490229", False), ("19490230", False), ("19491300", False)]
+)
+def test_a_resident_id_needs_a_real_birth_date(birth_date: str, ok: bool) -> None:
+    number = _with_check_digit(f"110105{birth_date}002")
+    for _ in range(2):  # the second time from the remembered dates
+        if ok:
+            check_key(KeyKind.RESIDENT_ID, number)
+        else:
+            with pytest.raises(RowError, match="no such birth date"):
+                check_key(KeyKind.RESIDENT_ID, number)
+
+
 def test_row_schema_names_the_field() -> None:
     schema = RowSchema(
         {"code": (FieldType.STRING, False), "n": (FieldType.INTEGER, True), "flag": (FieldType.BOOLEAN, True)},
