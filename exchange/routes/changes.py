@@ -136,9 +136,9 @@ async def push(code: str, request: Request, who: Department, pool: Pool) -> Batc
         await push_body.check_rows(checked.schema, batch)
         newest = _newest_per_key(batch.changes)
         # In pipeline mode, statements whose results are not needed go out with the next one
-        # that is: three round trips (claim; stage, lock and apply; audit and commit), one of
-        # them under the lock, where every wait for a reply is a wait for every other batch of
-        # the resource.
+        # that is: three round trips (claim; stage, lock and apply; audit and commit). The lock
+        # is taken in the second and held through the third; every wait for a reply meanwhile
+        # is a wait for every other batch of the resource.
         async with pool.connection() as conn, conn.pipeline(), conn.transaction():
             # The batch id is claimed first: a batch sent twice is answered before any work.
             if not await _claim(conn, batch, checked.id):

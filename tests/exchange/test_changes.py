@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -124,6 +125,13 @@ def test_malformed_json_and_oversized_batches(exchange: RunningExchange, resourc
     )
     assert malformed.status_code == 400
     assert malformed.json()["error"] == "malformed_json"
+    as_text = gaj.post(
+        f"/v1/resources/{resource}/changes",
+        content=json.dumps(batch(upsert(1, 1))),
+        headers={"content-type": "text/plain"},
+    )
+    assert as_text.status_code == 422
+    assert "must be JSON" in as_text.json()["message"]
     change = upsert(1, 1)
     huge = {"batch_id": str(uuid.uuid4()), "changes": [change] * (MAX_BATCH_CHANGES + 1)}
     too_big = gaj.post(f"/v1/resources/{resource}/changes", json=huge)
