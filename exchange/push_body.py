@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
@@ -31,7 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 
 from exchange.errors import ApiError
-from gdx.fields import TYPE_CHECKS, FieldType, RowError, RowSchema, check_key
+from gdx.fields import TYPE_CHECKS, FieldType, RowError, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ChangeBatch, Heartbeat
 
 
@@ -223,7 +222,6 @@ class BatchReader:
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(batch)
         self._schema = schema
         self._key_attribute = attributes[schema.primary_key]
-        self._key_kind_check: Callable[[Any], None] = functools.partial(check_key, schema.key_kind)
         self._checked_after = [
             (attributes[name], TYPE_CHECKS[field_type])
             for name, (field_type, _) in schema.fields.items()
@@ -264,17 +262,17 @@ class BatchReader:
     def _check(self, changes: Sequence[Any]) -> None:
         """What msgspec did not check: each row's key is its change's and a valid key of the
         resource's kind; dates and timestamps parse. Raises on the first problem."""
+        check_key = self._schema.check_key
         key_attribute = self._key_attribute
         checked_after = self._checked_after
         unset = msgspec.UNSET
         for change in changes:
+            check_key(change.key)
             row = change.row
             if row is None:
-                self._schema.check_key(change.key)
                 continue
             if getattr(row, key_attribute) != change.key:
                 raise RowError("the row's key differs from the change's")
-            self._key_kind_check(change.key)
             for attribute, check in checked_after:
                 value = getattr(row, attribute)
                 if value is not None and value is not unset:
