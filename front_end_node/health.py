@@ -50,6 +50,8 @@ class DbFigures:
     quarantined: dict[str, int] = field(default_factory=dict)
     heartbeats: dict[tuple[str, str], tuple[int, float, float]] = field(default_factory=dict)  # seq, source, seen
     cursors: dict[str, int] = field(default_factory=dict)
+    # Subscriptions reading their resource again from 0 for fields their table gained.
+    refilling: set[str] = field(default_factory=set)
 
 
 class AgentState:
@@ -108,6 +110,12 @@ class AgentState:
             "loops": loops,
             "pending": self.db.pending,
             "quarantined": self.db.quarantined,
+            # Per subscription: the last change applied, and whether the resource is being read
+            # again for fields the table gained (meanwhile the pull hop records no heartbeats).
+            "subscriptions": {
+                resource: {"after_seq": seq, "refilling": resource in self.db.refilling}
+                for resource, seq in sorted(self.db.cursors.items())
+            },
             # What the monitoring agent measures lag and clock offset from.
             "time": time.time(),
             "heartbeats": {
@@ -137,8 +145,11 @@ class AgentState:
         figures.heartbeats = {
             (h, r): (int(s), t.timestamp(), seen.timestamp()) for h, r, s, t, seen in await cur.fetchall()
         }
-        cur = await conn.execute("SELECT resource, after_seq FROM gdx.subscription_state")
-        figures.cursors = {r: int(s) for r, s in await cur.fetchall()}
+        cur = await conn.execute("SELECT resource, after_seq, refilling FROM gdx.subscription_state")
+        for resource, seq, refilling in await cur.fetchall():
+            figures.cursors[resource] = int(seq)
+            if refilling:
+                figures.refilling.add(resource)
         self.db = figures
 
     def database_down(self) -> None:
@@ -148,6 +159,7 @@ class AgentState:
             quarantined=self.db.quarantined,
             heartbeats=self.db.heartbeats,
             cursors=self.db.cursors,
+            refilling=self.db.refilling,
         )
 
 
@@ -209,9 +221,16 @@ class _Collector(Collector):
             quarantined.add_metric([resource], count)
         yield quarantined
         cursor = GaugeMetricFamily("gdx_node_pull_cursor", "Last change sequence applied", labels=["resource"])
+        refilling = GaugeMetricFamily(
+            "gdx_node_pull_refilling",
+            "1 while the subscription reads its resource again for fields its table gained",
+            labels=["resource"],
+        )
         for resource, seq in sorted(s.db.cursors.items()):
             cursor.add_metric([resource], seq)
+            refilling.add_metric([resource], int(resource in s.db.refilling))
         yield cursor
+        yield refilling
         yield GaugeMetricFamily("gdx_node_front_end_db_up", "1 when the front-end database answers", value=int(s.db.up))
         expiry = s.cert_expiry()
         if expiry is not None:

@@ -9,12 +9,10 @@ the same bodies, hand-picked edge cases and generated ones, and compare.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import pytest
@@ -27,8 +25,7 @@ from exchange.push_body import BatchReader, PushedBatch, check_rows, read_by_the
 from gdx.fields import FieldType, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.exchange.conftest import batch, delete, person, population_spec, upsert
-
-T = TypeVar("T")
+from tests.support.aio import run
 
 POPULATION = ResourceSpec.model_validate(population_spec("zjg-gaj.population")).row_schema()
 # A second shape: an integer key of no particular kind, and a required number.
@@ -58,15 +55,6 @@ def measurement(station: int, version: int = 1, **row: Any) -> dict[str, Any]:
         "source_version": version,
         "source_commit_time": "2026-11-01T08:00:00+08:00",
     }
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    # Not asyncio.run: it leaves the thread without an event loop, which Pulumi's tests need.
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
 
 
 def protocol_models_take(schema: RowSchema, body: bytes) -> PushedBatch | None:

@@ -5,10 +5,9 @@ up to the whole table's, with no key counted twice or left out, whatever the col
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -18,6 +17,7 @@ from front_end_node.config import BusinessDb
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, MariaDbSource, PostgresSource, Source, add_tally
 from tests.exchange.conftest import resident_id
+from tests.support.aio import run
 from tests.support.mariadb import MariaDbServer
 from tests.support.postgres import PostgresServer
 
@@ -37,14 +37,6 @@ async def walk(
     """Every range's result, walking in ranges of 97 keys (never resized) without pauses."""
     pacer = Pacer(seconds=0, first=97, smallest=97, pause_ratio=0)
     return [await visit(lower, upper) async for lower, upper in pacer.ranges(next_bound)]
-
-
-def run(scenario: Coroutine[Any, Any, Any]) -> Any:
-    loop = asyncio.new_event_loop()  # not asyncio.run(): it would clear the current loop Pulumi's tests ask for
-    try:
-        return loop.run_until_complete(scenario)
-    finally:
-        loop.close()
 
 
 def ranged_tally(source: Source, table: str) -> tuple[KeyTally, int]:

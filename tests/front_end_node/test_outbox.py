@@ -4,7 +4,6 @@ catalog's fields."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
 
@@ -14,6 +13,7 @@ import pytest
 from front_end_node import store
 from gdx.protocol import ResourceSpec
 from tests.exchange.conftest import person, population_spec
+from tests.support.aio import run
 from tests.support.postgres import PostgresServer
 
 CODE = "zjg-gaj.population"
@@ -60,13 +60,7 @@ def test_a_fixed_batch_is_sent_again_whole_and_an_earlier_agents_batch_is_conver
             assert rest is not None
             assert [r[2] for r in rest.rows] == ["5", "8", "9", "10"]
 
-    # Its own loop, left unset as the current one: asyncio.run() would clear the current loop,
-    # which Pulumi's tests later in the session ask for.
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
+    run(scenario())
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM gdx.push_batch").fetchone() == (1,)
 
@@ -111,8 +105,4 @@ def test_the_rows_follow_the_catalogs_fields_and_rows_of_old_fields_are_not_reco
             cur = await conn.execute("SELECT count(*) FROM gdx.outbox")
             assert await cur.fetchone() == (3,)
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(scenario())
-    finally:
-        loop.close()
+    run(scenario())
