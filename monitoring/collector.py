@@ -61,6 +61,11 @@ class MonitorCollector(Collector):
         free = _gauge("gdx_node_disk_free_bytes", "Free space of a file system on the node", [*DEPT, "path"])
         size = _gauge("gdx_node_disk_size_bytes", "Size of a file system on the node", [*DEPT, "path"])
         pending = _gauge("gdx_node_outbox_rows", "Changes waiting at the node for the exchange", [*DEPT, "resource"])
+        refilling = _gauge(
+            "gdx_node_pull_refilling",
+            "1 while a subscription reads its resource again for fields its table gained",
+            [*DEPT, "resource"],
+        )
         took = _gauge("gdx_probe_duration_seconds", "How long the last probe of the node took", DEPT)
         now = time.time()
         for target in self.monitor.targets:
@@ -90,7 +95,9 @@ class MonitorCollector(Collector):
                 size.add_metric([d, path], usage["total_bytes"])
             for resource, count in (health.get("pending") or {}).items():
                 pending.add_metric([d, resource], count)
-        yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, took)
+            for resource, subscription in (health.get("subscriptions") or {}).items():
+                refilling.add_metric([d, resource], int(bool(subscription.get("refilling"))))
+        yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, refilling, took)
 
     def _hops(self) -> Iterator[Any]:
         tracker = self.monitor.lag

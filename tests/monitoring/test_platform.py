@@ -49,6 +49,8 @@ def test_both_nodes_are_up_with_lag_measured_at_every_hop(platform: Platform) ->
         assert platform.metric("gdx_hop_stalled", resource=platform.code, hop=hop, department=department) == 0
     assert platform.metric("gdx_node_up", department=PROVIDER) == 1
     assert platform.metric("gdx_node_tls_ok", department=CONSUMER) == 1
+    # The subscriber's copy is not being read again (no grant has widened).
+    assert platform.metric("gdx_node_pull_refilling", department=CONSUMER, resource=platform.code) == 0
     assert platform.metric("gdx_exchange_up") == 1
     # Departments the exchange knows but the inventory does not list are not probed.
     assert platform.metric("gdx_node_up", department="nx-gat") is None
