@@ -97,7 +97,7 @@ test-e2e: setup base-image images ## make up end to end: data equal at the consu
 test-provision: setup base-image ## the Ansible roles and playbooks on podman systemd hosts (molecule + testinfra)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/provision -q
 
-bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last line: JSON; ARGS="--clients 2 --workers 1")
+bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last line: JSON; ARGS="--resources 1 --rounds 1")
 	$(PY) -m benchmarks.exchange_ingest $(ARGS)
 
 bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)

@@ -1,26 +1,30 @@
 """make bench-exchange: ingest rows/s through the exchange's API next to a raw COPY.
 
-Starts a PostgreSQL server with its default (durable) settings and the exchange as its own
-process (`gdx exchange serve`, mutual TLS), pushes batches of 1,000 rows of a 10-column
-table from client threads, then COPYs the same rows into a plain 10-column table of the
-same server. The last line printed is JSON.
+Starts a PostgreSQL server with its default (durable) settings. Each round then starts the
+exchange as its own process (`gdx exchange serve`, mutual TLS) on a fresh database, pushes
+batches of 1,000 rows of a 10-column table from client threads (by default each to a resource
+of its own, as front-end agents do), then COPYs as many rows of the same table into a plain
+10-column table of the same database. The figures of each round are printed; the last line is
+JSON, with the rounds' medians: one round's ratio moves by a tenth with the machine's noise.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -45,10 +49,12 @@ def make_batches(count: int, size: int) -> list[bytes]:
     ]
 
 
-def start_server(pg: PostgresServer, work: Path, workers: int = 1) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(
+    pg: PostgresServer, work: Path, workers: int = 1, database: str = "exchange"
+) -> tuple[subprocess.Popen[bytes], str, str]:
     pki = work / "pki"
     make_pki(pki)
-    url = pg.create_database("exchange")
+    url = pg.create_database(database)
     migrate(url)
     sync_from_inventory(
         url, load_inventory(write_inventory(work / "inventory.yml", DEPARTMENTS), require_secrets=False)
@@ -86,17 +92,21 @@ def client(base: str, pki: Path, name: str) -> httpx.Client:
     return httpx.Client(base_url=base, verify=context, timeout=120, headers={"content-type": "application/json"})
 
 
-def bench_ingest(base: str, pki: Path, bodies: list[bytes], clients: int) -> float:
-    code = "zjg-gaj.population-bench"
+def bench_ingest(base: str, pki: Path, bodies: list[bytes], clients: int, resources: int = 1) -> float:
+    # Batches of one resource are applied one at a time (under its lock); batches of different
+    # resources are not. Client i pushes to resource i % resources.
+    codes = [f"zjg-gaj.population-bench{i or ''}" for i in range(resources)]
     with client(base, pki, "zjg-gaj") as c:
-        c.post("/v1/resources", json=population_spec(code)).raise_for_status()
-        c.post(f"/v1/resources/{code}/changes", content=bodies[0]).raise_for_status()  # warm-up
-    shards = [bodies[1 + i :: clients] for i in range(clients)]
+        for code in codes:
+            c.post("/v1/resources", json=population_spec(code)).raise_for_status()
+        c.post(f"/v1/resources/{codes[0]}/changes", content=bodies[0]).raise_for_status()  # warm-up
+    shards = [(codes[i % resources], bodies[1 + i :: clients]) for i in range(clients)]
 
-    def push(shard: list[bytes]) -> int:
+    def push(shard: tuple[str, list[bytes]]) -> int:
+        code, shard_bodies = shard
         rows = 0
         with client(base, pki, "zjg-gaj") as c:
-            for body in shard:
+            for body in shard_bodies:
                 response = c.post(f"/v1/resources/{code}/changes", content=body)
                 response.raise_for_status()
                 rows += response.json()["applied"]
@@ -115,8 +125,12 @@ def checkpoint(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def bench_copy(url: str, count: int, size: int) -> float:
-    rows = [upsert(i, 1)["row"] for i in range(count * size)]
+def copy_rows(count: int, size: int) -> list[list[Any]]:
+    """The rows of ``count`` batches of ``size``, as the COPY phase writes them."""
+    return [[row[c] for c in COLUMNS] for row in (upsert(i, 1)["row"] for i in range(count * size))]
+
+
+def bench_copy(url: str, rows: list[list[Any]]) -> float:
     with psycopg.connect(url) as conn:
         conn.execute(
             "CREATE TABLE copy_bench (id_number text PRIMARY KEY, name text, gender text, birth_date date, "
@@ -124,15 +138,43 @@ def bench_copy(url: str, count: int, size: int) -> float:
             "updated_at timestamptz, remark text)"
         )
         conn.commit()
-        buffer = io.StringIO()
         started = time.perf_counter()
         with conn.cursor().copy(f"COPY copy_bench ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([row[c] for c in COLUMNS])
+                copy.write_row(row)
         conn.commit()
         elapsed = time.perf_counter() - started
-        del buffer
     return len(rows) / elapsed
+
+
+@dataclass
+class Round:
+    ingest: float
+    copy: float
+
+    @property
+    def ratio(self) -> float:
+        return self.ingest / self.copy
+
+
+def bench_round(
+    pg: PostgresServer, number: int, args: argparse.Namespace, bodies: list[bytes], rows: list[list[Any]]
+) -> Round:
+    """One round on a database of its own, so that every round starts from empty tables."""
+    database = f"exchange_{number}"
+    work = Path(tempfile.mkdtemp(prefix="gdx-bench-"))
+    server, base, url = start_server(pg, work, args.workers, database)
+    try:
+        checkpoint(url)
+        ingest = bench_ingest(base, work / "pki", bodies, args.clients, args.resources)
+        checkpoint(url)
+        copy = bench_copy(url, rows)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{database}"')
+    return Round(ingest, copy)
 
 
 def main() -> None:
@@ -140,37 +182,60 @@ def main() -> None:
     # 500 batches: each phase lasts seconds (100 made the COPY a quarter of a second).
     parser.add_argument("--batches", type=int, default=500, help="batches to push (default 500)")
     parser.add_argument("--size", type=int, default=1000, help="rows per batch (default 1000)")
-    # The deployment's shape: two exchange processes (replicas), several departments pushing at once.
+    # The deployment's shape: two exchange processes (replicas), several agents pushing at once.
     parser.add_argument("--clients", type=int, default=4, help="concurrent pushing clients (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="exchange server processes (default 2)")
+    # A front-end agent pushes a resource's batches one after another: concurrent pushes are
+    # to different resources. One resource for every client is the deployment's shape.
+    parser.add_argument(
+        "--resources",
+        type=int,
+        help="resources pushed to, client i to resource i %% N (default: one per client; 1: every "
+        "client pushes to the same resource, and its batches wait for each other's)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of both phases, each on a fresh database; the JSON line has their medians (default 3)",
+    )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be 1 or more, not {args.rounds}")
+    if args.resources is None:
+        args.resources = args.clients
+    if not 1 <= args.resources <= args.clients:
+        parser.error(f"--resources must be between 1 and --clients ({args.clients}), not {args.resources}")
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"preparing {args.batches} batches of {args.size} rows ...", flush=True)
     bodies = make_batches(args.batches + 1, args.size)
+    rows = copy_rows(args.batches, args.size)
     pg = PostgresServer(durable=True).start()
-    work = Path(tempfile.mkdtemp(prefix="gdx-bench-"))
-    server, base, url = start_server(pg, work, args.workers)
+    rounds: list[Round] = []
     try:
-        checkpoint(url)
-        ingest = bench_ingest(base, work / "pki", bodies, args.clients)
-        print(f"ingest through the API ({args.clients} clients): {ingest:,.0f} rows/s", flush=True)
-        checkpoint(url)
-        copy = bench_copy(url, args.batches, args.size)
-        print(f"raw COPY of the same rows:            {copy:,.0f} rows/s", flush=True)
+        for number in range(1, args.rounds + 1):
+            result = bench_round(pg, number, args, bodies, rows)
+            rounds.append(result)
+            print(
+                f"round {number}/{args.rounds}: ingest through the API ({args.clients} clients, "
+                f"{args.resources} resource(s)) {result.ingest:,.0f} rows/s; raw COPY of as many rows "
+                f"{result.copy:,.0f} rows/s; ratio {result.ratio:.3f}",
+                flush=True,
+            )
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         pg.stop()
     print(
         json.dumps(
             {
-                "ingest_rows_per_s": round(ingest),
-                "copy_rows_per_s": round(copy),
-                "ingest_vs_copy": round(ingest / copy, 3),
+                "ingest_rows_per_s": round(statistics.median(r.ingest for r in rounds)),
+                "copy_rows_per_s": round(statistics.median(r.copy for r in rounds)),
+                "ingest_vs_copy": round(statistics.median(r.ratio for r in rounds), 3),
+                "rounds": [round(r.ratio, 3) for r in rounds],
                 "batch_rows": args.size,
                 "clients": args.clients,
                 "workers": args.workers,
+                "resources": args.resources,
             }
         )
     )
