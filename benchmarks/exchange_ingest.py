@@ -5,7 +5,8 @@ exchange as its own process (`gdx exchange serve`, mutual TLS) on a fresh databa
 batches of 1,000 rows of a 10-column table from client threads (by default each to a resource
 of its own, as front-end agents do), then COPYs as many rows of the same table into a plain
 10-column table of the same database. The figures of each round are printed; the last line is
-JSON, with the rounds' medians: one round's ratio moves by a tenth with the machine's noise.
+JSON, with the rounds' medians: one round's ratio moves by several hundredths with the
+machine's noise.
 """
 
 from __future__ import annotations
