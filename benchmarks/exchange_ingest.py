@@ -174,7 +174,7 @@ def bench_round(
         server.terminate()
         server.wait(timeout=10)
     with psycopg.connect(pg.url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{database}"')
+        conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
     return Round(ingest, copy)
 
 
