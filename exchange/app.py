@@ -13,7 +13,7 @@ from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
-from exchange import errors, metrics
+from exchange import metrics, refusals
 from exchange.registry import Registry
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="GDX central exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
-    errors.install(app)
+    refusals.install(app)
     for module in (catalog, grants, changes, records, disputes, audit_log, monitoring, ops):
         app.include_router(module.router)
 

@@ -18,6 +18,8 @@ import psycopg
 from exchange.identity import Principal
 
 GENESIS = bytes(32)
+# Who a refused request came from when it presented no certificate the exchange accepts.
+NO_CERTIFICATE = ("(no certificate)", "none")
 
 
 def canonical(entry: dict[str, Any]) -> str:
@@ -25,7 +27,7 @@ def canonical(entry: dict[str, Any]) -> str:
 
 
 def make_entry(
-    who: Principal,
+    who: Principal | None,
     action: str,
     *,
     resource: str | None = None,
@@ -34,10 +36,11 @@ def make_entry(
     outcome: str = "ok",
 ) -> tuple[dt.datetime, str]:
     at = dt.datetime.now(dt.UTC)
+    actor, role = (who.name, who.role.value) if who is not None else NO_CERTIFICATE
     entry = {
         "at": at.isoformat(),
-        "actor": who.name,
-        "role": who.role.value,
+        "actor": actor,
+        "role": role,
         "action": action,
         "resource": resource,
         "purpose": purpose,
@@ -49,7 +52,7 @@ def make_entry(
 
 async def record(
     conn: psycopg.AsyncConnection[Any],
-    who: Principal,
+    who: Principal | None,
     action: str,
     *,
     resource: str | None = None,

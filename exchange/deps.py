@@ -51,4 +51,5 @@ async def refused(
             scope={**(scope or {}), "status": error.status, "reason": error.message},
             outcome="refused",
         )
+    error.audited = True
     return error

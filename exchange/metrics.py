@@ -18,6 +18,9 @@ LATENCY = Histogram(
 BATCHES = Counter("gdx_exchange_batches_total", "Pushed batches by outcome", ["outcome"])
 CHANGES = Counter("gdx_exchange_changes_total", "Pushed changes by result", ["result"])
 PULLED = Counter("gdx_exchange_changes_pulled_total", "Changes handed to consumers")
+AUDIT_FAILURES = Counter(
+    "gdx_exchange_audit_failures_total", "Refusals answered whose audit entry could not be written (see the log)"
+)
 ERRORS = Counter("gdx_exchange_errors_total", "Requests that failed on the server side (5xx)", ["route"])
 
 # Set for `gdx exchange serve --workers N` (N > 1) before the workers start: each process then

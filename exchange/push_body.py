@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 
 from exchange.errors import ApiError
+from exchange.strict_json import DuplicateMember, loads_strict
 from gdx.fields import TYPE_CHECKS, FieldType, RowError, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ChangeBatch, Heartbeat
 
@@ -74,9 +76,8 @@ def read_by_the_protocol_models(body: bytes) -> PushedBatch:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "ctx": {"error": exc.msg}}]
-        ) from None
+        raise _malformed(exc) from None
+    refuse_duplicate_members(body)
     try:
         batch = ChangeBatch.model_validate(data)
     except ValidationError as exc:
@@ -84,6 +85,34 @@ def read_by_the_protocol_models(body: bytes) -> PushedBatch:
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from None
     return PushedBatch(batch.batch_id, batch.changes, batch.heartbeat, rows_checked=False)
+
+
+def _malformed(exc: json.JSONDecodeError) -> RequestValidationError:
+    """As FastAPI refuses a body that is not JSON."""
+    return RequestValidationError(
+        [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "ctx": {"error": exc.msg}}]
+    )
+
+
+def refuse_duplicate_members(body: bytes) -> None:
+    """Refuse a body (as malformed JSON) in which an object names a member twice."""
+    try:
+        loads_strict(body)
+    except DuplicateMember as exc:
+        raise _malformed(exc) from None
+
+
+def _members_written(body: bytes) -> int | None:
+    """How many object members ``body`` writes, counted as its '":' pairs; None where that
+    count could be short: a backslash (an escaped quote is no string's end) or white space
+    before a colon. Otherwise every quote opens or closes a string, and the count is over
+    only for a string that begins with a colon: a body whose count equals the members
+    decoded names none twice. Searches that begin with a rare byte and one count, all in C:
+    about 0.6 ms for 1,000 rows with the members counted, where a parse that watches for duplicates takes 3.4."""
+    # (A search for one byte is a memchr; for two, a scan of the body however rare the first.)
+    if b"\\" in body or b"\n" in body or b"\t" in body or b"\r" in body or (b" " in body and b" :" in body):
+        return None
+    return body.count(b'":')
 
 
 async def body_of(request: Request) -> bytes:
@@ -207,20 +236,27 @@ class BatchReader:
             rename={attribute: name for name, attribute in attributes.items()},
         )
         upsert = _change_type("upsert", ("row", row_type))
-        # A delete may carry "row": null, as the protocol models allow.
-        delete = _change_type("delete", ("row", None, None))
+        # A delete may carry "row": null, as the protocol models allow. Members left out are
+        # UNSET rather than a default, so that the members decoded can be counted.
+        delete = _change_type("delete", ("row", None | msgspec.UnsetType, msgspec.UNSET))
         batch = msgspec.defstruct(
             "Batch",
             [
                 ("batch_id", uuid.UUID),
-                ("changes", Annotated[list[upsert | delete], msgspec.Meta(max_length=MAX_BATCH_CHANGES)], []),  # type: ignore[valid-type]
-                ("heartbeat", _Heartbeat | None, None),
+                (
+                    "changes",
+                    Annotated[list[upsert | delete], msgspec.Meta(max_length=MAX_BATCH_CHANGES)] | msgspec.UnsetType,  # type: ignore[valid-type]
+                    msgspec.UNSET,
+                ),
+                ("heartbeat", _Heartbeat | None | msgspec.UnsetType, msgspec.UNSET),
             ],
             kw_only=True,
             forbid_unknown_fields=True,
         )
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(batch)
         self._schema = schema
+        self._row_type = row_type
+        self._row_members = len(schema.fields)
         self._key_attribute = attributes[schema.primary_key]
         self._checked_after = [
             (attributes[name], TYPE_CHECKS[field_type])
@@ -238,9 +274,14 @@ class BatchReader:
             batch = self._decoder.decode(body)
         except msgspec.MsgspecError:
             return None
-        if not batch.changes and batch.heartbeat is None:
+        if self._members_decoded(batch) != _members_written(body):
+            refuse_duplicate_members(body)  # or the count was off: the body is read as it is
+        unset = msgspec.UNSET
+        changes = batch.changes = [] if batch.changes is unset else batch.changes
+        if batch.heartbeat is unset:
+            batch.heartbeat = None
+        if not changes and batch.heartbeat is None:
             return None
-        changes = batch.changes
         times = [change.source_commit_time for change in changes]
         if batch.heartbeat is not None:
             times.append(batch.heartbeat.source_time)
@@ -259,6 +300,25 @@ class BatchReader:
             heartbeat = Heartbeat(seq=batch.heartbeat.seq, source_time=parsed[-1])
         return PushedBatch(batch.batch_id, changes, heartbeat, rows_checked=True)
 
+    def _members_decoded(self, batch: Any) -> int:
+        """How many object members the decoded batch was read from."""
+        unset = msgspec.UNSET
+        members = 1 + (batch.changes is not unset) + (batch.heartbeat is not unset)
+        if batch.heartbeat is not unset and batch.heartbeat is not None:
+            members += 2
+        if batch.changes is unset:
+            return members
+        astuple, row_type, row_members = msgspec.structs.astuple, self._row_type, self._row_members
+        for change in batch.changes:
+            row = change.row
+            members += 4  # op, key, source_version, source_commit_time
+            if row is unset:
+                continue
+            members += 1
+            if type(row) is row_type:
+                members += row_members - astuple(row).count(unset)
+        return members
+
     def _check(self, changes: Sequence[Any]) -> None:
         """What msgspec did not check: each row's key is its change's and a valid key of the
         resource's kind; dates and timestamps parse. Raises on the first problem."""
@@ -269,7 +329,8 @@ class BatchReader:
         for change in changes:
             check_key(change.key)
             row = change.row
-            if row is None:
+            if row is None or row is unset:
+                change.row = None
                 continue
             if getattr(row, key_attribute) != change.key:
                 raise RowError("the row's key differs from the change's")

@@ -92,7 +92,7 @@ class Extractor:
         self.columns = [name for name, _ in self.fields]
         self.key = spec.primary_key
         self.key_index = self.columns.index(self.key)
-        self.maker = RowMaker(self.fields, zone)
+        self.maker = RowMaker(self.fields, zone, key=(spec.primary_key, spec.key_kind))
         self.schema = spec.row_schema()
         self.fields_record = store.field_record(spec)
         self._next_compare = 0.0
@@ -155,7 +155,8 @@ class Extractor:
                     "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
                 )
             self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
-        self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read)
+        tidied, self.maker.tidied = self.maker.tidied, 0
+        self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read, tidied=tidied)
         return changed > 0
 
     async def _waiting_for_full_load(self, conn: store.Conn) -> bool:
@@ -250,12 +251,13 @@ class Extractor:
         pairs = await asyncio.to_thread(
             self.source.read_change_keys, self.pub.table, self.pub.change_column, self.key, self._checked, settled
         )
-        missed = [(changed_at, key) for changed_at, key in pairs if self._recent_change.get(str(key)) != changed_at]
+        text = self.maker.key_text
+        missed = [(changed_at, key) for changed_at, key in pairs if self._recent_change.get(text(key)) != changed_at]
         if missed:
             # Rows this process did not read may be in the mirror at that value all the same:
             # loaded by `gdx node sync --full`, or read before a restart.
-            held = await store.mirrored_at(conn, self.code, [str(key) for _, key in missed])
-            missed = [(at, key) for at, key in missed if held.get(str(key)) != aware(at, self.zone)]
+            held = await store.mirrored_at(conn, self.code, [text(key) for _, key in missed])
+            missed = [(at, key) for at, key in missed if held.get(text(key)) != aware(at, self.zone)]
         changed, read = await self._read_keys(conn, [key for _, key in missed])
         read += len(pairs)
         self._checked = settled
@@ -303,7 +305,7 @@ class Extractor:
         digests: dict[str, bytes] = {}
         versions: dict[str, Any] = {}
         for values in rows:
-            source_key = str(values[1 + self.key_index])
+            source_key = self.maker.key_text(values[1 + self.key_index])
             if values[0] is not None and self._recent_change.get(source_key) == values[0]:
                 continue  # (a NULL change value tells nothing: the digest decides)
             versions[source_key] = values[0]
@@ -405,7 +407,8 @@ class Extractor:
         seen: dict[str, Any] = {}
         async for lower, upper in pacer.ranges(source_bound):
             found = await asyncio.to_thread(self.source.keys_in, table, key, buckets, lower, upper)
-            seen.update((str(value), value) for value in found)
+            # As the mirror holds them: a key the source holds in another form is not a deletion.
+            seen.update((self.maker.key_text(value), value) for value in found)
         if not await store.full_sync_moving(conn, code):  # a load that began meanwhile brings them
             lacked = [(text, value) for text, value in seen.items() if text not in snapshot]
             if lacked:

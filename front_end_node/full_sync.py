@@ -37,7 +37,7 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
         spec = await catalog.follow(conn, client, code, config.department)
         fields = store.field_record(spec)
         columns = [f.name for f in spec.fields]
-        maker = RowMaker([(f.name, f.type) for f in spec.fields], zone)
+        maker = RowMaker([(f.name, f.type) for f in spec.fields], zone, key=(spec.primary_key, spec.key_kind))
         schema = spec.row_schema()
         key_index = columns.index(spec.primary_key)
         change_index = columns.index(pub.change_column) if pub.change_column in columns else None

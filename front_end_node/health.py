@@ -41,6 +41,7 @@ class LoopStatus:
     batches: int = 0
     errors: int = 0
     read: int = 0
+    tidied: int = 0  # keys put into canonical form (extraction)
 
 
 @dataclass
@@ -66,12 +67,13 @@ class AgentState:
     def loop(self, hop: str, resource: str) -> LoopStatus:
         return self.loops.setdefault((hop, resource), LoopStatus())
 
-    def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0, read: int = 0) -> None:
+    def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0, read: int = 0, tidied: int = 0) -> None:
         status = self.loop(hop, resource)
         status.state, status.message, status.last_success = "ok", "", time.time()
         status.rows += rows
         status.batches += batches
         status.read += read
+        status.tidied += tidied
 
     def waiting(self, hop: str, resource: str, message: str) -> None:
         status = self.loop(hop, resource)
@@ -195,6 +197,12 @@ class _Collector(Collector):
             "Rows read from the business database (settled ranges checked again for late commits included)",
             labels=["resource"],
         )
+        tidied = CounterMetricFamily(
+            "gdx_node_keys_tidied",
+            "Source rows read whose key the agent put into its canonical form (case, surrounding white space, "
+            "full-width characters) before sending it",
+            labels=["resource"],
+        )
         success = GaugeMetricFamily(
             "gdx_node_last_success_timestamp_seconds", "When the hop last completed a cycle", labels=labels
         )
@@ -205,10 +213,11 @@ class _Collector(Collector):
             errors.add_metric([hop, resource], status.errors)
             if hop == "extract":
                 read.add_metric([resource], status.read)
+                tidied.add_metric([resource], status.tidied)
             if status.last_success is not None:
                 success.add_metric([hop, resource], status.last_success)
             up.add_metric([hop, resource], 1 if status.state == "ok" else 0)
-        yield from (rows, batches, errors, read, success, up)
+        yield from (rows, batches, errors, read, tidied, success, up)
 
         pending = GaugeMetricFamily("gdx_node_pending_rows", "Changes waiting for the exchange", labels=["resource"])
         for resource, count in sorted(s.db.pending.items()):

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from gdx.fields import FieldType
+from gdx.fields import FieldType, KeyKind, tidy_key
 
 
 def _string(value: Any, _: ZoneInfo) -> Any:
@@ -76,19 +76,42 @@ def aware(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 
 
 class RowMaker:
-    """Turns source tuples (columns in the resource's field order) into protocol rows."""
+    """Turns source tuples (columns in the resource's field order) into protocol rows.
 
-    def __init__(self, fields: Sequence[tuple[str, FieldType]], zone: ZoneInfo) -> None:
+    With ``key`` (the key field and its kind), the key is put in its canonical form where that
+    is unambiguous (gdx.fields.tidy_key): a resident ID typed with a lower-case x is the same
+    person, and the exchange accepts only the canonical form. ``tidied`` counts those keys;
+    a key still wrong after that fails the schema check and is quarantined."""
+
+    def __init__(
+        self, fields: Sequence[tuple[str, FieldType]], zone: ZoneInfo, key: tuple[str, KeyKind] | None = None
+    ) -> None:
         self.names = [name for name, _ in fields]
         self._converters = [(name, _CONVERT[ftype]) for name, ftype in fields]
         self.zone = zone
+        self._key = key
+        self.tidied = 0
 
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         zone = self.zone
-        return {
+        row = {
             name: None if value is None else convert(value, zone)
             for (name, convert), value in zip(self._converters, values, strict=True)
         }
+        if self._key is not None:
+            name, kind = self._key
+            held = row[name]
+            tidied = tidy_key(kind, held)
+            if tidied != held:
+                row[name] = tidied
+                self.tidied += 1
+        return row
+
+    def key_text(self, value: Any) -> str:
+        """A source's key value as the mirror holds it (tidied when the maker tidies keys)."""
+        if self._key is None or value is None:
+            return str(value)
+        return str(tidy_key(self._key[1], _string(value, self.zone)))
 
 
 def encode(row: dict[str, Any]) -> tuple[bytes, bytes]:

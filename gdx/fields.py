@@ -120,6 +120,47 @@ def _is_date(yyyymmdd: str) -> bool:
 
 
 _COMPACT_RESIDENT_ID = re.compile(r"[0-9]{17}[0-9X]")
+# GB 32100's alphabet: digits and the upper-case letters but I, O, Z, S and V.
+_COMPACT_USCC = re.compile(r"[0-9A-HJ-NPQRTUWXY]{18}")
+# Full-width forms of ASCII (U+FF01-U+FF5E) and the ideographic space, as Chinese input
+# methods type them: the same characters to a reader, other code points to a database.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def tidy_key(kind: KeyKind, value: Any) -> Any:
+    """``value`` with what is unambiguous about a key of ``kind`` put right: white space around
+    it (a no-break or ideographic space too), full-width digits and letters of a resident ID or
+    credit code, and their case. The front-end agent sends keys through this; what it leaves
+    wrong is refused by check_key. A plain key only loses its surrounding white space: its
+    case and its full-width characters may be what tells two keys apart."""
+    if not isinstance(value, str):
+        return value
+    if kind is KeyKind.PLAIN:
+        return value.strip()
+    return value.translate(_FULL_WIDTH).strip().upper()
+
+
+def canonical_key(kind: KeyKind, value: Any) -> Any | None:
+    """The canonical form of a key that is a variant of a valid one (tidied, and the spaces
+    and hyphens inside a resident ID or credit code taken out), to name in a refusal; None
+    when no valid key is in sight."""
+    tidied = tidy_key(kind, value)
+    if isinstance(tidied, str) and kind is not KeyKind.PLAIN:
+        tidied = re.sub(r"[\s\-]", "", tidied)
+    if tidied == value:
+        return None
+    try:
+        check_key(kind, tidied)
+    except RowError:
+        return None
+    return tidied
+
+
+def _not_canonical(kind: KeyKind, value: Any, rule: str) -> RowError:
+    canonical = canonical_key(kind, value)
+    if canonical is None:
+        return RowError(f"invalid {kind.value} {value!r}: {rule}")
+    return RowError(f"{kind.value} {value!r} is not in canonical form ({rule}): send {canonical!r}")
 
 
 def _need_string(kind: KeyKind, value: Any) -> None:
@@ -128,14 +169,12 @@ def _need_string(kind: KeyKind, value: Any) -> None:
 
 
 def _check_resident_id(value: Any) -> None:
-    """stdnum.cn.ric.validate, step by step, with the place lookup memoised."""
+    """stdnum.cn.ric.validate, step by step, with the place lookup memoised, on the one
+    canonical form: 17 ASCII digits and a check digit (upper-case X), nothing around them."""
     _need_string(KeyKind.RESIDENT_ID, value)
-    # stdnum's compact() cleans the number character by character, and get_birth_date()
-    # compacts it again: most of a batch's check time. Numbers as sources hold them are
-    # compact already and skip both.
-    number = value if _COMPACT_RESIDENT_ID.fullmatch(value) else ric.compact(value)
-    if len(number) != 18 or not number[:-1].isdigit():
-        raise RowError(f"invalid resident_id {value!r}: expected 17 digits and a check digit")
+    number = value
+    if not _COMPACT_RESIDENT_ID.fullmatch(number):
+        raise _not_canonical(KeyKind.RESIDENT_ID, value, "expected 17 ASCII digits and a check digit, 0-9 or X")
     if number[-1] != ric.calc_check_digit(number):
         raise RowError(f"invalid resident_id {value!r}: wrong check digit")
     if not _is_date(number[6:14]):
@@ -146,25 +185,37 @@ def _check_resident_id(value: Any) -> None:
 
 def _check_uscc(value: Any) -> None:
     _need_string(KeyKind.USCC, value)
+    if not _COMPACT_USCC.fullmatch(value):
+        rule = "expected 18 characters of 0-9 and upper-case A-Y but I, O, S, V, Z"
+        raise _not_canonical(KeyKind.USCC, value, rule)
     try:
         uscc.validate(value)
     except StdnumError as exc:
         raise RowError(f"invalid {KeyKind.USCC.value} {value!r}: {exc}") from None
 
 
-# What each key kind checks beyond the key field's type; a plain key, nothing.
-_KIND_CHECKS: dict[KeyKind, Callable[[Any], None] | None] = {
-    KeyKind.PLAIN: None,
+def _check_plain(value: Any) -> None:
+    if not isinstance(value, str):
+        return  # an integer key: its type check is all
+    if not value:
+        raise RowError("a key may not be empty")
+    if value != value.strip():
+        raise _not_canonical(KeyKind.PLAIN, value, "white space around a key is not part of it")
+
+
+# What each key kind checks beyond the key field's type: one canonical form for each, so that
+# one person or company is one key wherever it enters (docs/exchange.md, "Keys").
+_KIND_CHECKS: dict[KeyKind, Callable[[Any], None]] = {
+    KeyKind.PLAIN: _check_plain,
     KeyKind.RESIDENT_ID: _check_resident_id,
     KeyKind.USCC: _check_uscc,
 }
 
 
 def check_key(kind: KeyKind, value: Any) -> None:
-    """Raise RowError unless ``value`` is a valid key of ``kind`` (check digits included)."""
-    kind_check = _KIND_CHECKS[kind]
-    if kind_check is not None:
-        kind_check(value)
+    """Raise RowError unless ``value`` is a valid key of ``kind`` in its canonical form (check
+    digits included); a variant of a valid key is refused with the canonical form named."""
+    _KIND_CHECKS[kind](value)
 
 
 class RowSchema:
@@ -196,8 +247,7 @@ class RowSchema:
             self._key_type_check(key)
         except TypeError as exc:
             raise RowError(f"primary key {self.primary_key!r}: {exc}") from None
-        if self._key_kind_check is not None:
-            self._key_kind_check(key)
+        self._key_kind_check(key)
 
     def check_row(self, row: Mapping[str, Any]) -> None:
         """Raise RowError naming the first field that is unknown, missing or of the wrong type."""

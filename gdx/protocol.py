@@ -19,6 +19,8 @@ from gdx.fields import FieldType, KeyKind, RowSchema
 MAX_BATCH_CHANGES = 5000
 MAX_PAGE_CHANGES = 5000
 MAX_FIELDS = 200
+# Sequence numbers and ids are PostgreSQL's bigint: a cursor beyond it is refused (422).
+MAX_SEQ = 2**63 - 1
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,63}$"
 FIELD_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"

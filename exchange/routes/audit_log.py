@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query
 
 from exchange.deps import Pool
 from exchange.identity import Auditor
-from gdx.protocol import AuditEntry
+from exchange.strict_json import StrictJsonRoute
+from gdx.protocol import MAX_SEQ, AuditEntry
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=StrictJsonRoute)
 
 
 @router.get("", response_model=list[AuditEntry], summary="Audit entries, oldest first (auditors)")
@@ -21,7 +22,7 @@ async def read_audit(
     actor: str | None = None,
     resource: str | None = None,
     action: str | None = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[AuditEntry]:
     where, params = ["id > %s"], [after_id]

@@ -12,9 +12,10 @@ from exchange import audit, resources
 from exchange.deps import Pool
 from exchange.errors import conflict, forbidden
 from exchange.identity import Anyone, Department
+from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import DepartmentId, Resource, ResourceSpec
 
-router = APIRouter(prefix="/v1/resources", tags=["catalog"])
+router = APIRouter(prefix="/v1/resources", tags=["catalog"], route_class=StrictJsonRoute)
 
 
 def _spec_json(spec: ResourceSpec) -> Jsonb:

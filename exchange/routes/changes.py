@@ -28,8 +28,10 @@ from exchange.deps import Pool, refused
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
 from exchange.push_body import PushedBatch, PushedChange
+from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import (
     MAX_PAGE_CHANGES,
+    MAX_SEQ,
     BatchReceipt,
     ChangeBatch,
     ChangePage,
@@ -51,7 +53,7 @@ async def create_staging_table(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.commit()
 
 
-router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"])
+router = APIRouter(prefix="/v1/resources/{code}/changes", tags=["change log"], route_class=StrictJsonRoute)
 
 
 def _key_text(key: str | int) -> str:
@@ -327,7 +329,7 @@ async def pull(
     who: Anyone,
     pool: Pool,
     purpose: Annotated[Purpose, Query(description="Must be the purpose of your grant")],
-    after: Annotated[int, Query(ge=0, description="The last sequence number you applied")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="The last sequence number you applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_CHANGES)] = 1000,
     latest: Annotated[
         bool,

@@ -9,12 +9,14 @@ from psycopg.rows import dict_row
 
 from exchange import audit, resources
 from exchange.deps import Pool
-from exchange.errors import conflict, forbidden, not_found
+from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
+from exchange.strict_json import StrictJsonRoute
+from gdx.fields import RowError
 from gdx.pki import Role
 from gdx.protocol import Dispute, DisputeIn, Resolve
 
-router = APIRouter(prefix="/v1/disputes", tags=["disputes"])
+router = APIRouter(prefix="/v1/disputes", tags=["disputes"], route_class=StrictJsonRoute)
 
 _SELECT = """
     SELECT d.id, r.code AS resource, d.key, d.consumer, r.provider, d.reason, d.status, d.opened_at,
@@ -36,6 +38,10 @@ def _dispute(row: dict[str, object]) -> Dispute:
 async def open_dispute(body: DisputeIn, who: Department, pool: Pool) -> Dispute:
     async with pool.connection() as conn, conn.transaction():
         stored = await resources.load(conn, body.resource)
+        try:
+            stored.schema.check_key(body.key)
+        except RowError as exc:
+            raise ApiError(422, "invalid_key", str(exc)) from None
         cur = await conn.execute(
             "SELECT 1 FROM grants WHERE resource_id = %s AND consumer = %s LIMIT 1", (stored.id, who.name)
         )

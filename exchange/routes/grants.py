@@ -16,6 +16,7 @@ from exchange import audit, resources
 from exchange.deps import Calendar, Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Admin, Anyone, Department, Principal
+from exchange.strict_json import StrictJsonRoute
 from gdx.pki import Role
 from gdx.protocol import (
     Approve,
@@ -30,7 +31,7 @@ from gdx.protocol import (
     Subscribe,
 )
 
-router = APIRouter(tags=["grants"])
+router = APIRouter(tags=["grants"], route_class=StrictJsonRoute)
 BEIJING = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 _REQUEST_SELECT = """

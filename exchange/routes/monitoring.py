@@ -14,6 +14,7 @@ from exchange.deps import Pool
 from exchange.errors import ApiError
 from exchange.identity import Operator
 from exchange.routes.grants import today
+from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import (
     CATALOG_REVIEW_PERIOD,
     CentralHeartbeat,
@@ -24,7 +25,7 @@ from gdx.protocol import (
 )
 from gdx.reconcile import DEFAULT_RANGES, MAX_RANGES, Counter, Tally, paced
 
-router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"])
+router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], route_class=StrictJsonRoute)
 
 _RESOURCES = """
 SELECT r.code, r.provider, r.spec->>'update_period', r.last_seq, r.last_change_at, r.created_at,

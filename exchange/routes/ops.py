@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from exchange import metrics, migrate
 from exchange.deps import Pool
 from exchange.identity import Anyone, Operator
+from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import Department
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
 
 
 @router.get("/healthz", summary="The process is alive (no client certificate needed)")

@@ -13,10 +13,11 @@ from exchange import access, audit, resources
 from exchange.deps import Pool
 from exchange.errors import ApiError, not_found
 from exchange.identity import Anyone
+from exchange.strict_json import StrictJsonRoute
 from gdx.fields import RowError
 from gdx.protocol import Purpose, Record, ShareMethod
 
-router = APIRouter(prefix="/v1/resources/{code}/records", tags=["records"])
+router = APIRouter(prefix="/v1/resources/{code}/records", tags=["records"], route_class=StrictJsonRoute)
 PurposeQuery = Annotated[Purpose, Query(description="Must be the purpose of your grant")]
 
 
