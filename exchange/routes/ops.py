@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from exchange import metrics, migrate
@@ -43,6 +44,16 @@ async def readyz(request: Request, pool: Pool) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics (operators)")
 async def metrics_endpoint(_: Operator) -> Response:
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi_document(request: Request, _: Anyone) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False)
+async def api_docs(_: Anyone) -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="GDX central exchange")
 
 
 @router.get("/v1/departments", response_model=list[Department], summary="The department registry")

@@ -21,8 +21,13 @@ def test_health_needs_no_certificate_but_the_api_does(exchange: RunningExchange)
         assert anon.get("/healthz").json() == {"status": "ok"}
         assert anon.get("/readyz").json()["status"] == "ready"
         refused = anon.get("/v1/resources")
+        documents = [anon.get(path).status_code for path in ("/openapi.json", "/docs", "/redoc", "/metrics")]
     assert refused.status_code == 401
     assert "client certificate" in refused.json()["message"]
+    assert documents == [401, 401, 404, 401]
+    department = exchange.client("zjg-gaj")
+    assert department.get("/openapi.json").json()["info"]["title"] == "GDX central exchange"
+    assert "swagger" in department.get("/docs").text.lower()
 
 
 def test_a_certificate_from_another_ca_fails_the_handshake(exchange: RunningExchange, tmp_path: Path) -> None:
