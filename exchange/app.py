@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from exchange import metrics, refusals
+from exchange.limits import RequestLimits
 from exchange.registry import Registry
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
@@ -67,6 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (catalog, grants, changes, records, disputes, audit_log, monitoring, ops):
         app.include_router(module.router)
 
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        idle_s=settings.body_idle_s,
+        total_s=settings.body_total_s,
+    )
     app.add_middleware(metrics.RequestMetrics)
     _document_models(app, ChangeBatch)
     return app

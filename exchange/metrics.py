@@ -6,6 +6,7 @@ import os
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("gdx_exchange_requests_total", "HTTP requests answered", ["method", "route", "status"])
@@ -21,6 +22,14 @@ PULLED = Counter("gdx_exchange_changes_pulled_total", "Changes handed to consume
 AUDIT_FAILURES = Counter(
     "gdx_exchange_audit_failures_total", "Refusals answered whose audit entry could not be written (see the log)"
 )
+CLIENT_DISCONNECTS = Counter(
+    "gdx_exchange_client_disconnects_total",
+    "Requests whose client went away before the exchange answered (not server errors)",
+    ["route"],
+)
+HEADER_TIMEOUTS = Counter(
+    "gdx_exchange_header_timeouts_total", "Connections closed because a request's headers did not arrive in time"
+)
 ERRORS = Counter("gdx_exchange_errors_total", "Requests that failed on the server side (5xx)", ["route"])
 
 # Set for `gdx exchange serve --workers N` (N > 1) before the workers start: each process then
@@ -35,6 +44,10 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry)
+
+
+# The status nginx logs for a request its client closed before the answer; never sent.
+CLIENT_CLOSED = 499
 
 
 class RequestMetrics:
@@ -60,12 +73,19 @@ class RequestMetrics:
                 status = message["status"]
             await send(message)
 
+        disconnected = False
         try:
             await self.app(scope, receive, send_noting_status)
+        except ClientDisconnect:
+            # Nobody is left to answer: not a server error, and nothing for the log's tracebacks.
+            disconnected = True
         finally:
             # The router writes the matched route into the scope on its way in.
             route = getattr(scope.get("route"), "path", "unmatched")
+            if disconnected:
+                CLIENT_DISCONNECTS.labels(route).inc()
+                status = CLIENT_CLOSED
             REQUESTS.labels(scope["method"], route, str(status)).inc()
             LATENCY.labels(route).observe(time.perf_counter() - started)
-            if status >= 500:
+            if status >= 500 and not disconnected:
                 ERRORS.labels(route).inc()

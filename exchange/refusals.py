@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from exchange import audit, metrics
 from exchange.errors import ApiError
@@ -73,7 +74,7 @@ async def record_refusal(request: Request, status: int, code: str, message: str)
         log.error("a refusal could not be audited", status=status, reason=message, error=str(exc))
 
 
-async def _refuse(
+async def refuse(
     request: Request, status: int, code: str, message: str, details: list[Any] | None = None
 ) -> JSONResponse:
     await record_refusal(request, status, code, message)
@@ -99,10 +100,12 @@ def install(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         if exc.audited:
             return error_response(exc.status, exc.code, exc.message, exc.details)
-        return await _refuse(request, exc.status, exc.code, exc.message, exc.details)
+        return await refuse(request, exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, ClientDisconnect):
+            raise exc.__cause__  # FastAPI took it for a body it could not parse; nobody is left to answer
         if exc.status_code == 404 and request.scope.get("route") is None:
             message = f"no such route: {request.method} {request.url.path[:_PATH_KEPT]} (the API is listed at /docs)"
         elif exc.status_code == 405:
@@ -110,7 +113,7 @@ def install(app: FastAPI) -> None:
         else:
             message = str(exc.detail)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        response = await _refuse(request, exc.status_code, code, message)
+        response = await refuse(request, exc.status_code, code, message)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -120,7 +123,7 @@ def install(app: FastAPI) -> None:
         # Input that passed validation but that PostgreSQL cannot store or compare (a NUL
         # character in a text value, for instance) is the caller's error, not the server's.
         message = f"the request holds a value the database cannot take: {exc.diag.message_primary or exc}"
-        return await _refuse(request, 422, "invalid_value", message)
+        return await refuse(request, 422, "invalid_value", message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -128,14 +131,14 @@ def install(app: FastAPI) -> None:
         for err in errors:
             if err.get("type") == "too_long" and tuple(err.get("loc", ())) == ("body", "changes"):
                 message = f"a batch holds at most {MAX_BATCH_CHANGES} changes; split it"
-                return await _refuse(request, 413, "batch_too_large", message)
+                return await refuse(request, 413, "batch_too_large", message)
         if any(err.get("type") == "json_invalid" for err in errors):
             first = errors[0]
             message = f"the body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
-            return await _refuse(request, 400, "malformed_json", message)
+            return await refuse(request, 400, "malformed_json", message)
         details = [{"where": _where(tuple(err["loc"])), "problem": err["msg"]} for err in errors]
         summary = "; ".join(f"{d['where']}: {d['problem']}" for d in details[:5])
-        return await _refuse(request, 422, "invalid_request", summary, details)
+        return await refuse(request, 422, "invalid_request", summary, details)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

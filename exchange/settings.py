@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange.limits import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, DEFAULT_MAX_BODY_BYTES
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -15,3 +17,6 @@ class Settings:
     calendar_file: Path | None = None
     pool_min: int = 2
     pool_max: int = 10
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_idle_s: float = DEFAULT_BODY_IDLE_S
+    body_total_s: float = DEFAULT_BODY_TOTAL_S

@@ -106,8 +106,10 @@ def start_exchange(
     *,
     listen: str = "127.0.0.1",
     server_names: list[str] | None = None,
+    **limits: Any,
 ) -> RunningExchange:
-    """An exchange with its own CA; ``listen``/``server_names`` let containers reach it too."""
+    """An exchange with its own CA; ``listen``/``server_names`` let containers reach it too;
+    ``limits`` are Settings' request limits (max_body_bytes, body_idle_s, body_total_s)."""
     pki = workdir / "pki"
     make_pki(pki, server_names)
     database_url = pg.create_database(dbname)
@@ -120,6 +122,7 @@ def start_exchange(
         tls_key=pki / "exchange.key",
         ca_cert=pki / "ca.crt",
         pool_max=pool_max,
+        **limits,
     )
     port = free_port()
     server, thread = _serve(settings, port, listen)
