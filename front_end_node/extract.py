@@ -37,6 +37,8 @@ log = structlog.get_logger("gdx.node")
 HOP = "extract"
 # Ranges of settled change values are checked for late commits once they span this much.
 RECHECK_EVERY = dt.timedelta(seconds=1)
+# How often the rows stamped ahead of the business database's clock are counted (a metric).
+AHEAD_COUNT_EVERY_S = 10.0
 # Keys found by one comparison and held for reading: more wait for the next comparison (a table
 # whose change column was added lately can hold a million rows no poll reads).
 MISSING_HELD = 100_000
@@ -119,6 +121,10 @@ class Extractor:
         self._anchor: tuple[dt.datetime, float] | None = None
         self._lookback = dt.timedelta(seconds=pub.lookback_s)
         self._loading = False
+        # Whether the change column holds timestamps with a zone ("aware"), without ("naive"),
+        # or other values ("none"); learnt from the first value seen.
+        self._clock: str | None = None
+        self._next_ahead_count = 0.0
 
     def _commit_time(self, change_value: Any, fallback: dt.datetime) -> dt.datetime:
         return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
@@ -196,14 +202,64 @@ class Extractor:
                 # Without a record (a watermark from `sync --full`, or an older agent's), the
                 # values within a lookback of the watermark may still hide late commits.
                 self._checked = checked if checked is not None else watermark - self._lookback - dt.timedelta(seconds=1)
-        changed, read = await self._read_new(conn)
+        horizon = await self._horizon(conn, watermark)
+        changed, read = await self._read_new(conn, horizon)
         if self._anchor is not None and self._checked is not None:
             more, reread = await self._recheck(conn, started)
             changed, read = changed + more, read + reread
         return changed, read
 
-    async def _read_new(self, conn: store.Conn) -> tuple[int, int]:
-        """The rows after the newest read (at start: from the watermark on)."""
+    async def _horizon(self, conn: store.Conn, watermark: Any) -> dt.datetime | None:
+        """The newest change value reading takes now: the business database's own clock. A row
+        stamped later (a writer whose clock or session time zone is ahead) waits until the clock
+        passes it; read at once, it would carry the watermark past every change made meanwhile,
+        and those would never be read. Such rows are counted (gdx_node_source_rows_ahead)."""
+        assert self.pub.change_column is not None
+        table, column = self.pub.table, self.pub.change_column
+        if self._clock is None:
+            sample = watermark
+            if sample is None:
+                sample = await asyncio.to_thread(self.source.max_value, table, column)
+            if sample is None:
+                return None  # an empty table: nothing to read past
+            self._clock = "none" if not isinstance(sample, dt.datetime) else "aware" if sample.tzinfo else "naive"
+        if self._clock == "none":
+            return None
+        now = await asyncio.to_thread(self.source.now)
+        horizon = now if self._clock == "aware" else now.astimezone(self.zone).replace(tzinfo=None)
+        if isinstance(self._watermark, dt.datetime) and self._watermark > horizon:
+            await self._rewind(conn, horizon)
+        if time.monotonic() >= self._next_ahead_count:
+            ahead = await asyncio.to_thread(self.source.count_above, table, column, horizon)
+            if ahead and not self.state.rows_ahead.get(self.code):
+                log.warning(
+                    "rows stamped ahead of the business database's clock: held back until it passes them",
+                    resource=self.code,
+                    rows=ahead,
+                    source_clock=horizon.isoformat(),
+                )
+            self.state.rows_ahead[self.code] = ahead
+            self._next_ahead_count = time.monotonic() + AHEAD_COUNT_EVERY_S
+        return horizon
+
+    async def _rewind(self, conn: store.Conn, horizon: dt.datetime) -> None:
+        """A watermark ahead of the source's clock (saved by an agent before this check): read
+        again from the clock, and look for rows missed within a lookback of it."""
+        log.warning(
+            "the watermark is ahead of the business database's clock: reading again from the clock",
+            resource=self.code,
+            watermark=str(self._watermark),
+            source_clock=horizon.isoformat(),
+        )
+        self._watermark, self._after = horizon, None
+        self._anchor = (horizon, time.monotonic())
+        floor = horizon - self._lookback - dt.timedelta(seconds=1)
+        self._checked = floor if self._checked is None else min(self._checked, floor)
+        async with conn.transaction():
+            await self._save_position(conn)
+
+    async def _read_new(self, conn: store.Conn, horizon: dt.datetime | None) -> tuple[int, int]:
+        """The rows after the newest read (at start: from the watermark on), up to ``horizon``."""
         assert self.pub.change_column is not None
         after, lower = self._after, (self._watermark if self._after is None else None)
         changed = read = 0
@@ -217,6 +273,7 @@ class Extractor:
                 lower,
                 after,
                 self.batch_size,
+                horizon,
             )
             if not rows:
                 break

@@ -45,6 +45,11 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
         after, done = await _resume_point(conn, code, restart)
         if after is None and pub.change_column:
             newest = await asyncio.to_thread(source.max_value, pub.table, pub.change_column)
+            if isinstance(newest, dt.datetime):
+                # A row stamped ahead of the source's clock must not carry the watermark past
+                # the changes made until then (see extract.Extractor._horizon).
+                now = await asyncio.to_thread(source.now)
+                newest = min(newest, now if newest.tzinfo else now.astimezone(zone).replace(tzinfo=None))
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO gdx.extract_state (resource, watermark) VALUES (%s, %s) "

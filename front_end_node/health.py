@@ -63,6 +63,9 @@ class AgentState:
         self.loops: dict[tuple[str, str], LoopStatus] = {}
         self.db = DbFigures()
         self.started = time.time()
+        # Per published resource: rows whose change value is ahead of the business database's
+        # clock, held back until it passes them (front_end_node.extract).
+        self.rows_ahead: dict[str, int] = {}
 
     def loop(self, hop: str, resource: str) -> LoopStatus:
         return self.loops.setdefault((hop, resource), LoopStatus())
@@ -112,6 +115,7 @@ class AgentState:
             "loops": loops,
             "pending": self.db.pending,
             "quarantined": self.db.quarantined,
+            "rows_ahead_of_source_clock": dict(sorted(self.rows_ahead.items())),
             # Per subscription: the last change applied, and whether the resource is being read
             # again for fields the table gained (meanwhile the pull hop records no heartbeats).
             "subscriptions": {
@@ -229,6 +233,14 @@ class _Collector(Collector):
         for resource, count in sorted(s.db.quarantined.items()):
             quarantined.add_metric([resource], count)
         yield quarantined
+        ahead = GaugeMetricFamily(
+            "gdx_node_source_rows_ahead",
+            "Rows whose change column is ahead of the business database's clock: held back until it passes them",
+            labels=["resource"],
+        )
+        for resource, count in sorted(s.rows_ahead.items()):
+            ahead.add_metric([resource], count)
+        yield ahead
         cursor = GaugeMetricFamily("gdx_node_pull_cursor", "Last change sequence applied", labels=["resource"])
         refilling = GaugeMetricFamily(
             "gdx_node_pull_refilling",

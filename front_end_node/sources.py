@@ -71,9 +71,11 @@ class Source(Protocol):
         lower: Any,
         after: tuple[Any, Any] | None,
         limit: int,
+        upper: Any = None,
     ) -> list[tuple[Any, ...]]:
-        """Rows with change_column >= lower (first page) or (change_column, key) > after,
-        ordered by (change_column, key); each tuple is (change value, *columns)."""
+        """Rows with change_column >= lower (first page) or (change_column, key) > after, and
+        change_column <= upper when given, ordered by (change_column, key); each tuple is
+        (change value, *columns)."""
         ...
 
     def read_change_keys(
@@ -112,6 +114,10 @@ class Source(Protocol):
     def count(self, table: str) -> int: ...
 
     def max_value(self, table: str, column: str) -> Any: ...
+
+    def count_above(self, table: str, column: str, value: Any) -> int:
+        """How many rows have column > value."""
+        ...
 
     def write_heartbeat(self, table: str, resource: str) -> None: ...
 
@@ -172,6 +178,10 @@ class _Queries:
     def max_value(self, table: str, column: str) -> Any:
         return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
 
+    def count_above(self, table: str, column: str, value: Any) -> int:
+        sql = f"SELECT count(*) FROM {self._name(table)} WHERE {self._name(column)} > %s"  # noqa: S608
+        return int(self._query(sql, [value])[0][0])
+
 
 class PostgresSource(_Queries):
     def __init__(self, db: BusinessDb, password: str) -> None:
@@ -222,6 +232,7 @@ class PostgresSource(_Queries):
         lower: Any,
         after: tuple[Any, Any] | None,
         limit: int,
+        upper: Any = None,
     ) -> list[tuple[Any, ...]]:
         cols = ", ".join(self._name(c) for c in columns)
         chg, k = self._name(change_column), self._name(key)
@@ -231,6 +242,8 @@ class PostgresSource(_Queries):
             where, params = f"{chg} >= %s", [lower]
         else:
             where, params = f"{chg} IS NOT NULL", []
+        if upper is not None:
+            where, params = f"{where} AND {chg} <= %s", [*params, upper]
         sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
         return self._query(sql, [*params, limit])
 
@@ -349,6 +362,7 @@ class MariaDbSource(_Queries):
         lower: Any,
         after: tuple[Any, Any] | None,
         limit: int,
+        upper: Any = None,
     ) -> list[tuple[Any, ...]]:
         cols = ", ".join(self._name(c) for c in columns)
         chg, k = self._name(change_column), self._name(key)
@@ -359,6 +373,8 @@ class MariaDbSource(_Queries):
             where, params = f"{chg} >= %s", [lower]
         else:
             where, params = f"{chg} IS NOT NULL", []
+        if upper is not None:
+            where, params = f"{where} AND {chg} <= %s", [*params, upper]
         sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
         return self._query(sql, [*params, limit])
 

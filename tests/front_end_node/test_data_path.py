@@ -9,7 +9,7 @@ import yaml
 
 from tests.exchange.conftest import population_spec, resident_id
 from tests.front_end_node.conftest import PURPOSE, World
-from tests.support.nodes import POPULATION_COLUMNS, wait_for
+from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wait_for
 
 
 def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> None:
@@ -212,3 +212,82 @@ def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -
     assert provider.metric("gdx_node_front_end_db_up") == 1.0
     assert provider.stop() == 0, "SIGTERM ends the agent cleanly"
     assert '"stopped"' in provider.log_path.read_text()
+
+
+def test_a_row_stamped_ahead_of_the_source_clock_holds_back_no_other_change(world: World) -> None:
+    """A writer whose clock is ahead stamps a row in the future: that row waits for the
+    business database's clock, and every change made meanwhile flows (none is skipped)."""
+    code, source, provider = world.population()
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    source.insert(range(60))
+    provider.start()
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+
+    ahead_s = 20
+    source.execute(f"ALTER TABLE {source.table} DISABLE TRIGGER {source.table}_touch")
+    source.execute(
+        f"UPDATE {source.table} SET remark = 'from the future', "
+        f"updated_at = clock_timestamp() + interval '{ahead_s} seconds' WHERE id_number = %s",
+        (resident_id(1),),
+    )
+    source.execute(f"ALTER TABLE {source.table} ENABLE TRIGGER {source.table}_touch")
+    # Long enough for the agent to take the stamp for the clock's, were it to trust it.
+    time.sleep(3)
+    for n in range(10, 40):  # the changes of the next seconds, each stamped by the source's clock
+        source.execute(f"UPDATE {source.table} SET remark = 'now' WHERE id_number = %s", (resident_id(n),))
+
+    def remarks() -> dict[str, str | None]:
+        return dict(pg_rows(consumer.front_end_db, "gaj_population", ["id_number", "remark"]))
+
+    wait_for(
+        lambda: all(remarks().get(resident_id(n)) == "now" for n in range(10, 40)),
+        ahead_s - 5,
+        "the changes made after the row stamped ahead",
+        on_timeout=world.logs,
+    )
+    assert remarks()[resident_id(1)] != "from the future", "the row ahead waits for the source's clock"
+    wait_for(
+        lambda: provider.metric("gdx_node_source_rows_ahead", resource=code) == 1,
+        15,
+        "the row ahead of the clock counted",
+        on_timeout=world.logs,
+    )
+    # Once the source's clock passes it, the row itself arrives.
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=ahead_s + 30)
+
+
+def test_keys_are_sent_in_their_canonical_form_and_the_rest_quarantined(world: World) -> None:
+    code, source, provider = world.population(compare_interval_s=1)
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    with_x = next(resident_id(n) for n in range(100, 400) if resident_id(n).endswith("X"))
+    variants = {
+        f" {resident_id(1)}",
+        with_x.lower(),
+        resident_id(2).translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+    }
+    unfixable = f"{resident_id(3)[:6]} {resident_id(3)[6:]}"
+    source.insert([50])
+    for key in [*variants, unfixable]:
+        source.execute(f"INSERT INTO {source.table} (id_number, name) VALUES (%s, '居民')", (key,))
+    provider.start()
+    consumer.start()
+    canonical = {resident_id(50), resident_id(1), with_x, resident_id(2)}
+
+    def consumer_keys() -> set[str]:
+        if not pg_table_exists(consumer.front_end_db, "gaj_population"):
+            return set()
+        return {row[0] for row in pg_rows(consumer.front_end_db, "gaj_population", ["id_number"])}
+
+    wait_for(lambda: consumer_keys() == canonical, 60, "the canonical keys at the subscriber", on_timeout=world.logs)
+    assert provider.metric("gdx_node_keys_tidied_total", resource=code) == 3
+    wait_for(lambda: provider.health()["quarantined"] == {code: 1}, 15, "the unfixable key quarantined")
+    time.sleep(3)  # comparisons run every second: a key held in another form is no deletion
+    with psycopg.connect(world.exchange.database_url) as conn:
+        changes = conn.execute(
+            "SELECT count(*) FROM change c JOIN resource r ON r.id = c.resource_id WHERE r.code = %s AND c.op <> 'h'",
+            (code,),
+        ).fetchone()
+    assert changes == (4,), "each key sent once, never deleted and sent again"
