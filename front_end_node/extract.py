@@ -412,6 +412,7 @@ class Extractor:
         if self.pub.change_column is not None:
             return await self._find_deletions(conn, pacer)
 
+        started = utcnow()
         snapshot = await store.mirror_keys(conn, self.code)
 
         def scan() -> tuple[set[str], list[dict[str, Any]]]:
@@ -434,7 +435,7 @@ class Extractor:
             async with conn.transaction():
                 items = [(row, now) for row in changed_rows[start : start + self.batch_size]]
                 changed += (await store.record_rows(conn, self.code, self.schema, items, self.fields_record)).changed
-        return changed + await self._record_deletions(conn, snapshot, seen, now)
+        return changed + await self._record_deletions(conn, snapshot, seen, now, started)
 
     async def _find_deletions(self, conn: store.Conn, pacer: Pacer) -> int:
         """Deletions of a table with a change column (its other changes come incrementally):
@@ -442,6 +443,7 @@ class Extractor:
         that differ are read; a table and mirror that agree cost two aggregates per key range.
         Each side walks its keys in ranges of its own (key_ranges), pausing between them."""
         table, key, code = self.pub.table, self.key, self.code
+        started = utcnow()
 
         async def mirror_bound(lower: Any, skip: int) -> Any:
             return await store.mirror_key_after(conn, code, lower, skip)
@@ -457,7 +459,7 @@ class Extractor:
             add_tally(source, await asyncio.to_thread(self.source.key_tally, table, key, lower, upper))
         buckets = sorted(b for b in mirror.keys() | source.keys() if mirror.get(b) != source.get(b))
         if not buckets:
-            return await self._record_deletions(conn, {}, set(), utcnow())
+            return await self._record_deletions(conn, {}, set(), utcnow(), started)
         snapshot: dict[str, tuple[bytes | None, int]] = {}
         async for lower, upper in pacer.ranges(mirror_bound):
             snapshot.update(await store.mirror_keys(conn, code, buckets, lower, upper))
@@ -471,11 +473,20 @@ class Extractor:
             if lacked:
                 log.info("keys at the source that the mirror lacks: reading them", resource=code, keys=len(lacked))
                 self._missing.update(lacked[: max(0, MISSING_HELD - len(self._missing))])
-        return await self._record_deletions(conn, snapshot, set(seen), utcnow())
+        return await self._record_deletions(conn, snapshot, set(seen), utcnow(), started)
 
     async def _record_deletions(
-        self, conn: store.Conn, snapshot: dict[str, tuple[bytes | None, int]], seen: set[str], now: dt.datetime
+        self,
+        conn: store.Conn,
+        snapshot: dict[str, tuple[bytes | None, int]],
+        seen: set[str],
+        now: dt.datetime,
+        started: dt.datetime,
     ) -> int:
+        """Keys of the snapshot not seen at the source are deleted; quarantined rows whose key
+        the source no longer holds (corrected there, or deleted) leave the quarantine. ``seen``
+        holds every source key of the buckets that differ from the mirror, and a quarantined
+        key, never in the mirror, makes its bucket differ while the source holds it."""
         gone = {key: version for key, (_, version) in snapshot.items() if key not in seen}
         for key in gone:
             self._recent.pop(key, None)  # re-inserted with the same content, it must flow again
@@ -486,6 +497,9 @@ class Extractor:
                 deleted = await store.record_deletes(conn, self.code, gone, now)
         async with conn.transaction():
             await conn.execute("UPDATE gdx.extract_state SET last_compare_at = now() WHERE resource = %s", (self.code,))
+            cleared = await store.clear_quarantine(conn, self.code, keep=seen, before=started)
+        if cleared:
+            log.info("quarantined rows whose key the source no longer holds: cleared", resource=self.code, rows=cleared)
         return deleted
 
 

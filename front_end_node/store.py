@@ -273,6 +273,23 @@ async def mirror_key_tally(conn: Conn, code: str, lower: str | None = None, uppe
     return {bucket: (int(count), int(checksum)) for bucket, count, checksum in await cur.fetchall()}
 
 
+async def clear_quarantine(conn: Conn, code: str, *, keep: set[str], before: dt.datetime) -> int:
+    """Take out of quarantine the rows of ``code`` quarantined before ``before`` whose key is
+    neither in ``keep`` nor live in the mirror; how many. (A row quarantined later may have
+    come after ``keep`` was read.)"""
+    cur = await conn.execute("SELECT key FROM gdx.quarantine WHERE resource = %s AND seen_at < %s", (code, before))
+    gone = [key for (key,) in await cur.fetchall() if key not in keep]
+    if gone:
+        # A key the mirror holds is at the source (else the comparison deleted it): its newer
+        # row is the one quarantined, and stays so.
+        gone = sorted(set(gone) - await live_keys(conn, code, gone))
+    if gone:
+        await conn.execute(
+            "DELETE FROM gdx.quarantine WHERE resource = %s AND key = ANY(%s) AND seen_at < %s", (code, gone, before)
+        )
+    return len(gone)
+
+
 async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_time: dt.datetime) -> int:
     """Mark keys deleted that were missing at the source, unless the key changed since the
     snapshot said so (then the next comparison decides again)."""

@@ -55,7 +55,9 @@ class MonitorCollector(Collector):
         )
         db_up = _gauge("gdx_node_frontend_db_up", "1 when the node's front-end database answers its agent", DEPT)
         cert = _gauge(
-            "gdx_node_certificate_expiry_days", "Days until the node's certificate expires (from the handshake)", DEPT
+            "gdx_node_certificate_expiry_seconds",
+            "Time until the node's certificate expires (from the handshake)",
+            DEPT,
         )
         offset = _gauge("gdx_node_clock_offset_seconds", "The node's clock minus the monitoring host's", DEPT)
         free = _gauge("gdx_node_disk_free_bytes", "Free space of a file system on the node", [*DEPT, "path"])
@@ -64,6 +66,16 @@ class MonitorCollector(Collector):
         refilling = _gauge(
             "gdx_node_pull_refilling",
             "1 while a subscription reads its resource again for fields its table gained",
+            [*DEPT, "resource"],
+        )
+        quarantined = _gauge(
+            "gdx_node_quarantined_rows",
+            "Source rows the node holds back for failing the resource's checks (its /healthz names them)",
+            [*DEPT, "resource"],
+        )
+        ahead = _gauge(
+            "gdx_node_source_rows_ahead",
+            "Rows whose change column is ahead of the business database's clock: held back until it passes them",
             [*DEPT, "resource"],
         )
         took = _gauge("gdx_probe_duration_seconds", "How long the last probe of the node took", DEPT)
@@ -79,7 +91,7 @@ class MonitorCollector(Collector):
             up.add_metric([d], int(result.up))
             took.add_metric([d], result.seconds)
             if result.certificate_expiry is not None:
-                cert.add_metric([d], (result.certificate_expiry - now) / 86400)
+                cert.add_metric([d], result.certificate_expiry - now)
             if not result.answered:
                 continue
             health = result.health
@@ -97,7 +109,12 @@ class MonitorCollector(Collector):
                 pending.add_metric([d, resource], count)
             for resource, subscription in (health.get("subscriptions") or {}).items():
                 refilling.add_metric([d, resource], int(bool(subscription.get("refilling"))))
-        yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, refilling, took)
+            for resource, count in (health.get("quarantined") or {}).items():
+                quarantined.add_metric([d, resource], count)
+            for resource, count in (health.get("rows_ahead_of_source_clock") or {}).items():
+                ahead.add_metric([d, resource], count)
+        yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, refilling)
+        yield from (quarantined, ahead, took)
 
     def _hops(self) -> Iterator[Any]:
         tracker = self.monitor.lag

@@ -110,7 +110,7 @@ def overview() -> dashboard.Dashboard:
             .height(9)
             .with_target(_table_query("gdx_node_up", "A"))
             .with_target(_table_query("department_hop:gdx_lag_seconds:max", "B"))
-            .with_target(_table_query("gdx_node_certificate_expiry_days", "C"))
+            .with_target(_table_query("gdx_node_certificate_expiry_seconds", "C"))
         )
         .with_panel(
             _series(
@@ -155,7 +155,13 @@ def department() -> dashboard.Dashboard:
         .with_panel(_stat("Front-end DB up", f"gdx_node_frontend_db_up{{{d}}}", "bool", 4, (None, red), (1, green)))
         .with_panel(
             _stat(
-                "Certificate", f"gdx_node_certificate_expiry_days{{{d}}}", "d", 4, (None, red), (7, amber), (30, green)
+                "Certificate",
+                f"gdx_node_certificate_expiry_seconds{{{d}}}",
+                "s",
+                4,
+                (None, red),
+                (7 * 86400, amber),
+                (30 * 86400, green),
             )
         )
         .with_panel(_stat("Clock offset", f"gdx_node_clock_offset_seconds{{{d}}}", "s", 4))

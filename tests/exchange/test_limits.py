@@ -17,6 +17,7 @@ import pytest
 from exchange.tls import MutualTlsHttpTools
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer
+from tests.support.promtool import lint_metrics
 
 MAX_BODY = 64 * 1024
 IDLE_S = 0.5
@@ -139,3 +140,8 @@ def test_a_client_going_away_mid_body_is_no_server_error(strict: RunningExchange
         assert time.monotonic() < deadline, "the disconnect was not counted"
         time.sleep(0.05)
     assert _metric(strict, "gdx_exchange_errors_total") == errors
+
+
+def test_the_exchange_metrics_pass_promtool(strict: RunningExchange) -> None:
+    strict.client("zjg-gaj").get("/v1/nothing-here")  # a refusal counted, so its series exist
+    assert lint_metrics(strict.client("carol").get("/metrics").text) == []

@@ -291,3 +291,8 @@ def test_keys_are_sent_in_their_canonical_form_and_the_rest_quarantined(world: W
             (code,),
         ).fetchone()
     assert changes == (4,), "each key sent once, never deleted and sent again"
+
+    # The DBA corrects the key at the source: the row flows, and its quarantine entry goes.
+    source.execute(f"UPDATE {source.table} SET id_number = %s WHERE id_number = %s", (resident_id(3), unfixable))
+    wait_for(lambda: consumer_keys() == {*canonical, resident_id(3)}, 30, "the corrected key", on_timeout=world.logs)
+    wait_for(lambda: provider.health()["quarantined"] == {}, 15, "the quarantine cleared", on_timeout=world.logs)

@@ -22,6 +22,7 @@ from monitoring.dashboards import queries, render
 from tests.exchange.conftest import resident_id
 from tests.front_end_node.conftest import entity_spec
 from tests.monitoring.conftest import ARTIFACTS, Platform, wait
+from tests.support.promtool import lint_metrics
 
 pytestmark = pytest.mark.slow
 PROVIDER, CONSUMER = "zjg-gaj", "zjg-wjw"
@@ -54,6 +55,10 @@ def test_both_nodes_are_up_with_lag_measured_at_every_hop(platform: Platform) ->
     assert platform.metric("gdx_exchange_up") == 1
     # Departments the exchange knows but the inventory does not list are not probed.
     assert platform.metric("gdx_node_up", department="nx-gat") is None
+
+
+def test_every_series_of_the_monitor_passes_promtool(platform: Platform) -> None:
+    assert lint_metrics(platform.metrics()) == []
 
 
 def test_governance_figures_per_department(platform: Platform) -> None:
