@@ -21,6 +21,7 @@ from cryptography import x509
 from fastapi import Depends, Request
 
 from exchange.errors import ApiError, forbidden
+from gdx.peer_tls import peer_certificate_pem
 from gdx.pki import Identity, PkiError, Role, identity_of, verify_issued_by
 
 FORWARDED_CERT_HEADER = "ssl-client-cert"
@@ -46,9 +47,8 @@ def _unauthenticated(message: str) -> ApiError:
 
 
 def _peer_certificate(request: Request) -> x509.Certificate | None:
-    tls = request.scope.get("extensions", {}).get("tls") or {}
-    chain = tls.get("client_cert_chain") or []
-    return _parse(chain[0]) if chain else None
+    pem = peer_certificate_pem(request.scope)
+    return _parse(pem) if pem else None
 
 
 def certificate_identity(request: Request) -> Identity:

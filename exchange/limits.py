@@ -4,7 +4,7 @@ A body is refused with 413 before it is read when its Content-Length says it is 
 and as soon as it grows past the limit otherwise (a chunked body has no length). A body that
 stops arriving is refused with 408 once no byte came for ``idle_s`` or the whole took more
 than ``total_s``, so that a client which announces more than it sends cannot hold a worker.
-Headers have a deadline of their own, kept by the connection (exchange.tls). Both refusals
+Headers have a deadline of their own, kept by the connection (gdx.peer_tls). Both refusals
 answer in the documented shape and are audited, like every other (exchange.refusals).
 """
 
@@ -23,7 +23,6 @@ from exchange import refusals
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_BODY_IDLE_S = 15.0
 DEFAULT_BODY_TOTAL_S = 120.0
-DEFAULT_HEADERS_S = 10.0
 
 
 class BodyTooLarge(HTTPException):

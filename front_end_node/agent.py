@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from front_end_node.pull import Puller
 from front_end_node.push import Pusher
 from front_end_node.sources import SourceError, open_source
 from gdx import aio
+from gdx.peer_tls import PeerCertHttpTools
 
 log = structlog.get_logger("gdx.node")
 
@@ -218,9 +220,13 @@ async def run(config: NodeConfig) -> int:
             log_level="warning",
             lifespan="off",
             # The department's certificate serves the health port too: the monitoring agent's
-            # handshake then proves which department answers.
+            # handshake then proves which department answers. The caller's certificate, if any,
+            # must be the platform CA's; the app decides what each caller may read.
             ssl_certfile=config.exchange.cert if config.listen.tls else None,
             ssl_keyfile=config.exchange.key if config.listen.tls else None,
+            ssl_ca_certs=str(config.exchange.ca) if config.listen.tls else None,
+            ssl_cert_reqs=ssl.CERT_OPTIONAL if config.listen.tls else ssl.CERT_NONE,
+            http=PeerCertHttpTools,
         )
     )
     server_task = asyncio.create_task(server.serve())

@@ -46,7 +46,8 @@ def providers_of(summary: MonitoringSummary | None) -> dict[str, str]:
 class Monitor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.context = client_context(settings.ca)
+        # The monitoring's identity: the nodes show their health and tallies to it alone.
+        self.context = client_context(settings.ca, settings.cert, settings.key)
         self.exchange = ExchangeClient(settings)
         self.lag = LagTracker(settings.heartbeat_interval_s, settings.stall_after_s, settings.interval_s)
         self.reconciler = Reconciler(settings, self.exchange, self.context)

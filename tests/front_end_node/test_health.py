@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from front_end_node import store
 from front_end_node.health import AgentState, create_app
-from gdx.pki import init_ca, issue
+from gdx.pki import Role, init_ca, issue
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer
 from tests.support.promtool import lint_metrics
@@ -85,3 +85,44 @@ def test_every_series_of_the_agent_passes_promtool(pg: PostgresServer, tmp_path:
     names = {family.name for family in text_string_to_metric_families(exposition)}
     assert {"gdx_node_keys_tidied", "gdx_node_quarantined_rows", "gdx_node_source_rows_ahead"} <= names
     assert lint_metrics(exposition) == []
+
+
+def test_the_health_port_shows_what_each_caller_may_see(pg: PostgresServer, tmp_path: Path) -> None:
+    """Without a certificate: health and metrics from this machine only; the tallies, derived
+    from the data, only to the monitoring's identity (operator or admin)."""
+    url = pg.create_database(f"health_{uuid.uuid4().hex[:8]}")
+    init_ca(tmp_path)
+    pems = {}
+    for name, role in (("zjg-gaj", Role.DEPARTMENT), ("zjg-wjw", Role.DEPARTMENT), ("monitor", Role.OPERATOR)):
+        cert, _ = issue(tmp_path, name, role=role)
+        pems[name] = cert.read_text()
+    inner = create_app(AgentState("zjg-gaj", tmp_path / "zjg-gaj.crt"), url)
+
+    async def migrate() -> None:
+        async with await store.connect(url) as conn:
+            await store.migrate(conn)
+
+    run(migrate())
+
+    def status(path: str, *, caller: str | None, remote: bool) -> int:
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if caller is not None:  # as gdx.peer_tls hands a verified certificate over
+                scope.setdefault("extensions", {})["tls"] = {"client_cert_chain": [pems[caller]]}
+            await inner(scope, receive, send)
+
+        async def get() -> int:
+            client_address = ("192.0.2.40" if remote else "127.0.0.1", 50000)
+            transport = httpx.ASGITransport(app=app, client=client_address)
+            async with httpx.AsyncClient(transport=transport, base_url="https://node") as client:
+                return (await client.get(path, params={"side": "provider"})).status_code
+
+        return run(get())
+
+    tally = "/v1/tally/zjg-gaj.population"
+    assert [status(p, caller=None, remote=False) for p in ("/healthz", "/metrics")] == [503, 200]
+    assert [status(p, caller=None, remote=True) for p in ("/healthz", "/metrics", tally)] == [401, 401, 401]
+    assert status(tally, caller=None, remote=False) == 401
+    assert [status(p, caller="zjg-wjw", remote=True) for p in ("/healthz", "/metrics", tally)] == [403, 403, 403]
+    assert [status(p, caller="zjg-gaj", remote=True) for p in ("/healthz", "/metrics", tally)] == [503, 200, 403]
+    # The monitoring reaches the tally (this node has no such resource: 404, not a refusal).
+    assert [status(p, caller="monitor", remote=True) for p in ("/healthz", "/metrics", tally)] == [503, 200, 404]
