@@ -21,6 +21,7 @@ from exchange.app import create_app
 from exchange.settings import Settings
 from exchange.tls import MutualTlsHttpTools
 from gdx import aio
+from gdx.peer_tls import ALERTING_LOOP, TlsServerConfig
 
 KEEP_ALIVE_S = 75
 
@@ -35,8 +36,11 @@ def uvicorn_config(
     # certificate. A certificate that is presented must still chain to the platform CA (the
     # handshake fails otherwise), and every other route refuses a caller without one.
     app: FastAPI | str = create_app(settings) if workers == 1 else f"{__name__}:app_from_environment"
-    return uvicorn.Config(
+    return TlsServerConfig(
         app,
+        # asyncio's loop with TLS servers that send the alert of a refused client certificate
+        # (gdx.peer_tls): a client then learns why, where uvloop's reset told it nothing.
+        loop=ALERTING_LOOP,
         factory=workers > 1,
         workers=workers,
         host=host,

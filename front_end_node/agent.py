@@ -28,6 +28,7 @@ from front_end_node.health import AgentState, Waiting, create_app
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
 from front_end_node.sources import SourceError, open_source
+from front_end_node.tally import BusinessTables
 from gdx import aio
 from gdx.peer_tls import PeerCertHttpTools
 
@@ -205,6 +206,12 @@ def _push_loop(
     return prepare
 
 
+def _business_tables(config: NodeConfig) -> BusinessTables | None:
+    if config.business_db is None:
+        return None
+    return BusinessTables(config.business_db, {pub.resource: pub.table for pub in config.publishes})
+
+
 async def run(config: NodeConfig) -> int:
     state = AgentState(config.department, config.exchange.cert, tuple(config.disks))
     stop = asyncio.Event()
@@ -214,7 +221,7 @@ async def run(config: NodeConfig) -> int:
 
     server = aio.QuietServer(
         uvicorn.Config(
-            create_app(state, config.front_end_db),
+            create_app(state, config.front_end_db, _business_tables(config)),
             host=config.listen.host,
             port=config.listen.port,
             log_level="warning",

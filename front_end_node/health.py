@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from front_end_node.store import Conn
-from front_end_node.tally import Side, TallyError, tally
+from front_end_node.tally import BusinessTables, Side, TallyError, tally
 from gdx import __version__
 from gdx.peer_tls import peer_certificate_pem
 from gdx.pki import Identity, PkiError, Role, identity_of
@@ -299,7 +299,7 @@ class _Refused(Exception):
         self.message = message
 
 
-def create_app(state: AgentState, front_end_db: str) -> FastAPI:
+def create_app(state: AgentState, front_end_db: str, business: BusinessTables | None = None) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(_Collector(state))
     app = FastAPI(title="GDX front-end agent", docs_url=None, redoc_url=None, openapi_url=None)
@@ -352,6 +352,7 @@ def create_app(state: AgentState, front_end_db: str) -> FastAPI:
                 ranges=ranges,
                 fields=fields.split(",") if fields else None,
                 rows_per_s=rows_per_s,
+                business=business,
             )
         except TallyError as exc:
             return _json({"error": "not_found", "message": str(exc)}, 404)

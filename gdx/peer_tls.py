@@ -10,12 +10,17 @@ They also keep a deadline for a request's headers, which uvicorn lacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import weakref
+from asyncio import selector_events, sslproto
 from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 import structlog
+import uvicorn
+from cryptography import x509
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -118,3 +123,123 @@ class PeerCertH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         _with_client_cert(self, transport)
+
+
+# A refused client certificate -----------------------------------------------------------------
+#
+# When the handshake fails on the client's certificate (another CA, expired, not yet valid, the
+# wrong key usage), OpenSSL writes a TLS alert that says why. asyncio's TLS protocol then closes
+# the socket at once without sending it, and with the client's data unread, so the client sees a
+# bare reset and cannot tell why. AlertingEventLoop (uvicorn's `loop=` setting) sends the alert,
+# keeps reading for a moment so that the close is no reset, and logs the refusal with the
+# certificate's subject (seen by remember_client_certificate, the context's message callback)
+# and the reason. It leans on asyncio's TLS protocol (Python 3.11's; the project's machines and
+# images run Debian 12's Python 3.11), and is checked by tests/exchange/test_identity.py.
+
+ALERT_GRACE_S = 1.0
+_certificates: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+
+
+def remember_client_certificate(
+    conn: Any, direction: str, version: Any, content_type: Any, msg_type: Any, data: bytes
+) -> None:
+    """An SSLContext message callback: keeps the Certificate message a client sends, so that a
+    certificate the handshake refuses can still be named in the log."""
+    if direction == "read" and msg_type == ssl._TLSMessageType.CERTIFICATE:  # type: ignore[attr-defined]
+        with contextlib.suppress(TypeError):
+            _certificates[conn] = bytes(data)
+
+
+def _first_certificate(message: bytes, tls13: bool) -> x509.Certificate | None:
+    """The first certificate of a TLS Certificate handshake message (RFC 8446 4.4.2, RFC 5246 7.4.2)."""
+    at = 4  # the handshake header: type and length
+    if tls13:
+        at += 1 + message[at]  # certificate_request_context
+    at += 3  # the list's length
+    if len(message) < at + 3:
+        return None
+    length = int.from_bytes(message[at : at + 3], "big")
+    try:
+        return x509.load_der_x509_certificate(message[at + 3 : at + 3 + length])
+    except ValueError:
+        return None
+
+
+def _subject_of(ssl_object: Any) -> str:
+    message = _certificates.pop(ssl_object, None)
+    if message is None:
+        return "(none sent)"
+    try:
+        tls13 = ssl_object.version() == "TLSv1.3"
+    except (ValueError, AttributeError):
+        tls13 = True
+    cert = _first_certificate(message, tls13) or _first_certificate(message, not tls13)
+    return cert.subject.rfc4514_string() if cert is not None else "(unreadable)"
+
+
+class _AlertingSSLProtocol(sslproto.SSLProtocol):
+    _refused_at: float | None = None
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is None or self._refused_at is not None or self._transport is None:
+            super()._on_handshake_complete(handshake_exc)
+            return
+        self._refused_at = self._loop.time()
+        reason = getattr(handshake_exc, "verify_message", None) or getattr(handshake_exc, "reason", None)
+        peer = self._transport.get_extra_info("peername")
+        log.warning(
+            "a client's TLS handshake was refused",
+            peer=str(peer[0]) if peer else None,
+            subject=_subject_of(self._sslobj),  # type: ignore[attr-defined]
+            reason=reason or str(handshake_exc),
+        )
+        with contextlib.suppress(Exception):
+            self._process_outgoing()  # type: ignore[attr-defined]
+        # Unwrapped, the protocol reads and drops what the client still sends; the connection
+        # closes once the client, having read the alert, hangs up, or after the grace period.
+        self._set_state(sslproto.SSLProtocolState.UNWRAPPED)  # type: ignore[attr-defined]
+        self._loop.call_later(ALERT_GRACE_S, super()._on_handshake_complete, handshake_exc)
+
+
+class AlertingEventLoop(asyncio.SelectorEventLoop):
+    """asyncio's event loop, whose TLS servers send the alert of a refused client certificate."""
+
+    def _make_ssl_transport(
+        self,
+        rawsock: Any,
+        protocol: Any,
+        sslcontext: Any,
+        waiter: Any = None,
+        *,
+        server_side: bool = False,
+        server_hostname: Any = None,
+        extra: Any = None,
+        server: Any = None,
+        ssl_handshake_timeout: Any = None,
+        ssl_shutdown_timeout: Any = None,
+    ) -> Any:
+        ssl_protocol = _AlertingSSLProtocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side,
+            server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)  # type: ignore[attr-defined]
+        return ssl_protocol._app_transport
+
+
+class TlsServerConfig(uvicorn.Config):
+    """uvicorn's settings, with the message callback that names a refused certificate set on the
+    TLS context it builds. Pair it with ``loop=ALERTING_LOOP``."""
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl._msg_callback = remember_client_certificate  # type: ignore[attr-defined]
+
+
+ALERTING_LOOP = f"{__name__}:AlertingEventLoop"

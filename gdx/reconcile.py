@@ -113,6 +113,17 @@ async def paced(rows: AsyncIterator[Any], rows_per_s: float, chunk: int = 500) -
                 await asyncio.sleep(ahead)
 
 
+def differences(a: Tally, b: Tally) -> dict[int, str]:
+    """Per range where two tallies differ, what the difference is: the count and the sum of
+    ``a`` less ``b``'s. Rows in flight add to one side and then the other, so the difference of
+    a busy range changes from one round to the next; a row lost or changed for good leaves the
+    same difference round after round."""
+    differing = mismatched(a, b)
+    return {
+        i: f"{a.counts[i] - b.counts[i]}:{(int(a.sums[i], 16) - int(b.sums[i], 16)) & _MASK:016x}" for i in differing
+    }
+
+
 def mismatched(a: Tally, b: Tally) -> list[int]:
     """The ranges where two tallies of the same fields differ."""
     if a.ranges != b.ranges or a.fields != b.fields:

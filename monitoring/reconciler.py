@@ -1,9 +1,12 @@
-"""Reconciliation: per resource, the provider's front-end copy against the exchange, and the
-exchange against each subscriber's copy (its granted fields), range by range (gdx.reconcile).
+"""Reconciliation: per resource, the provider's business table and its front-end copy against
+the exchange, and the exchange against each subscriber's copy (its granted fields), range by
+range (gdx.reconcile). With the business table in, a subscriber's copy is checked end to end:
+source = exchange and exchange = copy, and a difference names the hop where it arose.
 
 Copies are read one at a time and each read is paced (rows_per_s), so a round never loads a
 database. Data in flight makes a range differ for a moment; a range counts as mismatched
-only when it differed in two rounds in a row.
+only when it differed in two rounds in a row by the same difference (gdx.reconcile.differences),
+which changes from round to round while rows are on their way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gdx.aio import pause
-from gdx.reconcile import Tally, mismatched
+from gdx.reconcile import Tally, differences
 from monitoring.exchange_client import ExchangeClient
 from monitoring.probes import https_get
 from monitoring.settings import Settings, Target
@@ -29,14 +32,14 @@ log = structlog.get_logger("gdx.monitor.reconcile")
 class Pair:
     resource: str
     department: str  # the copy compared with the exchange's
-    copy: str  # provider | subscriber
+    copy: str  # source (the provider's business table) | provider (its front-end copy) | subscriber
 
 
 @dataclass
 class PairResult:
     rows: int | None = None  # in the department's copy
     central_rows: int | None = None
-    suspect: set[int] = field(default_factory=set)  # differed in the last round
+    suspect: dict[int, str] = field(default_factory=dict)  # differed in the last round: how
     mismatched: list[int] = field(default_factory=list)  # differed in the last two rounds
     error: str = ""
     checked_at: float | None = None
@@ -56,6 +59,7 @@ class Reconciler:
         for target in self.settings.targets:
             for code in target.publishes:
                 if providers.get(code) == target.department:
+                    found.append((Pair(code, target.department, "source"), target))
                     found.append((Pair(code, target.department, "provider"), target))
             for code in target.subscribes:
                 if code in providers:
@@ -74,8 +78,8 @@ class Reconciler:
                 result.error = f"{type(exc).__name__}: {exc}"
                 log.warning("reconcile failed", resource=pair.resource, department=pair.department, error=result.error)
                 continue
-            differing = set(mismatched(copy, central))
-            result.mismatched = sorted(differing & result.suspect)
+            differing = differences(copy, central)
+            result.mismatched = sorted(i for i, how in differing.items() if result.suspect.get(i) == how)
             result.suspect = differing
             result.rows, result.central_rows = copy.rows, central.rows
             result.error, result.checked_at = "", time.time()

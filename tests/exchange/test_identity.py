@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -40,6 +41,42 @@ def test_a_certificate_from_another_ca_fails_the_handshake(exchange: RunningExch
         pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)),
     ):
         c.get("/v1/whoami")
+
+
+def _talk(exchange: RunningExchange, cert: Path, key: Path) -> bytes:
+    """A TLS connection with this certificate, a request, and the first bytes of the answer."""
+    context = ssl.create_default_context(cafile=exchange.pki / "ca.crt")
+    context.load_cert_chain(cert, key)
+    with (
+        socket.create_connection(("127.0.0.1", exchange.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"GET /v1/whoami HTTP/1.1\r\nhost: exchange\r\n\r\n")
+        return tls.recv(1024)
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_a_refused_client_certificate_gets_an_alert_that_says_why(
+    exchange: RunningExchange, tmp_path: Path, attempt: int
+) -> None:
+    """Not a bare reset: the TLS alert reaches the client, every time."""
+    init_ca(tmp_path)
+    cert, key = issue(tmp_path, "zjg-gaj")
+    with pytest.raises(ssl.SSLError, match="ALERT_UNKNOWN_CA"):
+        _talk(exchange, cert, key)
+
+
+def test_the_refusal_is_logged_with_the_subject_and_reason(
+    exchange: RunningExchange, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    init_ca(tmp_path)
+    cert, key = issue(tmp_path, "zjg-wjw")
+    with pytest.raises(ssl.SSLError):
+        _talk(exchange, cert, key)
+    logged = capsys.readouterr()
+    line = next(x for x in (logged.out + logged.err).splitlines() if "handshake was refused" in x)
+    assert "CN=zjg-wjw" in line
+    assert "unable to get local issuer certificate" in line
 
 
 def test_the_certificate_names_the_caller_and_its_role(exchange: RunningExchange) -> None:

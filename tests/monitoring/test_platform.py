@@ -116,6 +116,32 @@ def test_reconciliation_finds_a_tampered_row_and_clears_when_it_is_repaired(plat
     wait(lambda: not mismatch(), 30, "the repaired range cleared", platform)
 
 
+def test_reconciliation_reaches_back_to_the_business_table(platform: Platform) -> None:
+    """A change the agent never extracts (an UPDATE that moves the change column backwards, which
+    the docs say polling cannot see) leaves every copy equal to the exchange: only the tally of
+    the provider's business table shows it, and names that hop."""
+    source = platform.source
+    key = resident_id(124)
+
+    def differing(copy: str) -> float | None:
+        return platform.metric(
+            "gdx_reconcile_mismatched_ranges", resource=platform.code, department=PROVIDER, copy=copy
+        )
+
+    wait(lambda: differing("source") == 0, 60, "the business table compared equal", platform)
+    source.execute(f"ALTER TABLE {source.table} DISABLE TRIGGER {source.table}_touch")
+    source.execute(
+        f"UPDATE {source.table} SET name = '未同步', updated_at = updated_at - interval '1 day' WHERE id_number = %s",
+        (key,),
+    )
+    source.execute(f"ALTER TABLE {source.table} ENABLE TRIGGER {source.table}_touch")
+    wait(lambda: differing("source") == 1, 30, "the business table's range reported", platform)
+    assert differing("provider") == 0
+    assert platform.metric("gdx_reconcile_mismatched_ranges", resource=platform.code, department=CONSUMER) == 0
+    source.execute(f"UPDATE {source.table} SET name = name WHERE id_number = %s", (key,))  # stamped anew: extracted
+    wait(lambda: differing("source") == 0, 30, "the range cleared once the change flowed", platform)
+
+
 def test_a_delayed_hop_is_measured_within_half_a_second(platform: Platform) -> None:
     delay = 2.0
     platform.source.execute("UPDATE gdx_delay SET seconds = %s", (delay,))

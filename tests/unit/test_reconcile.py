@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from gdx.fields import FieldType
-from gdx.reconcile import Counter, key_range, mismatched
+from gdx.reconcile import Counter, differences, key_range, mismatched
 
 FIELDS = [
     ("id", FieldType.INTEGER),
@@ -58,3 +58,18 @@ def test_tallies_of_different_fields_are_not_compared() -> None:
         mismatched(tally(AS_JSON), other.tally())
     with pytest.raises(ValueError, match="ranges must be between"):
         Counter("r", FIELDS, 0)
+
+
+def test_a_difference_that_stays_the_same_is_told_from_rows_in_flight() -> None:
+    """Rows on their way change a range's difference from one round to the next; a row lost
+    for good leaves the same difference every round."""
+    central = tally(AS_JSON)
+    lost = [row[:] for row in AS_JSON]
+    lost[42][1] = "旧名"
+    first, second = differences(tally(lost), central), differences(tally(lost), central)
+    assert list(first) == [key_range("42", 16)]
+    assert first == second
+    moving = [row[:] for row in lost]
+    in_flight = next(row for row in moving if key_range(str(row[0]), 16) == key_range("42", 16) and row[0] != 42)
+    in_flight[1] = "在途"
+    assert differences(tally(moving), central)[key_range("42", 16)] != first[key_range("42", 16)]
