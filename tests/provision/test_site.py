@@ -154,6 +154,9 @@ def test_site_upgrade_and_rollback_on_two_systemd_hosts(
     env = tool_env(
         GDX_TEST_INVENTORY=str(inventory),
         GDX_TEST_CA=str(exchange.pki / "ca.crt"),
+        # The monitoring's identity (role operator): the nodes show their health to it from afar.
+        GDX_TEST_MONITOR_CERT=str(exchange.pki / "carol.crt"),
+        GDX_TEST_MONITOR_KEY=str(exchange.pki / "carol.key"),
         GDX_TEST_VAULT_PASSWORD_FILE=str(password_file),
         ANSIBLE_VAULT_PASSWORD_FILE=str(password_file),
         GDX_TEST_BUSINESS_DSN=business_db,

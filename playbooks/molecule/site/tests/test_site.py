@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import time
+import urllib.error
 import urllib.request
 
 import psycopg
@@ -25,10 +26,12 @@ nodes = pytest.mark.parametrize("node", [provider, subscriber], ids=["gaj", "wjw
 
 
 def health(node) -> dict:
-    """Over TLS, as the monitoring agent asks: the platform CA vouches for the node's certificate."""
+    """Over TLS, as the monitoring agent asks: the platform CA vouches for the node's certificate,
+    and the monitoring's own certificate for the caller (without one, only the node itself may ask)."""
     address = node.interface("eth0").addresses[0]
     context = ssl.create_default_context(cafile=os.environ["GDX_TEST_CA"])
     context.check_hostname = False  # the certificate names the department, not the address
+    context.load_cert_chain(os.environ["GDX_TEST_MONITOR_CERT"], os.environ["GDX_TEST_MONITOR_KEY"])
     with urllib.request.urlopen(f"https://{address}:9470/healthz", timeout=5, context=context) as response:
         return json.loads(response.read())
 
@@ -160,3 +163,13 @@ def test_data_flows_from_the_business_db_to_the_other_node():
     _converge()
     count = int(_digest_subscriber().split(":")[0])
     assert count >= 2
+
+
+@nodes
+def test_the_health_port_answers_a_caller_from_afar_only_with_a_certificate(node):
+    address = node.interface("eth0").addresses[0]
+    context = ssl.create_default_context(cafile=os.environ["GDX_TEST_CA"])
+    context.check_hostname = False
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://{address}:9470/healthz", timeout=5, context=context)
+    assert refused.value.code == 401
