@@ -173,6 +173,11 @@ class World:
         )
         return code, source, agent
 
+    def subscriber(self, code: str, department: str = "zjg-wjw", table: str = "gaj_population") -> Agent:
+        """``department`` subscribing to ``code`` into ``table``, with its agent (not started)."""
+        self.subscribe(department, code)
+        return self.agent(department, subscribes=[{"resource": code, "purpose": PURPOSE, "table": table}])
+
     def agent(self, department: str, front_end_db: str | None = None, **kwargs: Any) -> Agent:
         front_end_db = front_end_db or self.database(f"fe_{department.replace('-', '_')}")
         agent = write_agent(self.workdir, department, self.exchange, front_end_db, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 import yaml
 
 from tests.exchange.conftest import population_spec, resident_id
@@ -14,8 +15,7 @@ from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wa
 
 def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
-    world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    consumer = world.subscriber(code)
     source.insert(range(300))
     provider.start()
     consumer.start()
@@ -61,8 +61,7 @@ def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> 
 
 def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read_again(world: World) -> None:
     code, source, provider = world.population(lookback_s=5)
-    world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    consumer = world.subscriber(code)
     source.insert(range(50))
     provider.start()
     consumer.start()
@@ -100,8 +99,7 @@ def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read
 
 def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
-    world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    consumer = world.subscriber(code)
     source.insert(range(30))
     provider.start()
     consumer.start()
@@ -214,12 +212,12 @@ def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -
     assert '"stopped"' in provider.log_path.read_text()
 
 
+@pytest.mark.slow  # waits for the source clock to pass the stamp (about 25 s)
 def test_a_row_stamped_ahead_of_the_source_clock_holds_back_no_other_change(world: World) -> None:
     """A writer whose clock is ahead stamps a row in the future: that row waits for the
     business database's clock, and every change made meanwhile flows (none is skipped)."""
     code, source, provider = world.population()
-    world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    consumer = world.subscriber(code)
     source.insert(range(60))
     provider.start()
     consumer.start()
@@ -260,8 +258,7 @@ def test_a_row_stamped_ahead_of_the_source_clock_holds_back_no_other_change(worl
 
 def test_keys_are_sent_in_their_canonical_form_and_the_rest_quarantined(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
-    world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "gaj_population"}])
+    consumer = world.subscriber(code)
     with_x = next(resident_id(n) for n in range(100, 400) if resident_id(n).endswith("X"))
     variants = {
         f" {resident_id(1)}",
