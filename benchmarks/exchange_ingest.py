@@ -51,7 +51,7 @@ def make_batches(count: int, size: int) -> list[bytes]:
 
 
 def start_server(
-    pg: PostgresServer, work: Path, workers: int = 1, database: str = "exchange"
+    pg: PostgresServer, work: Path, workers: int = 1, database: str = "exchange", tls_alerts: bool = False
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     pki = work / "pki"
     make_pki(pki)
@@ -70,6 +70,9 @@ def start_server(
         "GDX_HOST": "127.0.0.1",
         "GDX_PORT": str(port),
         "GDX_WORKERS": str(workers),
+        # As in production, behind an ingress that checks client certificates (--tls-alerts to measure
+        # the exchange serving them itself: asyncio's event loop instead of uvloop).
+        "GDX_TLS_ALERTS": "true" if tls_alerts else "false",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "gdx.cli", "exchange", "serve"], env=env, stderr=subprocess.DEVNULL
@@ -164,7 +167,7 @@ def bench_round(
     """One round on a database of its own, so that every round starts from empty tables."""
     database = f"exchange_{number}"
     work = Path(tempfile.mkdtemp(prefix="gdx-bench-"))
-    server, base, url = start_server(pg, work, args.workers, database)
+    server, base, url = start_server(pg, work, args.workers, database, args.tls_alerts)
     try:
         checkpoint(url)
         ingest = bench_ingest(base, work / "pki", bodies, args.clients, args.resources)
@@ -186,6 +189,11 @@ def main() -> None:
     # The deployment's shape: two exchange processes (replicas), several agents pushing at once.
     parser.add_argument("--clients", type=int, default=4, help="concurrent pushing clients (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="exchange server processes (default 2)")
+    parser.add_argument(
+        "--tls-alerts",
+        action="store_true",
+        help="serve with TLS alerts for refused certificates (asyncio's loop), not as behind the ingress",
+    )
     # A front-end agent pushes a resource's batches one after another: concurrent pushes are
     # to different resources. One resource for every client is the deployment's shape.
     parser.add_argument(
@@ -236,6 +244,7 @@ def main() -> None:
                 "batch_rows": args.size,
                 "clients": args.clients,
                 "workers": args.workers,
+                "tls_alerts": args.tls_alerts,
                 "resources": args.resources,
             }
         )

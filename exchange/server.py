@@ -40,7 +40,7 @@ def uvicorn_config(
         app,
         # asyncio's loop with TLS servers that send the alert of a refused client certificate
         # (gdx.peer_tls): a client then learns why, where uvloop's reset told it nothing.
-        loop=ALERTING_LOOP,
+        loop=ALERTING_LOOP if settings.tls_alerts else "auto",
         factory=workers > 1,
         workers=workers,
         host=host,

@@ -20,3 +20,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_idle_s: float = DEFAULT_BODY_IDLE_S
     body_total_s: float = DEFAULT_BODY_TOTAL_S
+    # Send the TLS alert of a refused client certificate (gdx.peer_tls): asyncio's event loop
+    # instead of uvloop, at about 0.6x the push throughput (BENCHMARKS.md). Off where an ingress
+    # verifies the clients' certificates and answers them itself, as in production.
+    tls_alerts: bool = True

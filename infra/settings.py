@@ -45,6 +45,9 @@ class ExchangeSettings(_Section):
     port: int = Field(8443, ge=1024, le=65535)
     host_port: int | None = Field(None, ge=1, le=65535)
     pool_max: int = Field(10, ge=1, le=200)
+    # The TLS alert of a refused client certificate (gdx exchange serve --tls-alerts); off behind
+    # an ingress that checks client certificates itself, for uvloop's throughput.
+    tls_alerts: bool = True
     resources: Resources = Resources()
 
     @model_validator(mode="after")

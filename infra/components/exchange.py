@@ -138,6 +138,7 @@ class Exchange(pulumi.ComponentResource):
                 {"name": "GDX_CA_CERT", "value": f"{TLS_DIR}/ca.crt"},
                 {"name": "GDX_PORT", "value": str(s.port)},
                 {"name": "GDX_POOL_MAX", "value": str(s.pool_max)},
+                {"name": "GDX_TLS_ALERTS", "value": str(s.tls_alerts).lower()},
             ],
             ports=[{"name": "https", "container_port": s.port}],
             volume_mounts=[

@@ -95,6 +95,13 @@ def test_the_stacks_differ_where_the_design_says(rendered: dict[str, Rendering])
     assert dev.find("PrometheusRule") == []
     assert dev.one("ConfigMap", "gdx-prometheus-rules")
 
+    def tls_alerts(rendering: Rendering) -> str:
+        container = rendering.one("Deployment", "gdx-exchange")["spec"]["template"]["spec"]["containers"][0]
+        return next(e["value"] for e in container["env"] if e["name"] == "GDX_TLS_ALERTS")
+
+    # Served directly, the exchange tells a refused client why; behind prod's ingress, the ingress does.
+    assert (tls_alerts(local), tls_alerts(prod)) == ("true", "false")
+
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_images_are_this_version(rendered: dict[str, Rendering], stack: str) -> None:
