@@ -55,14 +55,33 @@ def _talk(exchange: RunningExchange, cert: Path, key: Path) -> bytes:
         return tls.recv(1024)
 
 
-@pytest.mark.parametrize("attempt", range(5))
+def _refused_certificate(kind: str, exchange: RunningExchange, tmp_path: Path) -> tuple[Path, Path]:
+    if kind == "another CA":
+        init_ca(tmp_path)
+        return issue(tmp_path, "zjg-gaj")
+    if kind == "expired":
+        made = issue(exchange.pki, "zjg-gaj", days=0, out_dir=tmp_path)
+        time.sleep(1.1)  # past its last second of validity
+        return made
+    # A server certificate (serverAuth only) presented as a client's.
+    return issue(exchange.pki, "zjg-gaj", server_names=["zjg-gaj.example"], out_dir=tmp_path)
+
+
+REFUSED_CERTIFICATES = {
+    "another CA": "ALERT_UNKNOWN_CA",
+    "expired": "ALERT_CERTIFICATE_EXPIRED",
+    "wrong key usage": "ALERT_(UNSUPPORTED|BAD)_CERTIFICATE",
+}
+
+
+@pytest.mark.parametrize("attempt", range(3))
+@pytest.mark.parametrize(("kind", "alert"), REFUSED_CERTIFICATES.items(), ids=REFUSED_CERTIFICATES.keys())
 def test_a_refused_client_certificate_gets_an_alert_that_says_why(
-    exchange: RunningExchange, tmp_path: Path, attempt: int
+    exchange: RunningExchange, tmp_path: Path, kind: str, alert: str, attempt: int
 ) -> None:
-    """Not a bare reset: the TLS alert reaches the client, every time."""
-    init_ca(tmp_path)
-    cert, key = issue(tmp_path, "zjg-gaj")
-    with pytest.raises(ssl.SSLError, match="ALERT_UNKNOWN_CA"):
+    """Not a bare reset: the TLS alert naming the reason reaches the client, every time."""
+    cert, key = _refused_certificate(kind, exchange, tmp_path)
+    with pytest.raises(ssl.SSLError, match=alert):
         _talk(exchange, cert, key)
 
 
