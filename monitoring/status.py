@@ -30,6 +30,8 @@ class DepartmentRow:
     not_updated_resources: int = 0
     open_disputes: int = 0
     mismatched_ranges: int = 0
+    quarantined_rows: int = 0  # held back at the node for failing the catalog's checks
+    rows_ahead: int = 0  # stamped ahead of the business database's clock, waiting for it
     problems: list[str] = field(default_factory=list)
 
 
@@ -50,6 +52,8 @@ def rows(monitor: Monitor, lag_warn_s: float = 60.0) -> list[DepartmentRow]:
             disks = probe.health.get("disks") or {}
             if disks:
                 row.disk_free_ratio = round(min(u["free_bytes"] / u["total_bytes"] for u in disks.values()), 3)
+            row.quarantined_rows = sum((probe.health.get("quarantined") or {}).values())
+            row.rows_ahead = sum((probe.health.get("rows_ahead_of_source_clock") or {}).values())
         for key in monitor.lag.hops:
             mine = key.department == d or (key.hop == "central" and key.provider == d)
             if not mine:
@@ -95,6 +99,10 @@ def _judge(row: DepartmentRow, up: bool, unprobed: bool, lag_warn_s: float) -> t
         )
     if row.mismatched_ranges:
         critical.append(f"{row.mismatched_ranges} mismatched key ranges")
+    if row.quarantined_rows:
+        warning.append(f"{row.quarantined_rows} source rows quarantined at the node")
+    if row.rows_ahead:
+        warning.append(f"{row.rows_ahead} source rows stamped ahead of the business database's clock")
     overdue = row.overdue_requests + row.catalog_review_overdue + row.not_updated_resources
     if overdue:
         warning.append(f"{overdue} overdue governance items")

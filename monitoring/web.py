@@ -96,7 +96,7 @@ def render(monitor: Monitor) -> str:
 <table><thead><tr><th>department</th><th>state</th><th>agent</th>{hop_heads}<th>stalled</th>
 <th>certificate (days)</th><th>clock offset (s)</th><th>disk free</th><th>overdue requests</th>
 <th>catalog review overdue</th><th>not updated</th><th>open disputes</th><th>mismatched ranges</th>
-<th>problems</th></tr></thead>
+<th>quarantined rows</th><th>problems</th></tr></thead>
 <tbody>
 {table}
 </tbody></table></body></html>
@@ -124,6 +124,7 @@ def _row(row: DepartmentRow) -> str:
     for count in (row.overdue_requests, row.catalog_review_overdue, row.not_updated_resources, row.open_disputes):
         cells.append(_cell(count, "num warn" if count else "num"))
     cells.append(_cell(row.mismatched_ranges, "num bad" if row.mismatched_ranges else "num"))
+    cells.append(_cell(row.quarantined_rows, "num warn" if row.quarantined_rows else "num"))
     problems = "".join(f"<li>{escape(p)}</li>" for p in row.problems)
     cells.append(f'<td><ul class="problems">{problems}</ul></td>' if problems else "<td></td>")
     return f'<tr class="{row.state}" data-department="{escape(row.department)}">{"".join(cells)}</tr>'
