@@ -140,6 +140,16 @@ def install(app: FastAPI) -> None:
         summary = "; ".join(f"{d['where']}: {d['problem']}" for d in details[:5])
         return await refuse(request, 422, "invalid_request", summary, details)
 
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # The database is out of reach (restarting, failing over): not the caller's fault, nor a
+        # refusal; the agents retry, and Retry-After says when.
+        log.warning("the database is unavailable", route=request.url.path, error=str(exc).splitlines()[0][:200])
+        response = error_response(503, "unavailable", "the exchange's database is unavailable; try again shortly")
+        response.headers["retry-after"] = "5"
+        return response
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the exception after this; the client gets the documented shape.

@@ -70,6 +70,7 @@ class PostgresServer:
         if not self.durable:
             # Tests need no crash safety; benchmarks keep PostgreSQL's defaults.
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._options = " ".join(options)
         try:
             self._run(
                 str(self.bindir / "pg_ctl"),
@@ -78,7 +79,7 @@ class PostgresServer:
                 "-l",
                 str(self.base / "server.log"),
                 "-o",
-                " ".join(options),
+                self._options,
                 "-w",
                 "start",
             )
@@ -86,6 +87,17 @@ class PostgresServer:
             log = (self.base / "server.log").read_text(errors="replace")
             raise RuntimeError(f"PostgreSQL did not start:\n{log}") from None
         return self
+
+    def halt(self) -> None:
+        """Stop the server (fast), keeping its data: an outage, until resume()."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again, with the options it ran with."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "-l", str(self.base / "server.log"),
+            "-o", self._options, "-w", "start",
+        )  # fmt: skip
 
     def restart(self) -> None:
         """Stop (fast: open transactions are cut off) and start again with the same settings."""
