@@ -18,16 +18,20 @@ from gdx.protocol import ResourceSpec
 
 log = structlog.get_logger("gdx.node")
 
+# How long a catalog check waits for the exchange when the node keeps an entry to go on with: a
+# network cut must not hold extraction up for the client's whole timeout (30 s) at every check.
+CHECK_WITH_KEPT_ENTRY_S = 3.0
+
 
 async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
     """The catalog entry from the exchange (kept in the front-end DB), or the kept one while
-    the exchange is unreachable, so extraction goes on without it."""
+    the exchange is unreachable or slow to answer, so extraction goes on without it."""
+    cached = await store.cached_spec(conn, code)
     try:
-        resource = await client.resource(code)
+        resource = await client.resource(code, timeout_s=CHECK_WITH_KEPT_ENTRY_S if cached else None)
     except ExchangeError as exc:
         if not exc.retryable:
             raise Waiting(f"{code}: {exc}; register the resource in the exchange's catalog first") from None
-        cached = await store.cached_spec(conn, code)
         if cached is None:
             raise Waiting(f"{code}: the exchange has never been reached and no catalog entry is kept: {exc}") from None
         return cached

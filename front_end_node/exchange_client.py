@@ -59,8 +59,11 @@ class ExchangeClient:
             )
         return response.content
 
-    async def resource(self, code: str) -> Resource:
-        return Resource.model_validate(await self._call("GET", f"/v1/resources/{code}"))
+    async def resource(self, code: str, *, timeout_s: float | None = None) -> Resource:
+        """The catalog entry; ``timeout_s`` instead of the client's own, for a caller that has
+        something to go on with when the exchange is slow to answer."""
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        return Resource.model_validate(await self._call("GET", f"/v1/resources/{code}", **extra))
 
     async def grants(self) -> list[Grant]:
         return [Grant.model_validate(g) for g in await self._call("GET", "/v1/grants")]
