@@ -113,6 +113,8 @@ class AgentState:
             "status": status,
             "department": self.department,
             "version": __version__,
+            # When this process started: a value that keeps changing is an agent crash-looping.
+            "started": self.started,
             "front_end_db": "up" if self.db.up else "down",
             "certificate_days_left": None if expiry is None else round((expiry - time.time()) / 86400, 1),
             "loops": loops,

@@ -78,6 +78,9 @@ class MonitorCollector(Collector):
             "Rows whose change column is ahead of the business database's clock: held back until it passes them",
             [*DEPT, "resource"],
         )
+        started = _gauge(
+            "gdx_node_agent_start_time_seconds", "When the node's agent process started (from /healthz)", DEPT
+        )
         took = _gauge("gdx_probe_duration_seconds", "How long the last probe of the node took", DEPT)
         now = time.time()
         for target in self.monitor.targets:
@@ -100,6 +103,8 @@ class MonitorCollector(Collector):
             for name in ("ok", "degraded", "failing"):
                 state.add_metric([d, name], int(status == name))
             db_up.add_metric([d], int(health.get("front_end_db") == "up"))
+            if isinstance(health.get("started"), int | float):
+                started.add_metric([d], health["started"])
             if result.clock_offset_s is not None:
                 offset.add_metric([d], result.clock_offset_s)
             for path, usage in (health.get("disks") or {}).items():
@@ -114,7 +119,7 @@ class MonitorCollector(Collector):
             for resource, count in (health.get("rows_ahead_of_source_clock") or {}).items():
                 ahead.add_metric([d, resource], count)
         yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, refilling)
-        yield from (quarantined, ahead, took)
+        yield from (quarantined, ahead, started, took)
 
     def _hops(self) -> Iterator[Any]:
         tracker = self.monitor.lag

@@ -7,6 +7,7 @@ from typing import Any
 
 from gdx.pki import Role, init_ca, issue
 from monitoring.agent import Monitor, Snapshot
+from monitoring.collector import MonitorCollector
 from monitoring.probes import ProbeResult
 from monitoring.settings import Settings, Target
 from monitoring.status import rows
@@ -44,3 +45,10 @@ def test_quarantined_rows_and_rows_ahead_of_the_clock_need_attention(tmp_path: P
 def test_a_node_with_nothing_held_back_is_ok(tmp_path: Path) -> None:
     (row,) = rows(_monitor(tmp_path, {"quarantined": {}, "rows_ahead_of_source_clock": {"zjg-gaj.population": 0}}))
     assert (row.state, row.quarantined_rows, row.problems) == ("ok", 0, [])
+
+
+def test_the_agents_start_time_is_exported_for_the_crash_loop_alert(tmp_path: Path) -> None:
+    monitor = _monitor(tmp_path, {"started": 1_765_000_000.5})
+    families = {family.name: family for family in MonitorCollector(monitor).collect()}
+    (sample,) = families["gdx_node_agent_start_time_seconds"].samples
+    assert (sample.labels, sample.value) == ({"department": "zjg-gaj"}, 1_765_000_000.5)
