@@ -83,10 +83,10 @@ test-exchange: venv ## only the central exchange's tests
 	$(BIN)/pytest tests/exchange -q
 
 test-node: venv ## only the front-end agent's tests (real PostgreSQL and MariaDB), the slow ones included
-	$(BIN)/pytest tests/front_end_node tests/unit/test_node_config.py -q
+	$(BIN)/pytest tests/front_end_node -q
 
 test-monitoring: setup ## the monitoring agent, rules (promtool, amtool), dashboards, status page, Prometheus end to end
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/monitoring tests/unit/test_reconcile.py -q
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest tests/monitoring tests/gdx/test_reconcile.py -q
 
 dashboards: venv ## the Grafana dashboards as JSON in build/dashboards
 	$(BIN)/gdx monitor dashboards --out build/dashboards

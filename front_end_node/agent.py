@@ -21,7 +21,7 @@ import structlog
 import uvicorn
 
 from front_end_node import catalog, store
-from front_end_node.config import NodeConfig, Publication
+from front_end_node.config import NodeConfig
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.extract import DeletionScan, Extractor
 from front_end_node.health import AgentState, Waiting, create_app
@@ -31,6 +31,7 @@ from front_end_node.sources import SourceError, open_source
 from front_end_node.tally import BusinessTables
 from gdx import aio
 from gdx.peer_tls import PeerCertHttpTools
+from gdx.sharing import Publication
 
 log = structlog.get_logger("gdx.node")
 

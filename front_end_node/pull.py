@@ -13,11 +13,11 @@ import orjson
 import structlog
 
 from front_end_node import store
-from front_end_node.config import Subscription
 from front_end_node.exchange_client import ExchangeClient
 from front_end_node.health import AgentState, Waiting
 from gdx.fields import FieldType
 from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, ResourceSpec
+from gdx.sharing import Subscription
 
 HOP = "pull"
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import psycopg
 import pymysql
 
-from front_end_node.config import BusinessDb
+from gdx.sharing import BusinessDb
 
 
 class SourceError(Exception):

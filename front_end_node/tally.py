@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from front_end_node import store
-from front_end_node.config import BusinessDb
 from front_end_node.sources import open_source
 from front_end_node.wire import RowMaker
 from gdx.fields import FieldType
 from gdx.protocol import ResourceSpec
 from gdx.reconcile import Counter, Tally, paced
+from gdx.sharing import BusinessDb
 
 Side = Literal["source", "provider", "subscriber"]
 

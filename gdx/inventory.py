@@ -23,18 +23,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# A node's publications and subscriptions go into its node.yml as they are: checked here by the
-# agent's own rules, every setting of them included (lookback_s, compare_interval_s, ...).
-from front_end_node.config import Publication, Subscription
 from gdx.pki import PkiError, Role, identity_of, verify_issued_by
 from gdx.protocol import DEPARTMENT_PATTERN
+
+# A node's business database, publications and subscriptions go into its node.yml as they are:
+# checked here by the agent's own models, every setting of them included (lookback_s, timezone, ...).
+from gdx.sharing import DatabaseAddress, Publication, Subscription
 
 NODE_GROUP = "gdx_front_end_nodes"
 
@@ -94,13 +95,13 @@ class DepartmentSpec(_Strict):
     jurisdiction: str = Field(min_length=1)
 
 
-class BusinessDb(_Strict):
-    kind: Literal["postgresql", "mariadb", "mysql"]
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
-    name: str = Field(min_length=1)
-    user: str = Field(min_length=1)
-    password: Any = None
+class BusinessDb(DatabaseAddress):
+    """As the inventory holds it: the password a vault block, which GDX never opens (Ansible
+    writes it to a file on the node, and the node's config names the file)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    password: VaultSecret | str | None = None
 
 
 class NodeVars(BaseModel):

@@ -17,13 +17,12 @@ from typing import Any
 import psycopg
 import pymysql
 
-from infra.local import podman
+from local_platform.podman import podman
 from local_platform.sample_data import legal_entity, resident
 from local_platform.state import LocalState
-from local_platform.topology import LABEL, NETWORK, BusinessDb
+from local_platform.topology import LABEL, NETWORK, READER, BusinessDatabase
 
 Progress = Callable[[str], None]
-READER = "gdx_reader"
 IMAGES = {"postgresql": "localhost/gdx-postgres:15", "mariadb": "localhost/gdx-mariadb:10.11"}
 
 POPULATION_DDL = """
@@ -54,11 +53,11 @@ VALUES (%s, %s, %s, %s, %s, %s)
 """
 
 
-def owner(db: BusinessDb) -> str:
+def owner(db: BusinessDatabase) -> str:
     return f"{db.database}_owner"
 
 
-def start(db: BusinessDb, state: LocalState) -> None:
+def start(db: BusinessDatabase, state: LocalState) -> None:
     """The database's container (kept when it runs already: its rows are the department's)."""
     if podman("container", "exists", db.container, check=False).returncode == 0:
         podman("start", db.container)
@@ -79,7 +78,7 @@ def start(db: BusinessDb, state: LocalState) -> None:
     )  # fmt: skip
 
 
-def wait_ready(db: BusinessDb, state: LocalState, timeout: float = 90) -> None:
+def wait_ready(db: BusinessDatabase, state: LocalState, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -95,7 +94,7 @@ def wait_ready(db: BusinessDb, state: LocalState, timeout: float = 90) -> None:
 
 
 @contextmanager
-def connect(db: BusinessDb, state: LocalState) -> Iterator[Any]:
+def connect(db: BusinessDatabase, state: LocalState) -> Iterator[Any]:
     """A connection as the table's owner (autocommit)."""
     password = state.secret(f"{db.container}-owner")
     if db.kind == "postgresql":
@@ -115,7 +114,7 @@ def connect(db: BusinessDb, state: LocalState) -> Iterator[Any]:
             my.close()
 
 
-def seed(db: BusinessDb, state: LocalState, rows: int, progress: Progress = print) -> int:
+def seed(db: BusinessDatabase, state: LocalState, rows: int, progress: Progress = print) -> int:
     """The table and ``rows`` sample rows, unless it has rows already; the reader login. Returns the row count."""
     with connect(db, state) as conn:
         if db.kind == "postgresql":
@@ -144,14 +143,14 @@ def seed(db: BusinessDb, state: LocalState, rows: int, progress: Progress = prin
     return count
 
 
-def _pg_reader(conn: psycopg.Connection[Any], db: BusinessDb, password: str) -> None:
+def _pg_reader(conn: psycopg.Connection[Any], db: BusinessDatabase, password: str) -> None:
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone()
     verb = "ALTER" if exists else "CREATE"
     conn.execute(f"{verb} ROLE {READER} LOGIN PASSWORD '{password}'".encode())
     conn.execute(f"GRANT SELECT ON {db.table} TO {READER}".encode())
 
 
-def _mariadb_reader(db: BusinessDb, password: str) -> None:
+def _mariadb_reader(db: BusinessDatabase, password: str) -> None:
     # The owner may not create logins; root may, over the server's socket inside the container.
     sql = (
         f"CREATE USER IF NOT EXISTS '{READER}'@'%' IDENTIFIED BY '{password}'; "

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from infra.local import podman
 from local_platform import business
 from local_platform.catalog import RESOURCES
+from local_platform.podman import podman
 from local_platform.state import LocalState
-from local_platform.topology import DEPARTMENTS, Department, Subscription, provider_of
+from local_platform.topology import DEPARTMENTS, Department, PlannedSubscription, provider_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")  # how the agent reads a business table's timestamps without a zone
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S.%f"
@@ -43,7 +43,7 @@ class Comparison:
         return self.subscriber == self.source
 
 
-def granted_fields(sub: Subscription) -> tuple[str, ...]:
+def granted_fields(sub: PlannedSubscription) -> tuple[str, ...]:
     spec = RESOURCES[sub.resource]
     return sub.approved or tuple(f["name"] for f in spec["fields"])
 
@@ -101,7 +101,7 @@ def source_rows(resource: str, fields: Sequence[str], state: LocalState) -> list
 
 
 def subscriber_rows(
-    consumer: Department, sub: Subscription, fields: Sequence[str]
+    consumer: Department, sub: PlannedSubscription, fields: Sequence[str]
 ) -> list[tuple[str | None, ...]] | None:
     """None while the table does not exist (the agent makes it on its first pull)."""
     types = {f["name"]: f["type"] for f in RESOURCES[sub.resource]["fields"]}

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from gdx.sharing import Subscription
 from local_platform.ansible import vault_block
 from local_platform.state import LocalState
 from local_platform.topology import DEPARTMENTS, GATEWAY, JURISDICTION
@@ -20,6 +22,12 @@ from local_platform.topology import DEPARTMENTS, GATEWAY, JURISDICTION
 VAULT_PASSWORD = "vault-password"  # noqa: S105 - the name of the secret's file, not a password
 # Where the vault block of host H's password goes: replaced after yaml.safe_dump, which cannot write tags.
 _PLACEHOLDER = "VAULT_BLOCK_OF_{}"
+
+
+def _stated(model: BaseModel, *, as_: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The settings a model was given, as the inventory writes them (defaults left to the agent)."""
+    fields = (as_ or type(model)).model_fields
+    return model.model_dump(mode="json", exclude_unset=True, include=set(fields))
 
 
 def write(state: LocalState, *, exchange_port: int) -> Path:
@@ -32,14 +40,12 @@ def write(state: LocalState, *, exchange_port: int) -> Path:
         if dept.business_db:
             db = dept.business_db
             host["gdx_business_db"] = {
-                "kind": db.kind, "host": db.address, "port": db.port, "name": db.database,
-                "user": "gdx_reader", "password": _PLACEHOLDER.format(dept.host.replace("-", "_")),
-            }  # fmt: skip
-            host["gdx_publishes"] = [{"resource": db.resource, "table": db.table, "change_column": "updated_at"}]
+                **_stated(db.connection),
+                "password": _PLACEHOLDER.format(dept.host.replace("-", "_")),
+            }
+            host["gdx_publishes"] = [_stated(db.publication)]
         if dept.subscribes:
-            host["gdx_subscribes"] = [
-                {"resource": s.resource, "purpose": s.purpose, "table": s.table} for s in dept.subscribes
-            ]
+            host["gdx_subscribes"] = [_stated(s, as_=Subscription) for s in dept.subscribes]
         hosts[dept.host] = host
     inventory = {
         "all": {

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from infra.local import podman
+from local_platform.podman import podman
 from local_platform.state import LocalState
 from local_platform.topology import GATEWAY, LABEL, NETWORK, SUBNET, Department
 

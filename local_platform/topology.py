@@ -9,7 +9,8 @@ commission (卫生健康委员会) subscribes to the first and requests some fie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
+from gdx.sharing import DatabaseAddress, Publication, Subscription
 
 NETWORK = "gdx-local"
 # Not podman's own ranges (it allocates 10.88.0.0/16 and 10.89.N.0/24 for the networks it names).
@@ -21,23 +22,44 @@ JURISDICTION = "zhangjiagang"
 
 
 @dataclass(frozen=True)
-class BusinessDb:
-    kind: Literal["postgresql", "mariadb"]
+class BusinessDatabase:
+    """A department's business database: a container on the local network, listed in the inventory
+    as ``connection`` and published from as ``publication`` (the models of gdx/sharing.py)."""
+
     container: str
-    address: str
-    port: int
-    database: str
-    table: str  # as the agent reads it
-    resource: str  # the catalog entry it is published as
-    key: str
+    connection: DatabaseAddress
+    publication: Publication
+    key: str  # the catalog entry's key field
+
+    @property
+    def kind(self) -> str:
+        return self.connection.kind
+
+    @property
+    def address(self) -> str:
+        return self.connection.host
+
+    @property
+    def port(self) -> int:
+        return self.connection.port
+
+    @property
+    def database(self) -> str:
+        return self.connection.name
+
+    @property
+    def table(self) -> str:  # as the agent reads it
+        return self.publication.table
+
+    @property
+    def resource(self) -> str:
+        return self.publication.resource
 
 
-@dataclass(frozen=True)
-class Subscription:
-    resource: str
-    purpose: str
-    table: str  # in the subscriber's front-end database
-    # A conditional resource: the fields asked for, and those the provider approves.
+class PlannedSubscription(Subscription):
+    """A subscription, and for a conditional resource the fields asked for and those the provider
+    approves (make up files the request and approves it)."""
+
     requested: tuple[str, ...] = ()
     approved: tuple[str, ...] = ()
 
@@ -48,10 +70,11 @@ class Department:
     name: str
     host: str  # the front-end node's container and inventory name
     address: str
-    business_db: BusinessDb | None = None
-    subscribes: tuple[Subscription, ...] = field(default=())
+    business_db: BusinessDatabase | None = None
+    subscribes: tuple[PlannedSubscription, ...] = field(default=())
 
 
+READER = "gdx_reader"  # the business databases' read-only account, for the agents
 POPULATION = "zjg-gaj.population"
 LEGAL_ENTITY = "zjg-scjgj.legal-entity"
 
@@ -61,14 +84,12 @@ DEPARTMENTS = (
         name="张家港市公安局",
         host="gdx-fe-gaj",
         address=f"{NETWORK_PREFIX}.11",
-        business_db=BusinessDb(
-            kind="postgresql",
+        business_db=BusinessDatabase(
             container="gdx-biz-gaj",
-            address=f"{NETWORK_PREFIX}.21",
-            port=5432,
-            database="hukou",
-            table="public.population",
-            resource=POPULATION,
+            connection=DatabaseAddress(
+                kind="postgresql", host=f"{NETWORK_PREFIX}.21", port=5432, name="hukou", user=READER
+            ),
+            publication=Publication(resource=POPULATION, table="public.population", change_column="updated_at"),
             key="id_number",
         ),
     ),
@@ -77,14 +98,12 @@ DEPARTMENTS = (
         name="张家港市市场监督管理局",
         host="gdx-fe-scjgj",
         address=f"{NETWORK_PREFIX}.12",
-        business_db=BusinessDb(
-            kind="mariadb",
+        business_db=BusinessDatabase(
             container="gdx-biz-scjgj",
-            address=f"{NETWORK_PREFIX}.22",
-            port=3306,
-            database="market",
-            table="legal_entity",
-            resource=LEGAL_ENTITY,
+            connection=DatabaseAddress(
+                kind="mariadb", host=f"{NETWORK_PREFIX}.22", port=3306, name="market", user=READER
+            ),
+            publication=Publication(resource=LEGAL_ENTITY, table="legal_entity", change_column="updated_at"),
             key="credit_code",
         ),
     ),
@@ -94,8 +113,8 @@ DEPARTMENTS = (
         host="gdx-fe-wjw",
         address=f"{NETWORK_PREFIX}.13",
         subscribes=(
-            Subscription(resource=POPULATION, purpose="城乡居民医保参保登记核验", table="public.gaj_population"),
-            Subscription(
+            PlannedSubscription(resource=POPULATION, purpose="城乡居民医保参保登记核验", table="public.gaj_population"),
+            PlannedSubscription(
                 resource=LEGAL_ENTITY,
                 purpose="医疗机构法人主体资格核验",
                 table="public.scjgj_legal_entity",

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gdx.inventory import load_inventory
-from infra import local
 from infra.render import render, stack_config, write
-from local_platform import business, catalog, checks, inventory, load, nodes, preflight, prometheus
+from local_platform import business, catalog, checks, inventory, load, nodes, podman, preflight, prometheus
 from local_platform.ansible import PlaybookError, run_playbook, tool_env
 from local_platform.state import LocalState
 from local_platform.topology import DEPARTMENTS
@@ -39,7 +38,7 @@ class PlatformError(Exception):
 
 
 # What a step can fail with; each message names the step and where to look.
-FAILURES = (PlatformError, local.LocalError, business.BusinessDbError, nodes.NodeError, PlaybookError,
+FAILURES = (PlatformError, podman.LocalError, business.BusinessDbError, nodes.NodeError, PlaybookError,
             catalog.CatalogError)  # fmt: skip
 
 
@@ -110,10 +109,10 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     equal = wait_consumer_equal(state, progress)
     load.start(state, residents=residents, entities=entities)
     progress("load generator started (a few changes a second in both registers)")
-    local.wait_for(
-        lambda: local.answers(f"http://127.0.0.1:{wanted['prometheus']}/-/ready"), 60, "Prometheus", progress
+    podman.wait_for(
+        lambda: podman.answers(f"http://127.0.0.1:{wanted['prometheus']}/-/ready"), 60, "Prometheus", progress
     )
-    local.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
+    podman.wait_for(lambda: _status(wanted["monitor"]) is not None, 60, "the monitoring agent's first cycle", progress)
     progress(f"up in {time.monotonic() - started:.0f} s")
     return status(state, shared=equal)
 
@@ -126,12 +125,12 @@ def _play_central(state: LocalState, wanted: dict[str, int], running: bool, prog
         secrets={"databasePassword": state.secret("database-password")},
     )
     write(rendering, state.manifests)
-    files, _ = local.write_phases(rendering.manifests, state.podman)
+    files, _ = podman.write_phases(rendering.manifests, state.podman)
     progress(f"rendered the local stack: {len(rendering.manifests)} manifests in {state.manifests}")
     if running:
         progress("the central exchange runs already; replacing its pods with the rendered ones")
-        local.down(files)
-    local.play(
+        podman.down(files)
+    podman.play(
         files,
         database_port=wanted["database"],
         exchange_url=f"https://127.0.0.1:{wanted['exchange']}/",
@@ -176,9 +175,9 @@ def down(progress: Progress = print, state: LocalState | None = None, *, purge: 
     removed = nodes.remove_all(purge=purge)
     if removed:
         progress(f"removed the containers {', '.join(removed)} and the network")
-    files = local.read_phases(state.podman) if state.podman.exists() else []
+    files = podman.read_phases(state.podman) if state.podman.exists() else []
     if files:
-        local.down(files, volumes=True)
+        podman.down(files, volumes=True)
         progress("removed the central exchange's pods and the database volume")
     prometheus.stop(state.prometheus)
     progress("stopped Prometheus and Alertmanager")
@@ -219,7 +218,7 @@ def status(state: LocalState | None = None, shared: list[checks.Comparison] | No
 
 
 def _central_running() -> bool:
-    return local.podman("pod", "exists", "gdx-exchange-pod-0", check=False).returncode == 0
+    return podman.podman("pod", "exists", "gdx-exchange-pod-0", check=False).returncode == 0
 
 
 def _get(url: str) -> bytes | None:

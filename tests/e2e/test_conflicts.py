@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.local import podman
 from local_platform.nodes import BASE_IMAGE, conflicts
+from local_platform.podman import podman
 from local_platform.topology import LABEL
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from infra.local import podman
 from local_platform import business, checks, load
 from local_platform.nodes import set_link
+from local_platform.podman import podman
 from local_platform.sample_data import resident
 from local_platform.state import LocalState
 from local_platform.topology import BY_ID, LABEL, NETWORK, POPULATION, provider_of

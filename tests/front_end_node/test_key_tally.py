@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 
 from front_end_node import store
-from front_end_node.config import BusinessDb
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, MariaDbSource, PostgresSource, Source, add_tally
+from gdx.sharing import BusinessDb
 from tests.exchange.conftest import resident_id
 from tests.support.aio import run
 from tests.support.mariadb import MariaDbServer

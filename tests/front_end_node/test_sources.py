@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from front_end_node.config import BusinessDb
 from front_end_node.sources import MariaDbSource, PostgresSource, SourceError
+from gdx.sharing import BusinessDb
 from tests.support.mariadb import MariaDbServer
 from tests.support.postgres import PostgresServer
 

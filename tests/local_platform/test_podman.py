@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gdx import __version__
-from infra.local import down, play, podman_manifests, read_phases, write_phases
 from infra.render import Rendering, render, stack_config
+from local_platform.podman import down, play, podman_manifests, read_phases, write_phases
 from tests.infra.conftest import INVENTORY, SECRETS
 
 

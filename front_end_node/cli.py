@@ -1,0 +1,93 @@
+"""`gdx node`: the front-end node agent (前置机) and its initial load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from front_end_node.config import ConfigError, NodeConfig, load_config
+from gdx import logs
+from gdx.terminal import console, fail
+
+app = typer.Typer(help="The front-end node agent (前置机): extract, push, pull.", no_args_is_help=True)
+
+
+NodeConfigPath = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="GDX_NODE_CONFIG", help="The node's config file (written by Ansible)."),
+]
+
+
+def _node_config(path: Path) -> NodeConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("run")
+def node_run(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """Run the agent: extract published tables, push them, pull subscriptions; serve /healthz and /metrics.
+
+    Runs until SIGTERM or Ctrl-C, then finishes the step in hand. Logs are JSON lines on stderr.
+    """
+    import asyncio
+
+    from front_end_node.agent import run
+    from gdx.aio import tune_gc
+
+    cfg = _node_config(config)
+    logs.configure(cfg.log_level)
+    tune_gc()
+    raise typer.Exit(asyncio.run(run(cfg)))
+
+
+@app.command("check")
+def node_check(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """Validate a config file without starting anything (Ansible runs it before installing a new config).
+
+    Exit 0 when the file is usable, 2 with every bad setting named otherwise.
+    """
+    cfg = _node_config(config)
+    typer.echo(
+        f"{config}: ok (department {cfg.department}, {len(cfg.publishes)} published, {len(cfg.subscribes)} subscribed)"
+    )
+
+
+@app.command("sync")
+def node_sync(
+    resource: Annotated[str, typer.Argument(help="The published resource's catalog code.")],
+    full: Annotated[bool, typer.Option("--full", help="Copy the whole table (the initial load).")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming.")] = False,
+    config: NodeConfigPath = Path("/etc/gdx/node.yml"),
+) -> None:
+    """Load a published table into the front-end database; the running agent pushes it on.
+
+    Resumable: an interrupted load goes on after the last key it committed.
+
+    Example: gdx node sync --full zjg-gaj.population -c /etc/gdx/node.yml
+    """
+    import asyncio
+
+    from front_end_node.full_sync import full_sync
+    from front_end_node.health import Waiting
+    from front_end_node.sources import SourceError
+    from front_end_node.store import FieldsChanged
+    from gdx.aio import tune_gc
+
+    if not full:
+        raise fail("only --full is supported: incremental sync is what `gdx node run` does", 2)
+    cfg = _node_config(config)
+    logs.configure(cfg.log_level)
+    tune_gc()
+    try:
+        rows = asyncio.run(full_sync(cfg, resource, restart=restart))
+    except (ConfigError, SourceError, Waiting) as exc:
+        raise fail(str(exc)) from None
+    except FieldsChanged as exc:
+        raise fail(f"{exc}: run the same command again, it goes on with the new fields") from None
+    console.print(f"{resource}: {rows:,} rows read; the agent pushes the changes to the exchange", highlight=False)
