@@ -33,9 +33,9 @@ import psycopg
 from exchange.migrate import migrate
 from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
-from tests.exchange.conftest import population_spec, upsert
 from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
 from tests.support.postgres import PostgresServer, free_port
+from tests.support.samples import population_spec, upsert
 
 COLUMNS = [f["name"] for f in population_spec("x.y")["fields"]]
 

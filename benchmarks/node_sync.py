@@ -35,10 +35,10 @@ from typing import Any
 import psycopg
 
 from benchmarks.exchange_ingest import start_server
-from tests.exchange.conftest import population_spec, resident_id
-from tests.front_end_node.conftest import PURPOSE, PopulationSource
 from tests.support.nodes import POPULATION_COLUMNS, exchange_client, write_agent
 from tests.support.postgres import PostgresServer
+from tests.support.samples import PURPOSE, population_spec, resident_id
+from tests.support.world import PopulationSource
 
 CODE = "zjg-gaj.population-bench"
 ARRIVALS = """

@@ -10,12 +10,11 @@ import orjson
 from cryptography import x509
 from fastapi import FastAPI
 from psycopg.types.json import set_json_dumps
-from psycopg_pool import AsyncConnectionPool
-from psycopg_pool.base import AttemptWithBackoff
 from pydantic import BaseModel
 
 from exchange import metrics, refusals
 from exchange.limits import RequestLimits
+from exchange.pool import open_pool
 from exchange.registry import Registry
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
@@ -33,29 +32,10 @@ Every call but `/healthz` and `/readyz` needs a client certificate issued by the
 """
 
 
-# How long a request waits for a database connection before it is answered 503.
-POOL_WAIT_S = 10.0
-# psycopg_pool doubles the pause between reconnection attempts without a cap (1, 2, 4 ... 32 s):
-# after a database restart of half a minute, the pool waited out another minute before it tried
-# again. One attempt a second reconnects within a second or two and costs the database nothing.
-AttemptWithBackoff.DELAY_BACKOFF = 1.0
-
-
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            settings.database_url,
-            min_size=settings.pool_min,
-            max_size=settings.pool_max,
-            open=False,
-            configure=changes.create_staging_table,
-            # A connection the database dropped (a restart, a failover) is replaced at checkout,
-            # never handed to a request.
-            check=AsyncConnectionPool.check_connection,
-            timeout=POOL_WAIT_S,
-        )
-        await pool.open()
+        pool = await open_pool(settings)
         app.state.pool = pool
         app.state.registry = Registry(pool)
         try:

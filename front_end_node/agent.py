@@ -1,5 +1,5 @@
-"""`gdx node run`: the long-running agent. One asyncio task per hop and resource, each with
-its own front-end database connection, retrying with backoff; /healthz and /metrics beside.
+"""The agent's hops: one loop per hop and resource, each with its own front-end database
+connection, retrying with backoff (front_end_node/main.py starts them beside the health port).
 
 Nothing here is lost on a crash: every position (watermark, outbox, cursor) is in the
 front-end database and commits with the rows it covers, so a restart resumes where the
@@ -9,8 +9,6 @@ last commit left off. SIGTERM finishes the current step of every loop and exits.
 from __future__ import annotations
 
 import asyncio
-import signal
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -18,19 +16,17 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import structlog
-import uvicorn
 
 from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
+from front_end_node.errors import Waiting
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.extract import DeletionScan, Extractor
-from front_end_node.health import AgentState, Waiting, create_app
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
 from front_end_node.sources import SourceError, open_source
-from front_end_node.tally import BusinessTables
+from front_end_node.state import AgentState
 from gdx import aio
-from gdx.peer_tls import PeerCertHttpTools
 from gdx.sharing import Publication
 
 log = structlog.get_logger("gdx.node")
@@ -114,7 +110,7 @@ class Loop:
             await conn.close()
 
 
-async def _refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> None:
+async def refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> None:
     conn: store.Conn | None = None
     while not stop.is_set():
         try:
@@ -135,7 +131,7 @@ async def _refresh_figures(config: NodeConfig, state: AgentState, stop: asyncio.
         await conn.close()
 
 
-async def _migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> bool:
+async def migrate(config: NodeConfig, state: AgentState, stop: asyncio.Event) -> bool:
     pause = config.poll_interval_s
     last = ""
     while not stop.is_set():
@@ -207,50 +203,8 @@ def _push_loop(
     return prepare
 
 
-def _business_tables(config: NodeConfig) -> BusinessTables | None:
-    if config.business_db is None:
-        return None
-    return BusinessTables(config.business_db, {pub.resource: pub.table for pub in config.publishes})
-
-
-async def run(config: NodeConfig) -> int:
-    state = AgentState(config.department, config.exchange.cert, tuple(config.disks))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    server = aio.QuietServer(
-        uvicorn.Config(
-            create_app(state, config.front_end_db, _business_tables(config)),
-            host=config.listen.host,
-            port=config.listen.port,
-            log_level="warning",
-            lifespan="off",
-            # The department's certificate serves the health port too: the monitoring agent's
-            # handshake then proves which department answers. The caller's certificate, if any,
-            # must be the platform CA's; the app decides what each caller may read.
-            ssl_certfile=config.exchange.cert if config.listen.tls else None,
-            ssl_keyfile=config.exchange.key if config.listen.tls else None,
-            ssl_ca_certs=str(config.exchange.ca) if config.listen.tls else None,
-            ssl_cert_reqs=ssl.CERT_OPTIONAL if config.listen.tls else ssl.CERT_NONE,
-            http=PeerCertHttpTools,
-        )
-    )
-    server_task = asyncio.create_task(server.serve())
-    log.info(
-        "starting",
-        department=config.department,
-        publishes=[p.resource for p in config.publishes],
-        subscribes=[s.resource for s in config.subscribes],
-        listen=f"{config.listen.host}:{config.listen.port}",
-    )
-    if not await _migrate(config, state, stop):
-        server.should_exit = True
-        await server_task
-        return 0
-
-    client = ExchangeClient(config.exchange)
+def hops(config: NodeConfig, client: ExchangeClient, state: AgentState, stop: asyncio.Event) -> list[Loop]:
+    """The loops the config asks for: extract, compare and push per publication, pull per subscription."""
     loops: list[Loop] = []
     for pub in config.publishes:
         missing: dict[str, Any] = {}  # found by the comparison, read by the extraction
@@ -268,16 +222,4 @@ async def run(config: NodeConfig) -> int:
             return puller
 
         loops.append(Loop("pull", sub.resource, prepare_pull, config, state, stop))
-    tasks = [asyncio.create_task(lp.run()) for lp in loops]
-    tasks.append(asyncio.create_task(_refresh_figures(config, state, stop)))
-
-    await stop.wait()
-    log.info("stopping: finishing the current step of every hop")
-    _done, pending = await asyncio.wait(tasks, timeout=30)
-    for task in pending:
-        task.cancel()
-    await client.close()
-    server.should_exit = True
-    await server_task
-    log.info("stopped", unfinished=len(pending))
-    return 0
+    return loops

@@ -12,8 +12,8 @@ from __future__ import annotations
 import structlog
 
 from front_end_node import store
+from front_end_node.errors import Waiting
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
-from front_end_node.health import Waiting
 from gdx.protocol import ResourceSpec
 
 log = structlog.get_logger("gdx.node")

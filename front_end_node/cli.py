@@ -37,7 +37,7 @@ def node_run(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
     """
     import asyncio
 
-    from front_end_node.agent import run
+    from front_end_node.main import run
     from gdx.aio import tune_gc
 
     cfg = _node_config(config)
@@ -73,8 +73,8 @@ def node_sync(
     """
     import asyncio
 
+    from front_end_node.errors import Waiting
     from front_end_node.full_sync import full_sync
-    from front_end_node.health import Waiting
     from front_end_node.sources import SourceError
     from front_end_node.store import FieldsChanged
     from gdx.aio import tune_gc

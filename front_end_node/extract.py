@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from front_end_node import store
-from front_end_node.health import AgentState, utcnow
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, Source, add_tally
+from front_end_node.state import AgentState, utcnow
 from front_end_node.wire import RowMaker, aware, digest
 from gdx.protocol import ResourceSpec
 from gdx.sharing import Publication

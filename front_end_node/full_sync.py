@@ -20,8 +20,8 @@ from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
 from front_end_node.exchange_client import ExchangeClient
 from front_end_node.extract import encode_watermark
-from front_end_node.health import utcnow
 from front_end_node.sources import open_source
+from front_end_node.state import utcnow
 from front_end_node.wire import RowMaker, aware
 
 

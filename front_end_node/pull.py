@@ -13,8 +13,9 @@ import orjson
 import structlog
 
 from front_end_node import store
+from front_end_node.errors import Waiting
 from front_end_node.exchange_client import ExchangeClient
-from front_end_node.health import AgentState, Waiting
+from front_end_node.state import AgentState
 from gdx.fields import FieldType
 from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, ResourceSpec
 from gdx.sharing import Subscription

@@ -14,7 +14,7 @@ import orjson
 
 from front_end_node import catalog, store
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
-from front_end_node.health import AgentState
+from front_end_node.state import AgentState
 from gdx.fields import FieldType
 from gdx.protocol import ResourceSpec
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gdx.protocol import CODE_PATTERN
+from gdx.workdays import BEIJING
 
 # Table and column names go into SQL text (they cannot be bound parameters), so only plain
 # identifiers, optionally schema-qualified, are accepted.
@@ -39,7 +40,7 @@ class DatabaseAddress(Strict):
     port: int = Field(ge=1, le=65535)
     name: str = Field(min_length=1)
     user: str = Field(min_length=1)
-    timezone: str = Field(default="Asia/Shanghai", description="The zone of timestamps stored without one")
+    timezone: str = Field(default=BEIJING.key, description="The zone of timestamps stored without one")
     heartbeat_table: str | None = Field(
         default=None,
         pattern=IDENTIFIER,

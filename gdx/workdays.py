@@ -11,12 +11,21 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 import structlog
 import yaml
 
 log = structlog.get_logger(__name__)
+
+# China's one time zone (Beijing time, UTC+8), which deadlines and "today" are counted in.
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def today() -> dt.date:
+    """Today's date in Beijing: a deadline falls due on a Beijing working day, whatever the server's zone."""
+    return dt.datetime.now(BEIJING).date()
 
 
 class CalendarFileError(ValueError):

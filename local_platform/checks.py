@@ -12,15 +12,14 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from gdx.workdays import BEIJING
 from local_platform import business
 from local_platform.catalog import RESOURCES
 from local_platform.podman import podman
 from local_platform.state import LocalState
 from local_platform.topology import DEPARTMENTS, Department, PlannedSubscription, provider_of
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")  # how the agent reads a business table's timestamps without a zone
 _UTC_TEXT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
@@ -79,7 +78,8 @@ def canonical(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
-        aware = value.replace(tzinfo=SHANGHAI) if value.tzinfo is None else value
+        # As the agent reads a timestamp stored without a zone.
+        aware = value.replace(tzinfo=BEIJING) if value.tzinfo is None else value
         return aware.astimezone(dt.UTC).strftime(_UTC_TEXT)
     if isinstance(value, dt.date):
         return value.isoformat()

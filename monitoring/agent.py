@@ -7,14 +7,12 @@ Scrapes read the last cycle's results from memory, so a slow node never slows a 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from dataclasses import dataclass, field
 
 import structlog
-import uvicorn
 
-from gdx.aio import QuietServer, pause
+from gdx.aio import pause
 from gdx.inventory import InventoryError
 from gdx.protocol import MonitoringSummary
 from monitoring.exchange_client import ExchangeClient, ExchangeUnavailable
@@ -153,27 +151,3 @@ class Monitor:
 
     async def close(self) -> None:
         await self.exchange.close()
-
-
-async def run(settings: Settings, host: str, port: int) -> int:
-    from monitoring.web import create_app  # the web layer imports this module
-
-    monitor = Monitor(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, monitor.reload)
-    server = QuietServer(uvicorn.Config(create_app(monitor), host=host, port=port, log_level="warning"))
-    log.info("starting", targets=len(settings.targets), listen=f"{host}:{port}", exchange=settings.exchange_url)
-    tasks = [
-        asyncio.create_task(server.serve()),
-        asyncio.create_task(monitor.run_cycles(stop)),
-        asyncio.create_task(monitor.reconciler.run(monitor.providers, stop)),
-    ]
-    await stop.wait()
-    server.should_exit = True
-    await asyncio.wait(tasks, timeout=10)
-    await monitor.close()
-    log.info("stopped")
-    return 0

@@ -46,7 +46,7 @@ def monitor_run(
     """
     import asyncio
 
-    from monitoring.agent import run
+    from monitoring.main import run
     from monitoring.settings import SettingsError, from_inventory
 
     host, _, port = listen.rpartition(":")

@@ -12,6 +12,7 @@ from exchange.deps import Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
 from exchange.strict_json import StrictJsonRoute
+from exchange.transitions import NOW, Conn, transition
 from gdx.fields import RowError
 from gdx.pki import Role
 from gdx.protocol import Dispute, DisputeIn, Resolve
@@ -63,8 +64,8 @@ async def open_dispute(body: DisputeIn, who: Department, pool: Pool) -> Dispute:
         return await _load(conn, row[0])
 
 
-async def _load(conn: object, dispute_id: int) -> Dispute:
-    async with conn.cursor(row_factory=dict_row) as cur:  # type: ignore[attr-defined]
+async def _load(conn: Conn, dispute_id: int) -> Dispute:
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_SELECT + " WHERE d.id = %s", (dispute_id,))
         row = await cur.fetchone()
     if row is None:
@@ -80,18 +81,11 @@ async def resolve(dispute_id: int, body: Resolve, who: Department, pool: Pool) -
             raise forbidden("only the providing department resolves a dispute about its data")
         if found.status == "resolved":
             raise conflict(f"dispute {dispute_id} is already resolved")
-        await conn.execute(
-            "UPDATE dispute SET status = 'resolved', resolution = %s, resolved_at = now() WHERE id = %s",
-            (body.resolution, dispute_id),
-        )
-        await audit.record(
-            conn,
-            who,
-            "dispute.resolve",
-            resource=found.resource,
-            scope={"dispute": dispute_id, "resolution": body.resolution},
-        )
-        return await _load(conn, dispute_id)
+        return await transition(
+            conn, who, "dispute.resolve", table="dispute", record_id=dispute_id,
+            changes={"status": "resolved", "resolution": body.resolution, "resolved_at": NOW}, load=_load,
+            resource=found.resource, scope={"dispute": dispute_id, "resolution": body.resolution},
+        )  # fmt: skip
 
 
 @router.get("", response_model=list[Dispute], summary="Disputes you are party to (staff: all)")

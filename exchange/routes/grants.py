@@ -5,7 +5,6 @@ competent authority), and the grants they produce."""
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from typing import Any, Literal
 
 import psycopg
@@ -17,6 +16,7 @@ from exchange.deps import Calendar, Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Admin, Anyone, Department, Principal
 from exchange.strict_json import StrictJsonRoute
+from exchange.transitions import NOW, transition
 from gdx.pki import Role
 from gdx.protocol import (
     Approve,
@@ -30,9 +30,9 @@ from gdx.protocol import (
     ShareType,
     Subscribe,
 )
+from gdx.workdays import today
 
 router = APIRouter(tags=["grants"], route_class=StrictJsonRoute)
-BEIJING = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 _REQUEST_SELECT = """
     SELECT q.id, r.code AS resource, q.consumer, r.provider, q.purpose, q.fields, q.status, q.requested_at,
@@ -44,10 +44,6 @@ _GRANT_SELECT = """
     SELECT g.id, r.code AS resource, g.consumer, g.purpose, g.fields, g.request_id, g.granted_at
     FROM grants g JOIN resource r ON r.id = g.resource_id
 """
-
-
-def today() -> dt.date:
-    return dt.datetime.now(BEIJING).date()
 
 
 def _unknown_fields(stored: resources.StoredResource, fields: list[str] | None) -> None:
@@ -99,6 +95,20 @@ async def _load_request(conn: psycopg.AsyncConnection[Any], request_id: int, *, 
     if row is None:
         raise not_found(f"share request {request_id}")
     return ShareRequest.model_validate(row)
+
+
+async def _move(
+    conn: psycopg.AsyncConnection[Any],
+    who: Principal,
+    action: str,
+    found: ShareRequest,
+    changes: dict[str, Any],
+    scope: dict[str, Any],
+) -> ShareRequest:
+    return await transition(
+        conn, who, action, table="share_request", record_id=found.id, changes=changes, load=_load_request,
+        resource=found.resource, purpose=found.purpose, scope={"request": found.id, **scope},
+    )  # fmt: skip
 
 
 def _visible(who: Principal, request: ShareRequest) -> bool:
@@ -223,39 +233,23 @@ async def approve(request_id: int, body: Approve, who: Department, pool: Pool) -
             extra = sorted(set(body.fields) - set(found.fields))
             if extra:
                 raise ApiError(422, "fields_not_requested", f"field(s) {', '.join(extra)} were not requested")
-        await conn.execute(
-            "UPDATE share_request SET status = 'approved', replied_at = now(), approved_fields = %s WHERE id = %s",
-            (fields, request_id),
-        )
         await _grant(conn, stored.id, found.consumer, found.purpose, fields, request_id)
-        await audit.record(
-            conn,
-            who,
-            "request.approve",
-            resource=found.resource,
-            purpose=found.purpose,
-            scope={"request": request_id, "consumer": found.consumer, "fields": fields},
-        )
-        return await _load_request(conn, request_id)
+        return await _move(
+            conn, who, "request.approve", found,
+            {"status": "approved", "replied_at": NOW, "approved_fields": fields},
+            {"consumer": found.consumer, "fields": fields},
+        )  # fmt: skip
 
 
 @router.post("/v1/requests/{request_id}/refuse", response_model=ShareRequest, summary="Refuse a request, with a reason")
 async def refuse(request_id: int, body: Refuse, who: Department, pool: Pool) -> ShareRequest:
     async with pool.connection() as conn, conn.transaction():
         found = await _pending_for_provider(conn, request_id, who)
-        await conn.execute(
-            "UPDATE share_request SET status = 'refused', replied_at = now(), reply_reason = %s WHERE id = %s",
-            (body.reason, request_id),
-        )
-        await audit.record(
-            conn,
-            who,
-            "request.refuse",
-            resource=found.resource,
-            purpose=found.purpose,
-            scope={"request": request_id, "consumer": found.consumer, "reason": body.reason},
-        )
-        return await _load_request(conn, request_id)
+        return await _move(
+            conn, who, "request.refuse", found,
+            {"status": "refused", "replied_at": NOW, "reply_reason": body.reason},
+            {"consumer": found.consumer, "reason": body.reason},
+        )  # fmt: skip
 
 
 async def _pending_for_provider(conn: psycopg.AsyncConnection[Any], request_id: int, who: Principal) -> ShareRequest:
@@ -284,19 +278,11 @@ async def escalate(request_id: int, body: Escalate, who: Department, pool: Pool)
             raise conflict(
                 f"only a refused request, or one unanswered after its due date {found.due_date}, can be escalated"
             )
-        await conn.execute(
-            "UPDATE share_request SET status = 'escalated', escalation_reason = %s, escalated_at = now() WHERE id = %s",
-            (body.reason, request_id),
-        )
-        await audit.record(
-            conn,
-            who,
-            "request.escalate",
-            resource=found.resource,
-            purpose=found.purpose,
-            scope={"request": request_id, "reason": body.reason},
-        )
-        return await _load_request(conn, request_id)
+        return await _move(
+            conn, who, "request.escalate", found,
+            {"status": "escalated", "escalation_reason": body.reason, "escalated_at": NOW},
+            {"reason": body.reason},
+        )  # fmt: skip
 
 
 @router.post(
@@ -312,25 +298,17 @@ async def decide(request_id: int, body: Decision, who: Admin, pool: Pool) -> Sha
         stored = await resources.load(conn, found.resource)
         _unknown_fields(stored, body.fields)
         fields = body.fields if body.fields is not None else found.fields
-        await conn.execute(
-            """
-            UPDATE share_request SET status = 'decided', decision = %s, decision_reason = %s, decided_by = %s,
-                decided_at = now(), approved_fields = CASE WHEN %s = 'approve' THEN %s::text[] END
-            WHERE id = %s
-            """,
-            (body.outcome, body.reason, who.name, body.outcome, fields, request_id),
-        )
-        if body.outcome == "approve":
+        approved = body.outcome == "approve"
+        if approved:
             await _grant(conn, stored.id, found.consumer, found.purpose, fields, request_id)
-        await audit.record(
-            conn,
-            who,
-            "request.decision",
-            resource=found.resource,
-            purpose=found.purpose,
-            scope={"request": request_id, "outcome": body.outcome, "reason": body.reason, "fields": fields},
-        )
-        return await _load_request(conn, request_id)
+        return await _move(
+            conn, who, "request.decision", found,
+            {
+                "status": "decided", "decision": body.outcome, "decision_reason": body.reason, "decided_by": who.name,
+                "decided_at": NOW, "approved_fields": fields if approved else None,
+            },
+            {"outcome": body.outcome, "reason": body.reason, "fields": fields},
+        )  # fmt: skip
 
 
 @router.get("/v1/grants", response_model=list[Grant], summary="Grants you hold (or, as provider, have given)")

@@ -13,7 +13,6 @@ from exchange import resources
 from exchange.deps import Pool
 from exchange.errors import ApiError
 from exchange.identity import Operator
-from exchange.routes.grants import today
 from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import (
     CATALOG_REVIEW_PERIOD,
@@ -24,6 +23,7 @@ from gdx.protocol import (
     UpdatePeriod,
 )
 from gdx.reconcile import DEFAULT_RANGES, MAX_RANGES, Counter, Tally, paced
+from gdx.workdays import today
 
 router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], route_class=StrictJsonRoute)
 

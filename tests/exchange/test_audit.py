@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 from exchange.audit import verify
 from exchange.migrate import migrate
 from gdx.cli import app
-from tests.exchange.conftest import batch, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
 from tests.support.postgres import PostgresServer
+from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
 
 PURPOSE = "户籍核验"
 

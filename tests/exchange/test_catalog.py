@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.exchange.conftest import population_spec, unique_code
 from tests.support.exchange import RunningExchange
+from tests.support.samples import population_spec, unique_code
 
 
 def test_register_and_read_back_with_every_catalog_field(exchange: RunningExchange) -> None:

@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
-from exchange.routes.changes import HEARTBEATS_KEPT
+from exchange.change_log import HEARTBEATS_KEPT
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
-from tests.exchange.conftest import batch, delete, person, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
+from tests.support.samples import batch, delete, person, population_spec, resident_id, unique_code, upsert
 
 PURPOSE = "城乡居民医保参保登记核验"
 

@@ -7,10 +7,9 @@ import datetime as dt
 import psycopg
 import pytest
 
-from exchange.routes.grants import today
-from gdx.workdays import WorkCalendar
-from tests.exchange.conftest import batch, population_spec, resident_id, unique_code, upsert
+from gdx.workdays import WorkCalendar, today
 from tests.support.exchange import RunningExchange
+from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
 
 PURPOSE = "低保资格审核"
 

@@ -24,8 +24,8 @@ from exchange.errors import ApiError
 from exchange.push_body import BatchReader, PushedBatch, check_rows, read, read_by_the_protocol_models
 from gdx.fields import FieldType, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
-from tests.exchange.conftest import batch, delete, person, population_spec, upsert
 from tests.support.aio import run
+from tests.support.samples import batch, delete, person, population_spec, upsert
 
 POPULATION = ResourceSpec.model_validate(population_spec("zjg-gaj.population")).row_schema()
 # A second shape: an integer key of no particular kind, and a required number.

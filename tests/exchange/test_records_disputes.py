@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.exchange.conftest import batch, delete, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
+from tests.support.samples import batch, delete, population_spec, resident_id, unique_code, upsert
 
 PURPOSE = "就医结算身份核验"
 

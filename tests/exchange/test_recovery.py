@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.exchange.conftest import batch, population_spec, unique_code, upsert
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer
+from tests.support.samples import batch, population_spec, unique_code, upsert
 
 pytestmark = pytest.mark.slow  # an outage of half a minute
 

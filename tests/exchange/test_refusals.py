@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from gdx.protocol import MAX_BATCH_CHANGES
-from tests.exchange.conftest import batch, population_spec, resident_id, unique_code, upsert
 from tests.support.exchange import RunningExchange
+from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
 
 PURPOSE = "就医结算身份核验"
 USCC = "91350100M000100Y43"

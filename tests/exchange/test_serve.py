@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.migrate import migrate
 from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
-from tests.exchange.conftest import batch, population_spec, unique_code, upsert
 from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
 from tests.support.postgres import PostgresServer, free_port
+from tests.support.samples import batch, population_spec, unique_code, upsert
 
 
 def _workers_of(pid: int) -> list[int]:

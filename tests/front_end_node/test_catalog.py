@@ -11,13 +11,13 @@ import pytest
 
 from front_end_node import catalog, store
 from front_end_node.config import ExchangeSettings
+from front_end_node.errors import Waiting
 from front_end_node.exchange_client import ExchangeClient
-from front_end_node.health import Waiting
 from gdx.pki import init_ca, issue
 from gdx.protocol import ResourceSpec
-from tests.exchange.conftest import population_spec
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer
+from tests.support.samples import population_spec
 
 CODE = "zjg-gaj.population"
 

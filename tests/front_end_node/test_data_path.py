@@ -8,9 +8,9 @@ import psycopg
 import pytest
 import yaml
 
-from tests.exchange.conftest import population_spec, resident_id
-from tests.front_end_node.conftest import PURPOSE, World
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wait_for
+from tests.support.samples import PURPOSE, population_spec, resident_id
+from tests.support.world import World
 
 
 def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> None:

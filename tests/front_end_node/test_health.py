@@ -10,7 +10,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from front_end_node import store
-from front_end_node.health import AgentState, create_app
+from front_end_node.health import create_app
+from front_end_node.state import AgentState
 from gdx.pki import Role, init_ca, issue
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer

@@ -16,10 +16,10 @@ from front_end_node import store
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, MariaDbSource, PostgresSource, Source, add_tally
 from gdx.sharing import BusinessDb
-from tests.exchange.conftest import resident_id
 from tests.support.aio import run
 from tests.support.mariadb import MariaDbServer
 from tests.support.postgres import PostgresServer
+from tests.support.samples import resident_id
 
 
 def expected_tally(keys: list[str]) -> dict[str, tuple[int, int]]:

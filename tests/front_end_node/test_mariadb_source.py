@@ -6,9 +6,10 @@ from typing import Any
 
 import psycopg
 
-from tests.front_end_node.conftest import World, entity_spec, uscc
 from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import Agent, exchange_client, wait_for
+from tests.support.samples import entity_spec, uscc
+from tests.support.world import World
 
 PURPOSE = "企业登记信息核验（联合执法）"
 TABLE = """

@@ -12,9 +12,9 @@ import pytest
 
 from front_end_node import store
 from gdx.protocol import ResourceSpec
-from tests.exchange.conftest import person, population_spec
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer
+from tests.support.samples import person, population_spec
 
 CODE = "zjg-gaj.population"
 

@@ -10,10 +10,10 @@ import time
 import psycopg
 import pytest
 
-from tests.exchange.conftest import resident_id
-from tests.front_end_node.conftest import PURPOSE, World
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wait_for
 from tests.support.postgres import PostgresServer
+from tests.support.samples import PURPOSE, resident_id
+from tests.support.world import World
 
 
 def doubled_changes(world: World, code: str) -> list[tuple[str, int]]:

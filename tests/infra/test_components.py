@@ -33,7 +33,7 @@ from infra.settings import (  # noqa: E402
     MonitoringSettings,
 )
 from monitoring import scrape  # noqa: E402
-from tests.infra.conftest import INVENTORY  # noqa: E402
+from tests.support.stacks import INVENTORY  # noqa: E402
 
 IMAGE = "registry.zjg.gov.cn/gdx/gdx:0.1.0"
 PG = DatabaseSettings(kind="statefulset", image="registry.zjg.gov.cn/library/postgres:15.10")

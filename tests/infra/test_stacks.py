@@ -13,7 +13,7 @@ from infra.render import REDACTED, RenderError, Rendering, render, stack_config,
 from infra.rules import check
 from infra.settings import SettingsError
 from infra.validate import crd_schemas_installed, validate
-from tests.infra.conftest import INVENTORY, STACKS
+from tests.support.stacks import INVENTORY, STACKS
 
 
 @pytest.mark.parametrize("stack", STACKS)

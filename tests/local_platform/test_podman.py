@@ -16,7 +16,7 @@ import pytest
 from gdx import __version__
 from infra.render import Rendering, render, stack_config
 from local_platform.podman import down, play, podman_manifests, read_phases, write_phases
-from tests.infra.conftest import INVENTORY, SECRETS
+from tests.support.stacks import INVENTORY, SECRETS
 
 
 def test_the_local_manifests_become_what_podman_4_3_can_play(rendered: dict[str, Rendering]) -> None:

@@ -19,10 +19,9 @@ import yaml
 
 from gdx.reconcile import key_range
 from monitoring.dashboards import queries, render
-from tests.exchange.conftest import resident_id
-from tests.front_end_node.conftest import entity_spec
-from tests.monitoring.conftest import ARTIFACTS, Platform, wait
+from tests.support.live_platform import ARTIFACTS, Platform, wait
 from tests.support.promtool import lint_metrics
+from tests.support.samples import entity_spec, resident_id
 
 pytestmark = pytest.mark.slow
 PROVIDER, CONSUMER = "zjg-gaj", "zjg-wjw"

@@ -18,7 +18,6 @@ import yaml
 
 from gdx import __version__
 from gdx.pki import issue
-from tests.exchange.conftest import person, population_spec
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.nodes import POPULATION_TABLE
 from tests.support.postgres import PostgresServer
@@ -31,6 +30,7 @@ from tests.support.provision import (
     tool_env,
     vault_block,
 )
+from tests.support.samples import person, population_spec
 
 pytestmark = pytest.mark.slow
 

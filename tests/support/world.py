@@ -1,4 +1,4 @@
-"""Two or three departments and a central exchange, on real databases.
+"""A World: two or three departments and a central exchange, on real databases.
 
 Each test gets its own resource codes, business tables and front-end databases, so tests
 share the servers (one PostgreSQL, one MariaDB, one exchange per module) but no data.
@@ -7,18 +7,13 @@ share the servers (one PostgreSQL, one MariaDB, one exchange per module) but no 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
-from stdnum.cn import uscc as uscc_number
 
-from tests.exchange.conftest import person, population_spec
-from tests.support.exchange import RunningExchange, start_exchange
-from tests.support.mariadb import MariaDbServer
+from tests.support.exchange import RunningExchange
 from tests.support.nodes import (
     POPULATION_COLUMNS,
     POPULATION_TABLE,
@@ -31,51 +26,7 @@ from tests.support.nodes import (
     write_agent,
 )
 from tests.support.postgres import PostgresServer
-
-PURPOSE = "城乡居民医保参保登记核验"
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> Iterator[MariaDbServer]:
-    server = MariaDbServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def exchange(pg: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningExchange]:
-    running = start_exchange(pg, tmp_path_factory.mktemp("exchange"), dbname=f"exchange_{uuid.uuid4().hex[:6]}")
-    yield running
-    running.stop()
-
-
-def uscc(n: int) -> str:
-    body = f"91320582{n:09d}"
-    return body + uscc_number.calc_check_digit(body + "0")
-
-
-def entity_spec(code: str) -> dict[str, Any]:
-    return {
-        "code": code,
-        "name": "法人基本信息",
-        "classification": "基础信息资源/法人信息",
-        "fields": [
-            {"name": "uscc", "type": "string", "nullable": False},
-            {"name": "name", "type": "string", "nullable": False},
-            {"name": "legal_rep", "type": "string"},
-            {"name": "reg_capital", "type": "number"},
-            {"name": "established", "type": "date"},
-            {"name": "status", "type": "string"},
-            {"name": "updated", "type": "timestamp"},
-        ],
-        "primary_key": "uscc",
-        "key_kind": "uscc",
-        "share_type": "conditional",
-        "share_conditions": "仅限市场监管与卫生健康联合执法使用",
-        "share_methods": ["front_end", "api"],
-        "update_period": "daily",
-        "release_date": "2026-01-01",
-    }
+from tests.support.samples import PURPOSE, person, population_spec
 
 
 @dataclass
@@ -212,10 +163,3 @@ class World:
         for agent in self.agents:
             if agent.running():
                 agent.kill()
-
-
-@pytest.fixture
-def world(pg: PostgresServer, exchange: RunningExchange, tmp_path: Path) -> Iterator[World]:
-    w = World(pg, exchange, tmp_path)
-    yield w
-    w.stop()
