@@ -75,9 +75,11 @@ typecheck: venv ## mypy --strict over the Python packages
 test: setup lint typecheck lint-playbooks base-image images ## everything: set-up, lint, types, the whole test suite
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
-test-fast: venv crd-schemas ## the inner loop: lint and all tests but the slow suites
+test-fast: venv crd-schemas ## the inner loop (under a minute): lint, format, types, and the tests not marked slow, two at a time
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m 'not slow' -x -q
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -m 'not slow' -x -q -n auto
 
 test-exchange: venv ## only the central exchange's tests
 	$(BIN)/pytest tests/exchange -q
@@ -134,5 +136,6 @@ down: venv ## remove everything `make up` made, and nothing else (images and pac
 status: venv ## the local platform's summary: health and lag per department, URLs
 	$(BIN)/gdx platform status
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+clean: ## remove the virtualenv, caches and build output; make up's state (build/local) stays: make down removes it
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find build -mindepth 1 -maxdepth 1 ! -name local -exec rm -rf {} + 2>/dev/null || true

@@ -141,6 +141,7 @@ def test_roles_are_separated(exchange: RunningExchange) -> None:
     assert exchange.client("zjg-gaj").get("/metrics").status_code == 403
 
 
+@pytest.mark.slow  # idles past the keep-alive in real time
 def test_an_idle_connection_outlives_a_clients_keep_alive(exchange: RunningExchange) -> None:
     """httpx keeps an idle connection 5 s and reuses it; a server that closes at the same moment
     makes that request fail with no response. The exchange keeps idle connections longer."""

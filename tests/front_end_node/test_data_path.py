@@ -59,8 +59,10 @@ def test_inserts_updates_and_deletes_reach_the_subscriber_once(world: World) -> 
     assert versions[0] >= 3, "inserted, deleted, inserted again: the key's version kept growing"
 
 
+@pytest.mark.slow  # waits out a lookback window in real time
 def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read_again(world: World) -> None:
-    code, source, provider = world.population(lookback_s=5)
+    lookback_s = 4
+    code, source, provider = world.population(lookback_s=lookback_s)
     consumer = world.subscriber(code)
     source.insert(range(50))
     provider.start()
@@ -88,15 +90,16 @@ def test_a_late_commit_within_the_lookback_arrives_and_an_idle_table_is_not_read
     def rows_read() -> float:
         return provider.metric("gdx_node_source_rows_read_total", resource=code) or 0.0
 
-    time.sleep(7)
+    time.sleep(lookback_s + 1)
     before = rows_read()
     assert before >= 52, "the rows extracted were counted as read"
-    time.sleep(2)
+    provider.wait_cycles("extract", code, cycles=3)
     assert rows_read() == before, "an idle table with a change column is not read again"
     source.execute("UPDATE population SET remark = 'after' WHERE id_number = %s", (resident_id(3),))
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
 
 
+@pytest.mark.slow  # shows that nothing moves for a while
 def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it_ends(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
     consumer = world.subscriber(code)
@@ -115,11 +118,17 @@ def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it
     # every row itself, so the agent reads neither new rows nor keys for deletions meanwhile.
     with psycopg.connect(provider.front_end_db) as conn:
         conn.execute("INSERT INTO gdx.full_sync (resource, rows_done, progressed_at) VALUES (%s, 10, now())", (code,))
-    time.sleep(1)
+    wait_for(
+        lambda: "a full load is moving: reading waits" in provider.log_path.read_text(),
+        15,
+        "the extraction to see the load",
+        on_timeout=world.logs,
+    )
     read_before = read()
     source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(3),))
     source.insert(range(30, 35))
-    time.sleep(4)
+    provider.wait_cycles("push", code, cycles=3)  # the agent goes round while nothing is read
+    time.sleep(2)  # two comparison intervals, in which no comparison runs
     with psycopg.connect(consumer.front_end_db) as conn:
         held = conn.execute(
             "SELECT count(*) FILTER (WHERE id_number = %s), count(*) FROM gaj_population", (resident_id(3),)
@@ -131,9 +140,9 @@ def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it
         conn.execute("UPDATE gdx.full_sync SET finished_at = now() WHERE resource = %s", (code,))
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=30)
     assert compared() > before
-    assert "a full load is moving: reading waits" in provider.log_path.read_text()
 
 
+@pytest.mark.slow  # two catalog versions and an agent restart
 def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(world: World) -> None:
     """The provider publishes a version with a field more, then one with a field less, while
     the agents run: every row gets the new field, and rows made with the dropped one still go."""
@@ -180,6 +189,7 @@ def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(wor
     assert '"dropped_from_waiting_rows": ["address"]' in provider.log_path.read_text()
 
 
+@pytest.mark.slow  # waits for heartbeats at their interval
 def test_heartbeats_cross_every_hop_and_keep_advancing_when_idle(world: World) -> None:
     code, source, provider = world.population()
     world.subscribe("zjg-wjw", code)
@@ -281,7 +291,7 @@ def test_keys_are_sent_in_their_canonical_form_and_the_rest_quarantined(world: W
     wait_for(lambda: consumer_keys() == canonical, 60, "the canonical keys at the subscriber", on_timeout=world.logs)
     assert provider.metric("gdx_node_keys_tidied_total", resource=code) == 3
     wait_for(lambda: provider.health()["quarantined"] == {code: 1}, 15, "the unfixable key quarantined")
-    time.sleep(3)  # comparisons run every second: a key held in another form is no deletion
+    provider.wait_cycles("compare", code, cycles=2)  # a key held in another form is no deletion
     with psycopg.connect(world.exchange.database_url) as conn:
         changes = conn.execute(
             "SELECT count(*) FROM change c JOIN resource r ON r.id = c.resource_id WHERE r.code = %s AND c.op <> 'h'",

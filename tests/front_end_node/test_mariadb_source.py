@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import Agent, exchange_client, wait_for
@@ -139,6 +140,7 @@ def test_a_wrong_password_is_a_clear_health_state_not_a_crash(world: World, mari
     assert log.count("Access denied") == 1, "the same failure is logged once, not at every retry"
 
 
+@pytest.mark.slow  # waits out a lookback window in real time
 def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: World, mariadb: MariaDbServer) -> None:
     code = world.code("zjg-scjgj", "legal-entity")
     world.register("zjg-scjgj", entity_spec(code))
@@ -189,6 +191,7 @@ def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: Worl
     assert mirrored_status(1) == "迟到"
 
 
+@pytest.mark.slow  # two grant changes followed by a running agent
 def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_them(
     world: World, mariadb: MariaDbServer
 ) -> None:

@@ -25,6 +25,7 @@ def doubled_changes(world: World, code: str) -> list[tuple[str, int]]:
         ).fetchall()
 
 
+@pytest.mark.slow  # an outage, waited out in real time
 def test_changes_wait_in_the_front_end_db_while_the_exchange_is_down(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
     world.subscribe("zjg-wjw", code)
@@ -55,6 +56,7 @@ def test_changes_wait_in_the_front_end_db_while_the_exchange_is_down(world: Worl
     wait_for(lambda: provider.health()["status"] == "ok", 20, "the provider to be healthy again")
 
 
+@pytest.mark.slow  # an outage, waited out in real time
 def test_a_front_end_database_restart_mid_batch_loses_nothing(world: World) -> None:
     front_end = PostgresServer().start()
     try:
@@ -87,6 +89,7 @@ def test_a_front_end_database_restart_mid_batch_loses_nothing(world: World) -> N
         front_end.stop()
 
 
+@pytest.mark.slow  # an outage, waited out in real time
 def test_full_sync_resumes_after_a_kill_and_doubles_nothing(world: World) -> None:
     code, source, provider = world.population(lookback_s=3)
     source.insert(range(20_000))

@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
+from gdx.cli import app
 
 
 def _gdx_without(modules: list[str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,7 +28,6 @@ def _gdx_without(modules: list[str], *args: str) -> subprocess.CompletedProcess[
     ("missing", "args", "says"),
     [
         (["pulumi"], ["render", "--stack", "prod", "--out", "/nonexistent"], "needs the 'infra' extra"),
-        (["pulumi"], ["render", "--stack", "prod", "--out", "/nonexistent"], "pip install 'gdx[infra]'"),
         (["grafana_foundation_sdk"], ["monitor", "dashboards", "--out", "/nonexistent"], "gdx[monitor]"),
         (["local_platform"], ["platform", "up", "--residents", "100"], "runs from a checkout of the GDX repository"),
         (["local_platform"], ["platform"], "runs from a checkout of the GDX repository"),
@@ -35,6 +37,7 @@ def test_a_missing_part_is_named_with_what_to_install(missing: list[str], args: 
     result = _gdx_without(missing, *args)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
+    assert "pip install 'gdx[" in result.stderr or "checkout" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -47,7 +50,9 @@ def test_the_help_lists_every_package_command_and_marks_a_missing_one() -> None:
 
 
 def test_with_everything_installed_each_command_has_its_own_help() -> None:
+    runner = CliRunner()
     for command in ("exchange", "audit", "node", "monitor", "render", "platform"):
-        result = _gdx_without([], command, "--help")
-        assert result.returncode == 0, (command, result.stderr)
-        assert "not installed here" not in result.stdout
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
+        assert "not installed here" not in result.output
+        assert "Usage: " in result.output

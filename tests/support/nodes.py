@@ -17,16 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
 import yaml
 
+from gdx.workdays import BEIJING
 from tests.support.exchange import RunningExchange
 from tests.support.postgres import free_port
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 POPULATION_TABLE = """
 CREATE TABLE {table} (
@@ -57,7 +55,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, *, on_tim
 def normalise(value: Any) -> Any:
     """One form for a value whichever database it came from."""
     if isinstance(value, dt.datetime):
-        value = value.replace(tzinfo=SHANGHAI) if value.tzinfo is None else value
+        value = value.replace(tzinfo=BEIJING) if value.tzinfo is None else value
         return value.astimezone(dt.UTC).isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -163,6 +161,19 @@ class Agent:
         lines = self.log_path.read_text(errors="replace").splitlines()
         shown = [line if len(line) < 600 else line[:600] + " ..." for line in lines[-tail:]]
         return f"--- {self.name} log (last {tail} lines) ---\n" + "\n".join(shown)
+
+    def wait_cycles(self, hop: str, resource: str, cycles: int = 2, timeout: float = 30) -> None:
+        """Until the hop has completed ``cycles`` more cycles (its last-success time moved that often):
+        what a test waits for to show that something did not happen, instead of a fixed sleep."""
+        seen: list[float] = []
+
+        def moved() -> bool:
+            value = self.metric("gdx_node_last_success_timestamp_seconds", hop=hop, resource=resource)
+            if value is not None and (not seen or value > seen[-1]):
+                seen.append(value)
+            return len(seen) > cycles
+
+        wait_for(moved, timeout, f"{cycles} more {hop} cycles of {resource}", on_timeout=self.log)
 
     def metric(self, name: str, **labels: str) -> float | None:
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
