@@ -13,7 +13,7 @@ from infra.components.database import KINDS, DatabaseArgs
 from infra.components.exchange import Exchange, ExchangeArgs
 from infra.components.foundation import Foundation, FoundationArgs
 from infra.components.ingress import IngressArgs, MutualTlsIngress
-from infra.components.monitoring import Monitoring, MonitoringArgs
+from infra.components.monitoring import PROMETHEUS_SECRET_DIR, Monitoring, MonitoringArgs, PrometheusInputs
 from infra.components.network import NetworkPolicies, NetworkPoliciesArgs
 from infra.settings import NAMESPACE, StackSettings
 
@@ -64,7 +64,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
                 ca_certificate=identities.ca,
                 exchange_service=exchange.service,
                 exchange_port=exchange.port,
-                server_tls_secret="gdx-exchange-tls",
+                server_tls_secret=exchange.tls_secret,
             ),
         )
         exchange_url = ingress.url
@@ -80,10 +80,10 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
                 monitor_identity=identities["monitor"],
                 prometheus_identity=identities["prometheus"],
                 ca_certificate=identities.ca,
-                inventory=inventory,
                 inventory_config_map=foundation.inventory,
                 exchange_host=settings.service_host("gdx-exchange"),
                 exchange_port=exchange.port,
+                prometheus=prometheus_inputs(settings, inventory, exchange.port),
                 host_network=settings.host_network,
             ),
         )
@@ -107,6 +107,32 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs
+
+
+def prometheus_inputs(settings: StackSettings, inventory: Inventory, exchange_port: int) -> PrometheusInputs:
+    """The monitoring package's rules, dashboards and scrape jobs, for the stack's Prometheus."""
+    from monitoring import dashboards, rules, scrape
+
+    s = settings.monitoring
+    jobs = scrape.scrape_configs(
+        f"{scrape.MONITOR_JOB}.{settings.namespace}.svc:{s.port}",
+        exchange=f"{settings.service_host('gdx-exchange')}:{exchange_port}",
+        exchange_tls=scrape.ClientTls(
+            ca_file=f"{PROMETHEUS_SECRET_DIR}/ca.crt",
+            cert_file=f"{PROMETHEUS_SECRET_DIR}/prometheus.crt",
+            key_file=f"{PROMETHEUS_SECRET_DIR}/prometheus.key",
+        ),
+        inventory=inventory,
+        node_exporter_port=s.node_exporter_port,
+    )
+    return PrometheusInputs(
+        rule_files=rules.rule_texts(s.runbook_base_url or rules.DEFAULT_RUNBOOK_BASE),
+        dashboards=dashboards.render(),
+        scrape_jobs=jobs,
+        monitor_job=scrape.MONITOR_JOB,
+        exchange_job=scrape.EXCHANGE_JOB,
+        node_exporter_job=scrape.NODE_EXPORTER_JOB,
+    )
 
 
 def node_networks(inventory: Inventory) -> list[str]:

@@ -110,6 +110,9 @@ class MonitoringSettings(_Section):
     node_exporter_port: int = Field(9100, ge=1, le=65535)
     port: int = Field(9480, ge=1024, le=65535)
     host_port: int | None = Field(None, ge=1, le=65535)
+    # Where the alerts' runbook links point: a copy of docs/runbooks/ the administrators can reach
+    # (on a government network, seldom the public repository). Default: the project's site.
+    runbook_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
 
 
 class StackSettings(_Section):

@@ -9,7 +9,7 @@ import yaml
 
 from gdx.inventory import Inventory
 from local_platform import processes
-from monitoring import scrape
+from monitoring import rules, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_PORT = 9090
@@ -19,7 +19,7 @@ ALERTMANAGER_PORT = 9093
 def write_config(workdir: Path, inventory: Inventory, *, monitor: str, exchange: str, pki: Path) -> Path:
     config = {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-        "rule_files": [str(scrape.RULES_DIR / name) for name in scrape.RULE_FILES],
+        "rule_files": [str(rules.RULES_DIR / name) for name in rules.RULE_FILES],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ALERTMANAGER_PORT}"]}]}]},
         "scrape_configs": scrape.scrape_configs(
             monitor,

@@ -1,16 +1,14 @@
 """What Prometheus scrapes for GDX, in one place: the Kubernetes program, the local platform and
-the tests all build their scrape configuration here, so job names match what the rules expect."""
+the tests all build their scrape configuration here, so job names match what the rules expect.
+(The rules themselves: monitoring/rules.py.)"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from gdx.inventory import Inventory
 
-RULES_DIR = Path(__file__).resolve().parent / "rules"
-RULE_FILES = ("alerts.yml", "records.yml")
 MONITOR_JOB = "gdx-monitor"  # GdxMonitorTargetAbsent looks for this job
 EXCHANGE_JOB = "gdx-exchange"
 NODE_EXPORTER_JOB = "gdx-node-exporter"
@@ -65,8 +63,3 @@ def scrape_configs(
             }
         )
     return jobs
-
-
-def rule_texts() -> dict[str, str]:
-    """The rule files by name, as they are in the repository (and in the wheel)."""
-    return {name: (RULES_DIR / name).read_text(encoding="utf-8") for name in RULE_FILES}

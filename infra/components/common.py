@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from infra.pki import Pair
 from infra.settings import Resources
 
 PART_OF = "gdx"
@@ -86,3 +88,27 @@ def secret_volume(name: str, secret: pulumi.Input[str]) -> dict[str, Any]:
 
 def child(parent: pulumi.Resource, *, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [])
+
+
+def identity_secret(
+    parent: pulumi.Resource,
+    resource_name: str,
+    name: str,
+    namespace: pulumi.Input[str],
+    component: str,
+    identity: Pair,
+    ca_certificate: str,
+    *,
+    files: tuple[str, str] = ("tls.crt", "tls.key"),
+    kind: str = "Opaque",
+) -> k8s.core.v1.Secret:
+    """An identity of the platform's CA as a Secret: its certificate and key under ``files``, and
+    the CA's certificate as ca.crt (what a TLS client or server of the platform mounts)."""
+    cert_file, key_file = files
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata=metadata(name, namespace, component),
+        type=kind,
+        string_data={cert_file: identity.cert, key_file: identity.key, "ca.crt": ca_certificate},
+        opts=child(parent),
+    )

@@ -11,6 +11,7 @@ import pulumi_kubernetes as k8s
 from infra.components.common import (
     child,
     container_security,
+    identity_secret,
     labels,
     metadata,
     pod_security,
@@ -52,94 +53,117 @@ class Exchange(pulumi.ComponentResource):
     service: pulumi.Output[str]
     deployment: pulumi.Output[str]
     migration: pulumi.Output[str]
+    tls_secret: pulumi.Output[str]
     port: int
 
     def __init__(self, name: str, args: ExchangeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:Exchange", name, None, opts)
-        s = args.settings
-        ns = args.namespace
+        self._name, self._args = name, args
         account = k8s.core.v1.ServiceAccount(
             f"{name}-account",
-            metadata=metadata(SERVICE, ns, "exchange"),
+            metadata=metadata(SERVICE, args.namespace, "exchange"),
             automount_service_account_token=False,
             opts=child(self),
         )
-        tls = k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata=metadata("gdx-exchange-tls", ns, "exchange"),
-            type="kubernetes.io/tls",
-            string_data={
-                "tls.crt": args.server_identity.cert,
-                "tls.key": args.server_identity.key,
-                "ca.crt": args.ca_certificate,
-            },
-            opts=child(self),
-        )
-        database_url = {
-            "name": "GDX_DATABASE_URL",
-            "value_from": {"secret_key_ref": {"name": args.database.url_secret, "key": URL_KEY}},
-        }
-
-        def container(name: str, command: list[str], **extra: object) -> dict[str, object]:
-            return {
-                "name": name,
-                "image": args.image,
-                "image_pull_policy": args.image_pull_policy,
-                "command": command,
-                "env": [database_url, {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-                "resources": resources(s.resources),
-                "security_context": container_security(),
-                "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
-                **extra,
-            }
-
-        pod_basics = {
+        self._pod_basics = {
             "service_account_name": account.metadata.name,
             "automount_service_account_token": False,
             "host_network": args.host_network,
             "security_context": pod_security(),
         }
-        job = k8s.batch.v1.Job(
-            f"{name}-migrate",
-            metadata=metadata(migration_job_name(args.image), ns, "exchange-migrate"),
+        tls = identity_secret(
+            self, f"{name}-tls", "gdx-exchange-tls", args.namespace, "exchange", args.server_identity,
+            args.ca_certificate, kind="kubernetes.io/tls",
+        )  # fmt: skip
+        job = self._migration_job()
+        deployment = self._deployment(tls, job)
+        service = self._service()
+        self._disruption_budget()
+        if args.settings.max_replicas > args.settings.replicas:
+            self._autoscaler(deployment)
+        self.service = service.metadata.name
+        self.deployment = deployment.metadata.name
+        self.migration = job.metadata.name
+        self.tls_secret = tls.metadata.name
+        self.port = args.settings.port
+        self.register_outputs(
+            {
+                "service": self.service,
+                "deployment": self.deployment,
+                "migration": self.migration,
+                "tls_secret": self.tls_secret,
+            }
+        )
+
+    def _container(self, name: str, command: list[str], **extra: object) -> dict[str, object]:
+        """A container of the exchange's image, with the database's URL from its Secret."""
+        args = self._args
+        return {
+            "name": name,
+            "image": args.image,
+            "image_pull_policy": args.image_pull_policy,
+            "command": command,
+            "env": self._env(),
+            "resources": resources(args.settings.resources),
+            "security_context": container_security(),
+            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+            **extra,
+        }
+
+    def _env(self, **settings: str) -> list[dict[str, object]]:
+        database_url: dict[str, object] = {
+            "name": "GDX_DATABASE_URL",
+            "value_from": {"secret_key_ref": {"name": self._args.database.url_secret, "key": URL_KEY}},
+        }
+        plain: list[dict[str, object]] = [
+            {"name": key, "value": value} for key, value in {"PYTHONDONTWRITEBYTECODE": "1", **settings}.items()
+        ]
+        return [database_url, *plain]
+
+    def _migration_job(self) -> k8s.batch.v1.Job:
+        """Migrations, then the department registry from the inventory: one Job per image."""
+        args = self._args
+        load_departments = self._container(
+            "load-departments",
+            ["gdx", "exchange", "load-departments", f"{INVENTORY_DIR}/inventory.yml"],
+            volume_mounts=[
+                {"name": "tmp", "mount_path": "/tmp"},
+                {"name": "inventory", "mount_path": INVENTORY_DIR, "read_only": True},
+            ],
+        )
+        return k8s.batch.v1.Job(
+            f"{self._name}-migrate",
+            metadata=metadata(migration_job_name(args.image), args.namespace, "exchange-migrate"),
             spec={
                 "backoff_limit": 2,
                 "active_deadline_seconds": 600,
                 "template": {
                     "metadata": {"labels": labels("exchange-migrate")},
                     "spec": {
-                        **pod_basics,
+                        **self._pod_basics,
                         "restart_policy": "Never",
-                        "init_containers": [container("migrate", ["gdx", "exchange", "migrate"])],
-                        "containers": [
-                            container(
-                                "load-departments",
-                                ["gdx", "exchange", "load-departments", f"{INVENTORY_DIR}/inventory.yml"],
-                                volume_mounts=[
-                                    {"name": "tmp", "mount_path": "/tmp"},
-                                    {"name": "inventory", "mount_path": INVENTORY_DIR, "read_only": True},
-                                ],
-                            )
-                        ],
+                        "init_containers": [self._container("migrate", ["gdx", "exchange", "migrate"])],
+                        "containers": [load_departments],
                         "volumes": [scratch_volume(), {"name": "inventory", "config_map": {"name": args.inventory}}],
                     },
                 },
             },
             opts=child(self),
         )
-        serve = container(
+
+    def _deployment(self, tls: k8s.core.v1.Secret, job: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
+        args, s = self._args, self._args.settings
+        serve = self._container(
             "exchange",
             ["gdx", "exchange", "serve"],
-            env=[
-                database_url,
-                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                {"name": "GDX_TLS_CERT", "value": f"{TLS_DIR}/tls.crt"},
-                {"name": "GDX_TLS_KEY", "value": f"{TLS_DIR}/tls.key"},
-                {"name": "GDX_CA_CERT", "value": f"{TLS_DIR}/ca.crt"},
-                {"name": "GDX_PORT", "value": str(s.port)},
-                {"name": "GDX_POOL_MAX", "value": str(s.pool_max)},
-                {"name": "GDX_TLS_ALERTS", "value": str(s.tls_alerts).lower()},
-            ],
+            env=self._env(
+                GDX_TLS_CERT=f"{TLS_DIR}/tls.crt",
+                GDX_TLS_KEY=f"{TLS_DIR}/tls.key",
+                GDX_CA_CERT=f"{TLS_DIR}/ca.crt",
+                GDX_PORT=str(s.port),
+                GDX_POOL_MAX=str(s.pool_max),
+                GDX_TLS_ALERTS=str(s.tls_alerts).lower(),
+            ),
             ports=[{"name": "https", "container_port": s.port}],
             volume_mounts=[
                 {"name": "tmp", "mount_path": "/tmp"},
@@ -147,9 +171,9 @@ class Exchange(pulumi.ComponentResource):
             ],
             **probes(s.port, scheme="HTTPS"),
         )
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=metadata(SERVICE, ns, "exchange"),
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deployment",
+            metadata=metadata(SERVICE, args.namespace, "exchange"),
             spec={
                 "replicas": s.replicas,
                 "selector": {"match_labels": selector("exchange")},
@@ -157,7 +181,7 @@ class Exchange(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": labels("exchange")},
                     "spec": {
-                        **pod_basics,
+                        **self._pod_basics,
                         "termination_grace_period_seconds": 30,
                         "topology_spread_constraints": [
                             {
@@ -179,48 +203,45 @@ class Exchange(pulumi.ComponentResource):
                 pulumi.ResourceOptions(ignore_changes=["spec.replicas"] if s.max_replicas > s.replicas else None),
             ),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=metadata(SERVICE, ns, "exchange"),
+
+    def _service(self) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self._name}-service",
+            metadata=metadata(SERVICE, self._args.namespace, "exchange"),
             spec={
                 "type": "ClusterIP",
                 "selector": selector("exchange"),
-                "ports": [{"name": "https", "port": s.port, "target_port": "https"}],
+                "ports": [{"name": "https", "port": self._args.settings.port, "target_port": "https"}],
             },
             opts=child(self),
         )
+
+    def _disruption_budget(self) -> None:
         k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=metadata(SERVICE, ns, "exchange"),
+            f"{self._name}-pdb",
+            metadata=metadata(SERVICE, self._args.namespace, "exchange"),
             spec={"max_unavailable": 1, "selector": {"match_labels": selector("exchange")}},
             opts=child(self),
         )
-        if s.max_replicas > s.replicas:
-            k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                f"{name}-hpa",
-                metadata=metadata(SERVICE, ns, "exchange"),
-                spec={
-                    "scale_target_ref": {
-                        "api_version": "apps/v1",
-                        "kind": "Deployment",
-                        "name": deployment.metadata.name,
-                    },
-                    "min_replicas": s.replicas,
-                    "max_replicas": s.max_replicas,
-                    "metrics": [
-                        {
-                            "type": "Resource",
-                            "resource": {
-                                "name": "cpu",
-                                "target": {"type": "Utilization", "average_utilization": s.target_cpu_percent},
-                            },
-                        }
-                    ],
-                },
-                opts=child(self),
-            )
-        self.service = service.metadata.name
-        self.deployment = deployment.metadata.name
-        self.migration = job.metadata.name
-        self.port = s.port
-        self.register_outputs({"service": self.service, "deployment": self.deployment, "migration": self.migration})
+
+    def _autoscaler(self, deployment: k8s.apps.v1.Deployment) -> None:
+        s = self._args.settings
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._name}-hpa",
+            metadata=metadata(SERVICE, self._args.namespace, "exchange"),
+            spec={
+                "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": deployment.metadata.name},
+                "min_replicas": s.replicas,
+                "max_replicas": s.max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "average_utilization": s.target_cpu_percent},
+                        },
+                    }
+                ],
+            },
+            opts=child(self),
+        )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.common import child, metadata
+from infra.components.common import child, identity_secret, metadata
 from infra.pki import Pair
 from infra.settings import IngressSettings
 
@@ -58,17 +58,10 @@ class MutualTlsIngress(pulumi.ComponentResource):
     def __init__(self, name: str, args: IngressArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:MutualTlsIngress", name, None, opts)
         s = args.settings
-        client = k8s.core.v1.Secret(
-            f"{name}-client",
-            metadata=metadata("gdx-ingress-client", args.namespace, "ingress"),
-            type="Opaque",
-            string_data={
-                "tls.crt": args.ingress_identity.cert,
-                "tls.key": args.ingress_identity.key,
-                "ca.crt": args.ca_certificate,
-            },
-            opts=child(self),
-        )
+        client = identity_secret(
+            self, f"{name}-client", "gdx-ingress-client", args.namespace, "ingress", args.ingress_identity,
+            args.ca_certificate,
+        )  # fmt: skip
         notes = pulumi.Output.all(args.namespace, args.ca_bundle, client.metadata.name, args.exchange_service).apply(
             lambda v: nginx_annotations(*v)
         )

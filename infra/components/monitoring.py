@@ -3,11 +3,15 @@
 Rules and scrape targets take the Prometheus Operator's form (PrometheusRule, ServiceMonitor,
 ScrapeConfig) where the operator runs, plain ConfigMaps for a hand-run Prometheus otherwise.
 Dashboards are ConfigMaps labelled for Grafana's sidecar (``grafana_dashboard: "1"``).
+
+The rules, dashboards and scrape jobs themselves come from the monitoring package, through the
+args (infra/program.py builds them): this component only places them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +19,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from gdx.inventory import Inventory
 from infra.components.common import (
     child,
     container_security,
+    identity_secret,
     labels,
     metadata,
     pod_security,
@@ -30,14 +34,27 @@ from infra.components.common import (
 )
 from infra.pki import Pair
 from infra.settings import MonitoringSettings, Resources
-from monitoring import dashboards, scrape
 
 PKI_DIR = "/etc/gdx/pki"
 INVENTORY_DIR = "/etc/gdx/inventory"
-SERVICE = "gdx-monitor"
 # Where the Prometheus Operator mounts a Secret listed in the Prometheus resource's spec.secrets;
 # a hand-run Prometheus mounts it at the same path.
 PROMETHEUS_SECRET_DIR = "/etc/prometheus/secrets/gdx-prometheus-identity"
+PROMETHEUS_SECRET = "gdx-prometheus-identity"
+
+
+@dataclass(frozen=True)
+class PrometheusInputs:
+    """What Prometheus and Grafana are given: rule files by name, dashboards by stem, the scrape
+    jobs of a hand-run Prometheus, and the job names (the monitor's is its Service's name, which
+    the rules look for)."""
+
+    rule_files: Mapping[str, str]
+    dashboards: Mapping[str, Any]
+    scrape_jobs: list[dict[str, Any]]
+    monitor_job: str
+    exchange_job: str
+    node_exporter_job: str
 
 
 @dataclass
@@ -49,10 +66,10 @@ class MonitoringArgs:
     monitor_identity: Pair
     prometheus_identity: Pair
     ca_certificate: str
-    inventory: Inventory
     inventory_config_map: pulumi.Input[str]
     exchange_host: str
     exchange_port: int
+    prometheus: PrometheusInputs
     host_network: bool = False
 
 
@@ -62,22 +79,53 @@ class Monitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:Monitoring", name, None, opts)
-        s = args.settings
-        ns = args.namespace
-        identity = k8s.core.v1.Secret(
-            f"{name}-identity",
-            metadata=metadata("gdx-monitor-identity", ns, "monitor"),
-            type="Opaque",
-            string_data={
-                "ca.crt": args.ca_certificate,
-                "monitor.crt": args.monitor_identity.cert,
-                "monitor.key": args.monitor_identity.key,
-            },
-            opts=child(self),
-        )
-        k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=metadata(SERVICE, ns, "monitor"),
+        self._name, self._args = name, args
+        identity = identity_secret(
+            self, f"{name}-identity", "gdx-monitor-identity", args.namespace, "monitor", args.monitor_identity,
+            args.ca_certificate, files=("monitor.crt", "monitor.key"),
+        )  # fmt: skip
+        self._deployment(identity)
+        service = self._service()
+        identity_secret(
+            self, f"{name}-prometheus-identity", PROMETHEUS_SECRET, args.namespace, "monitor",
+            args.prometheus_identity, args.ca_certificate, files=("prometheus.crt", "prometheus.key"),
+        )  # fmt: skip
+        if args.settings.prometheus_operator:
+            self._operator_objects()
+        else:
+            self._plain_config_maps()
+        boards = self._dashboards()
+        self.service = service.metadata.name
+        self.dashboards = pulumi.Output.all(*[b.metadata.name for b in boards])
+        self.register_outputs({"service": self.service, "dashboards": self.dashboards})
+
+    def _deployment(self, identity: k8s.core.v1.Secret) -> k8s.apps.v1.Deployment:
+        args, s = self._args, self._args.settings
+        exchange_url = f"https://{args.exchange_host}:{args.exchange_port}"
+        command = [
+            "gdx", "monitor", "run", "--inventory", f"{INVENTORY_DIR}/inventory.yml", "--identity", "monitor",
+            "--pki-dir", PKI_DIR, "--exchange-url", exchange_url, "--listen", f"0.0.0.0:{s.port}",
+            "--interval", f"{s.interval_seconds:g}",
+        ]  # fmt: skip
+        monitor = {
+            "name": "monitor",
+            "image": args.image,
+            "image_pull_policy": args.image_pull_policy,
+            "command": command,
+            "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+            "ports": [{"name": "http-metrics", "container_port": s.port}],
+            "resources": resources(Resources(memory_request="128Mi", memory_limit="512Mi")),
+            "security_context": container_security(),
+            **probes(s.port, scheme="HTTP", ready="/healthz"),
+            "volume_mounts": [
+                {"name": "tmp", "mount_path": "/tmp"},
+                {"name": "pki", "mount_path": PKI_DIR, "read_only": True},
+                {"name": "inventory", "mount_path": INVENTORY_DIR, "read_only": True},
+            ],
+        }
+        return k8s.apps.v1.Deployment(
+            f"{self._name}-deployment",
+            metadata=metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
             spec={
                 # One: the monitor holds per-hop history (stall detection); two would double every alert.
                 "replicas": 1,
@@ -89,40 +137,7 @@ class Monitoring(pulumi.ComponentResource):
                         "automount_service_account_token": False,
                         "host_network": args.host_network,
                         "security_context": pod_security(),
-                        "containers": [
-                            {
-                                "name": "monitor",
-                                "image": args.image,
-                                "image_pull_policy": args.image_pull_policy,
-                                "command": [
-                                    "gdx",
-                                    "monitor",
-                                    "run",
-                                    "--inventory",
-                                    f"{INVENTORY_DIR}/inventory.yml",
-                                    "--identity",
-                                    "monitor",
-                                    "--pki-dir",
-                                    PKI_DIR,
-                                    "--exchange-url",
-                                    f"https://{args.exchange_host}:{args.exchange_port}",
-                                    "--listen",
-                                    f"0.0.0.0:{s.port}",
-                                    "--interval",
-                                    f"{s.interval_seconds:g}",
-                                ],
-                                "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
-                                "ports": [{"name": "http-metrics", "container_port": s.port}],
-                                "resources": resources(Resources(memory_request="128Mi", memory_limit="512Mi")),
-                                "security_context": container_security(),
-                                **probes(s.port, scheme="HTTP", ready="/healthz"),
-                                "volume_mounts": [
-                                    {"name": "tmp", "mount_path": "/tmp"},
-                                    {"name": "pki", "mount_path": PKI_DIR, "read_only": True},
-                                    {"name": "inventory", "mount_path": INVENTORY_DIR, "read_only": True},
-                                ],
-                            }
-                        ],
+                        "containers": [monitor],
                         "volumes": [
                             scratch_volume(),
                             secret_volume("pki", identity.metadata.name),
@@ -133,106 +148,75 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=metadata(SERVICE, ns, "monitor"),
+
+    def _service(self) -> k8s.core.v1.Service:
+        args = self._args
+        return k8s.core.v1.Service(
+            f"{self._name}-service",
+            metadata=metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
             spec={
                 "selector": selector("monitor"),
-                "ports": [{"name": "http-metrics", "port": s.port, "target_port": "http-metrics"}],
+                "ports": [{"name": "http-metrics", "port": args.settings.port, "target_port": "http-metrics"}],
             },
             opts=child(self),
         )
-        k8s.core.v1.Secret(
-            f"{name}-prometheus-identity",
-            metadata=metadata("gdx-prometheus-identity", ns, "monitor"),
-            type="Opaque",
-            string_data={
-                "ca.crt": args.ca_certificate,
-                "prometheus.crt": args.prometheus_identity.cert,
-                "prometheus.key": args.prometheus_identity.key,
-            },
-            opts=child(self),
-        )
-        if s.prometheus_operator:
-            self._operator_objects(name, args)
-        else:
-            self._plain_config_maps(name, args)
-        boards = [
+
+    def _dashboards(self) -> list[k8s.core.v1.ConfigMap]:
+        return [
             k8s.core.v1.ConfigMap(
-                f"{name}-dashboard-{stem}",
-                metadata=metadata(f"gdx-dashboard-{stem}", ns, "monitor")
+                f"{self._name}-dashboard-{stem}",
+                metadata=metadata(f"gdx-dashboard-{stem}", self._args.namespace, "monitor")
                 | {"labels": {**labels("monitor"), "grafana_dashboard": "1"}},
                 data={f"{stem}.json": json.dumps(board, indent=1, ensure_ascii=False, sort_keys=True)},
                 opts=child(self),
             )
-            for stem, board in dashboards.render().items()
+            for stem, board in self._args.prometheus.dashboards.items()
         ]
-        self.service = service.metadata.name
-        self.dashboards = pulumi.Output.all(*[b.metadata.name for b in boards])
-        self.register_outputs({"service": self.service, "dashboards": self.dashboards})
 
-    def _scrape_jobs(self, args: MonitoringArgs, namespace: str) -> list[dict[str, Any]]:
-        return scrape.scrape_configs(
-            f"{SERVICE}.{namespace}.svc:{args.settings.port}",
-            exchange=f"{args.exchange_host}:{args.exchange_port}",
-            exchange_tls=scrape.ClientTls(
-                ca_file=f"{PROMETHEUS_SECRET_DIR}/ca.crt",
-                cert_file=f"{PROMETHEUS_SECRET_DIR}/prometheus.crt",
-                key_file=f"{PROMETHEUS_SECRET_DIR}/prometheus.key",
-            ),
-            inventory=args.inventory,
-            node_exporter_port=args.settings.node_exporter_port,
-        )
-
-    def _plain_config_maps(self, name: str, args: MonitoringArgs) -> None:
-        ns = args.namespace
+    def _plain_config_maps(self) -> None:
+        """For a Prometheus run by hand: its rule files and its scrape jobs, as ConfigMaps."""
+        args = self._args
         k8s.core.v1.ConfigMap(
-            f"{name}-rules",
-            metadata=metadata("gdx-prometheus-rules", ns, "monitor"),
-            data=scrape.rule_texts(),
+            f"{self._name}-rules",
+            metadata=metadata("gdx-prometheus-rules", args.namespace, "monitor"),
+            data=dict(args.prometheus.rule_files),
             opts=child(self),
         )
         k8s.core.v1.ConfigMap(
-            f"{name}-scrape",
-            metadata=metadata("gdx-prometheus-scrape", ns, "monitor"),
-            data={
-                "scrape.yml": pulumi.Output.from_input(ns).apply(
-                    lambda namespace: yaml.safe_dump(
-                        {"scrape_configs": self._scrape_jobs(args, namespace)}, sort_keys=False
-                    )
-                )
-            },
+            f"{self._name}-scrape",
+            metadata=metadata("gdx-prometheus-scrape", args.namespace, "monitor"),
+            data={"scrape.yml": yaml.safe_dump({"scrape_configs": args.prometheus.scrape_jobs}, sort_keys=False)},
             opts=child(self),
         )
 
-    def _operator_objects(self, name: str, args: MonitoringArgs) -> None:
-        ns = args.namespace
-        groups = [group for text in scrape.rule_texts().values() for group in yaml.safe_load(text)["groups"]]
+    def _operator_objects(self) -> None:
+        """For the Prometheus Operator: a PrometheusRule, ServiceMonitors and the node exporters' ScrapeConfig."""
+        args, inputs = self._args, self._args.prometheus
+        groups = [group for text in inputs.rule_files.values() for group in yaml.safe_load(text)["groups"]]
         k8s.apiextensions.CustomResource(
-            f"{name}-prometheus-rule",
+            f"{self._name}-prometheus-rule",
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
-            metadata=metadata("gdx", ns, "monitor"),
+            metadata=metadata("gdx", args.namespace, "monitor"),
             spec={"groups": groups},
             opts=child(self),
         )
         k8s.apiextensions.CustomResource(
-            f"{name}-service-monitor",
+            f"{self._name}-service-monitor",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=metadata(SERVICE, ns, "monitor"),
+            metadata=metadata(inputs.monitor_job, args.namespace, "monitor"),
             spec={
                 "selector": {"matchLabels": selector("monitor")},
                 "endpoints": [{"port": "http-metrics", "interval": f"{args.settings.interval_seconds:g}s"}],
             },
             opts=child(self),
         )
-        secret = "gdx-prometheus-identity"
         k8s.apiextensions.CustomResource(
-            f"{name}-exchange-monitor",
+            f"{self._name}-exchange-monitor",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=metadata(scrape.EXCHANGE_JOB, ns, "monitor"),
+            metadata=metadata(inputs.exchange_job, args.namespace, "monitor"),
             spec={
                 "selector": {"matchLabels": selector("exchange")},
                 "endpoints": [
@@ -240,9 +224,9 @@ class Monitoring(pulumi.ComponentResource):
                         "port": "https",
                         "scheme": "https",
                         "tlsConfig": {
-                            "ca": {"secret": {"name": secret, "key": "ca.crt"}},
-                            "cert": {"secret": {"name": secret, "key": "prometheus.crt"}},
-                            "keySecret": {"name": secret, "key": "prometheus.key"},
+                            "ca": {"secret": {"name": PROMETHEUS_SECRET, "key": "ca.crt"}},
+                            "cert": {"secret": {"name": PROMETHEUS_SECRET, "key": "prometheus.crt"}},
+                            "keySecret": {"name": PROMETHEUS_SECRET, "key": "prometheus.key"},
                             "serverName": pulumi.Output.concat(args.exchange_host),
                         },
                     }
@@ -250,13 +234,13 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        nodes = [job for job in self._scrape_jobs(args, "gdx") if job["job_name"] == scrape.NODE_EXPORTER_JOB]
+        nodes = [job for job in inputs.scrape_jobs if job["job_name"] == inputs.node_exporter_job]
         if nodes:
             k8s.apiextensions.CustomResource(
-                f"{name}-node-exporters",
+                f"{self._name}-node-exporters",
                 api_version="monitoring.coreos.com/v1alpha1",
                 kind="ScrapeConfig",
-                metadata=metadata(scrape.NODE_EXPORTER_JOB, ns, "monitor"),
+                metadata=metadata(inputs.node_exporter_job, args.namespace, "monitor"),
                 spec={"staticConfigs": nodes[0]["static_configs"]},
                 opts=child(self),
             )

@@ -23,7 +23,7 @@ from infra.components.database import (  # noqa: E402
 )
 from infra.components.exchange import Exchange, ExchangeArgs, migration_job_name  # noqa: E402
 from infra.components.ingress import NGINX, IngressArgs, MutualTlsIngress  # noqa: E402
-from infra.components.monitoring import Monitoring, MonitoringArgs  # noqa: E402
+from infra.components.monitoring import Monitoring, MonitoringArgs, PrometheusInputs  # noqa: E402
 from infra.components.network import NetworkPolicies, NetworkPoliciesArgs  # noqa: E402
 from infra.settings import (  # noqa: E402
     BackupSettings,
@@ -32,7 +32,7 @@ from infra.settings import (  # noqa: E402
     IngressSettings,
     MonitoringSettings,
 )
-from monitoring import scrape  # noqa: E402
+from monitoring import dashboards, rules, scrape  # noqa: E402
 from tests.support.stacks import INVENTORY  # noqa: E402
 
 IMAGE = "registry.zjg.gov.cn/gdx/gdx:0.1.0"
@@ -256,10 +256,22 @@ def test_monitoring_ships_every_rule_the_scrape_targets_and_the_dashboards(
                 monitor_identity=identities["monitor"],
                 prometheus_identity=identities["prometheus"],
                 ca_certificate=identities.ca,
-                inventory=inventory,
                 inventory_config_map="gdx-inventory",
                 exchange_host="gdx-exchange.gdx.svc",
                 exchange_port=8443,
+                prometheus=PrometheusInputs(
+                    rule_files=rules.rule_texts(),
+                    dashboards=dashboards.render(),
+                    scrape_jobs=scrape.scrape_configs(
+                        "gdx-monitor.gdx.svc:9480",
+                        exchange="gdx-exchange.gdx.svc:8443",
+                        exchange_tls=scrape.ClientTls("ca.crt", "prometheus.crt", "prometheus.key"),
+                        inventory=inventory,
+                    ),
+                    monitor_job=scrape.MONITOR_JOB,
+                    exchange_job=scrape.EXCHANGE_JOB,
+                    node_exporter_job=scrape.NODE_EXPORTER_JOB,
+                ),
             ),
         )
         return monitoring.dashboards.apply(
@@ -267,7 +279,7 @@ def test_monitoring_ships_every_rule_the_scrape_targets_and_the_dashboards(
         )
 
     declare()
-    alerts = scrape.rule_texts()["alerts.yml"].count("- alert: ")
+    alerts = rules.rule_texts()["alerts.yml"].count("- alert: ")
     assert alerts >= 15
     if operator:
         (rule,) = objects(monitor, "PrometheusRule")

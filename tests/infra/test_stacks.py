@@ -160,3 +160,18 @@ def test_a_pki_folder_without_an_identity_says_how_to_make_it(pki: Path, tmp_pat
         (partial / name).write_bytes((pki / name).read_bytes())
     with pytest.raises(RenderError, match=r"ingress.crt \(run `gdx ca issue ingress --role ingress"):
         render("prod", pki_dir=partial, inventory=INVENTORY)
+
+
+def test_the_alerts_link_to_the_runbook_site_the_operator_names(pki: Path) -> None:
+    base = "https://ops.zjg.gov.cn/gdx/runbooks"
+    monitoring = {**stack_config("prod")["monitoring"], "runbookBaseUrl": base}
+    rendering = render("prod", pki_dir=pki, inventory=INVENTORY, overrides={"monitoring": monitoring})
+    (rule,) = [m for m in rendering.manifests if m["kind"] == "PrometheusRule"]
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) >= 15
+    assert all(a["annotations"]["runbook_url"].startswith(f"{base}/Gdx") for a in alerts)
+    assert {a["annotations"]["runbook_url"] for a in alerts if a["alert"] == "GdxNodeDown"} == {
+        f"{base}/GdxNodeDown.md"
+    }
+    with pytest.raises(SettingsError, match="runbookBaseUrl"):
+        render("prod", pki_dir=pki, inventory=INVENTORY, overrides={"monitoring": {"runbookBaseUrl": "ops wiki"}})

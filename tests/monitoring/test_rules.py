@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitoring import rules
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "rules"
 ALERTMANAGER = ROOT / "monitoring" / "alertmanager" / "alertmanager.yml"
-RUNBOOK_PREFIX = "https://github.com/gdx-platform/gdx/blob/main/"
 
 
 def alerts() -> list[dict]:
@@ -42,10 +43,28 @@ def test_every_alert_is_named_and_annotated_with_a_runbook_in_the_repo() -> None
         assert rule["labels"]["severity"] in {"critical", "warning", "none"}, rule["alert"]
         for key in ("summary", "description", "runbook_url"):
             assert rule["annotations"].get(key), f"{rule['alert']}: no {key}"
+        # One form for every link, from one setting: the operator's base URL replaces the default.
         url = rule["annotations"]["runbook_url"]
-        assert url.startswith(RUNBOOK_PREFIX), url
-        page = ROOT / url.removeprefix(RUNBOOK_PREFIX)
-        assert page.is_file(), f"{rule['alert']}: runbook {page} is missing"
+        page = rules.runbook_page(url)
+        assert url == rules.runbook_url(page), f"{rule['alert']}: {url} is not on the runbook site"
+        assert "/" not in page, f"{rule['alert']}: {url} is not a page of docs/runbooks"
+        assert (ROOT / "docs" / "runbooks" / page).is_file(), f"{rule['alert']}: runbook {page} is missing"
+
+
+def test_an_operators_runbook_site_replaces_every_link_and_nothing_else(tmp_path: Path) -> None:
+    base = "https://ops.example.gov.cn/gdx/runbooks/"
+    moved = rules.rule_texts(base)
+    for name, text in moved.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    done = subprocess.run(["promtool", "check", "rules", *moved], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before, after = yaml.safe_load(rules.rule_texts()["alerts.yml"]), yaml.safe_load(moved["alerts.yml"])
+    for old_group, new_group in zip(before["groups"], after["groups"], strict=True):
+        for old, new in zip(old_group["rules"], new_group["rules"], strict=True):
+            if "alert" in old:
+                page = rules.runbook_page(old["annotations"].pop("runbook_url"))
+                assert new["annotations"].pop("runbook_url") == f"{base}{page}"
+            assert new == old
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case() -> None:

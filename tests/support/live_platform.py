@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import yaml
 
-from monitoring import scrape
+from monitoring import rules, scrape
 from tests.support.exchange import RunningExchange
 from tests.support.nodes import Agent, wait_for
 from tests.support.postgres import PostgresServer, free_port
@@ -136,7 +136,7 @@ def write_inventory(path: Path, central: RunningExchange, code: str, provider: A
 def prometheus_config(path: Path, monitor_port: int) -> Path:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(scrape.RULES_DIR / name) for name in scrape.RULE_FILES],
+        "rule_files": [str(rules.RULES_DIR / name) for name in rules.RULE_FILES],
         "scrape_configs": scrape.scrape_configs(f"127.0.0.1:{monitor_port}"),
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
