@@ -54,15 +54,30 @@ class StatefulSetDatabase(Database):
                 lambda v: f"postgresql://{s.user}:{quote(v[1], safe='')}@{v[0]}:{s.port}/{s.name}"
             )
         )
-        secret = k8s.core.v1.Secret(
-            f"{name}-credentials",
+        self._name, self._args = name, args
+        secret = self._credentials(url)
+        service = self._service()
+        self._statefulset(secret, service)
+        self.url_secret = secret.metadata.name
+        self.port = s.port
+        self.pod_selector = selector("database")
+        self.cidr = None
+        self.register_outputs({"url_secret": self.url_secret})
+
+    def _credentials(self, url: pulumi.Output[str]) -> k8s.core.v1.Secret:
+        args = self._args
+        return k8s.core.v1.Secret(
+            f"{self._name}-credentials",
             metadata=metadata("gdx-db-credentials", args.namespace, "database"),
             type="Opaque",
             string_data={"password": pulumi.Output.secret(args.password), URL_KEY: url},
             opts=child(self),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
+
+    def _service(self) -> k8s.core.v1.Service:
+        args, s = self._args, self._args.settings
+        return k8s.core.v1.Service(
+            f"{self._name}-service",
             metadata=metadata("gdx-db", args.namespace, "database"),
             spec={
                 "cluster_ip": "None",
@@ -71,10 +86,13 @@ class StatefulSetDatabase(Database):
             },
             opts=child(self),
         )
+
+    def _statefulset(self, secret: k8s.core.v1.Secret, service: k8s.core.v1.Service) -> None:
+        args, s = self._args, self._args.settings
         password_ref = {"secret_key_ref": {"name": secret.metadata.name, "key": "password"}}
         ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(s.port), "-U", s.user, "-d", s.name]}}
         k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
+            f"{self._name}-statefulset",
             metadata=metadata("gdx-db", args.namespace, "database"),
             spec={
                 "service_name": service.metadata.name,
@@ -134,11 +152,6 @@ class StatefulSetDatabase(Database):
             },
             opts=child(self, depends_on=[secret]),
         )
-        self.url_secret = secret.metadata.name
-        self.port = s.port
-        self.pod_selector = selector("database")
-        self.cidr = None
-        self.register_outputs({"url_secret": self.url_secret})
 
 
 class CloudNativePgDatabase(Database):
