@@ -35,9 +35,9 @@ from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
 from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
 from tests.support.postgres import PostgresServer, free_port
-from tests.support.samples import population_spec, upsert
+from tests.support.samples import population_entry, upsert
 
-COLUMNS = [f["name"] for f in population_spec("x.y")["fields"]]
+COLUMNS = [f["name"] for f in population_entry("x.y")["fields"]]
 
 
 def make_batches(count: int, size: int) -> list[bytes]:
@@ -102,7 +102,7 @@ def bench_ingest(base: str, pki: Path, bodies: list[bytes], clients: int, resour
     codes = [f"zjg-gaj.population-bench{i or ''}" for i in range(resources)]
     with client(base, pki, "zjg-gaj") as c:
         for code in codes:
-            c.post("/v1/resources", json=population_spec(code)).raise_for_status()
+            c.post("/v1/resources", json=population_entry(code)).raise_for_status()
         c.post(f"/v1/resources/{codes[0]}/changes", content=bodies[0]).raise_for_status()  # warm-up
     shards = [(codes[i % resources], bodies[1 + i :: clients]) for i in range(clients)]
 

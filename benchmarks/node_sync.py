@@ -37,7 +37,7 @@ import psycopg
 from benchmarks.exchange_ingest import start_server
 from tests.support.nodes import POPULATION_COLUMNS, exchange_client, write_agent
 from tests.support.postgres import PostgresServer
-from tests.support.samples import PURPOSE, population_spec, resident_id
+from tests.support.samples import PURPOSE, population_entry, resident_id
 from tests.support.world import PopulationSource
 
 CODE = "zjg-gaj.population-bench"
@@ -131,7 +131,7 @@ def main() -> None:
     loader: subprocess.Popen[bytes] | None = None
     try:
         with exchange_client(exchange, "zjg-gaj") as gaj, exchange_client(exchange, "zjg-wjw") as wjw:
-            gaj.post("/v1/resources", json=population_spec(CODE)).raise_for_status()
+            gaj.post("/v1/resources", json=population_entry(CODE)).raise_for_status()
             wjw.post(f"/v1/resources/{CODE}/subscriptions", json={"purpose": PURPOSE}).raise_for_status()
         source = PopulationSource(pg.create_database("business")).create()
         print(f"loading {args.rows:,} rows into the business database ...", flush=True)

@@ -156,6 +156,42 @@ class _Queries:
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def _after(self, change_column: str, key: str, after: tuple[Any, Any]) -> tuple[str, list[Any]]:
+        """The rows after (change value, key) in the order read_changed reads them."""
+        return f"({change_column}, {key}) > (%s, %s)", [after[0], after[1]]
+
+    def read_changed(
+        self,
+        table: str,
+        columns: Sequence[str],
+        change_column: str,
+        key: str,
+        lower: Any,
+        after: tuple[Any, Any] | None,
+        limit: int,
+        upper: Any = None,
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        chg, k = self._name(change_column), self._name(key)
+        if after is not None:
+            where, params = self._after(chg, k, after)
+        elif lower is not None:
+            where, params = f"{chg} >= %s", [lower]
+        else:
+            where, params = f"{chg} IS NOT NULL", []
+        if upper is not None:
+            where, params = f"{where} AND {chg} <= %s", [*params, upper]
+        sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
+        return self._query(sql, [*params, limit])
+
+    def read_by_key(
+        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
+    ) -> list[tuple[Any, ...]]:
+        cols = ", ".join(self._name(c) for c in columns)
+        k = self._name(key)
+        where, params = (f"WHERE {k} > %s", [after]) if after is not None else ("", [])
+        return self._query(f"SELECT {cols} FROM {self._name(table)} {where} ORDER BY {k} LIMIT %s", [*params, limit])  # noqa: S608
+
     def read_change_keys(
         self, table: str, change_column: str, key: str, lower: Any, upper: Any
     ) -> list[tuple[Any, Any]]:
@@ -223,44 +259,12 @@ class PostgresSource(_Queries):
         value: dt.datetime = self._query("SELECT clock_timestamp()")[0][0]
         return value
 
-    def read_changed(
-        self,
-        table: str,
-        columns: Sequence[str],
-        change_column: str,
-        key: str,
-        lower: Any,
-        after: tuple[Any, Any] | None,
-        limit: int,
-        upper: Any = None,
-    ) -> list[tuple[Any, ...]]:
-        cols = ", ".join(self._name(c) for c in columns)
-        chg, k = self._name(change_column), self._name(key)
-        if after is not None:
-            where, params = f"({chg}, {k}) > (%s, %s)", [after[0], after[1]]
-        elif lower is not None:
-            where, params = f"{chg} >= %s", [lower]
-        else:
-            where, params = f"{chg} IS NOT NULL", []
-        if upper is not None:
-            where, params = f"{where} AND {chg} <= %s", [*params, upper]
-        sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
-        return self._query(sql, [*params, limit])
-
     def read_keys(
         self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
     ) -> list[tuple[Any, ...]]:
         cols = ", ".join(self._name(c) for c in columns)
         chg, k = self._name(change_column), self._name(key)
         return self._query(f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {k} = ANY(%s)", [list(keys)])  # noqa: S608
-
-    def read_by_key(
-        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
-    ) -> list[tuple[Any, ...]]:
-        cols = ", ".join(self._name(c) for c in columns)
-        k = self._name(key)
-        where, params = (f"WHERE {k} > %s", [after]) if after is not None else ("", [])
-        return self._query(f"SELECT {cols} FROM {self._name(table)} {where} ORDER BY {k} LIMIT %s", [*params, limit])  # noqa: S608
 
     def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
         cols = ", ".join(self._name(c) for c in columns)
@@ -353,30 +357,10 @@ class MariaDbSource(_Queries):
         value: dt.datetime = self._query("SELECT UTC_TIMESTAMP(6)")[0][0]
         return value.replace(tzinfo=dt.UTC)
 
-    def read_changed(
-        self,
-        table: str,
-        columns: Sequence[str],
-        change_column: str,
-        key: str,
-        lower: Any,
-        after: tuple[Any, Any] | None,
-        limit: int,
-        upper: Any = None,
-    ) -> list[tuple[Any, ...]]:
-        cols = ", ".join(self._name(c) for c in columns)
-        chg, k = self._name(change_column), self._name(key)
-        if after is not None:
-            # Spelt out rather than a row comparison, which MariaDB does not use an index for.
-            where, params = f"({chg} > %s OR ({chg} = %s AND {k} > %s))", [after[0], after[0], after[1]]
-        elif lower is not None:
-            where, params = f"{chg} >= %s", [lower]
-        else:
-            where, params = f"{chg} IS NOT NULL", []
-        if upper is not None:
-            where, params = f"{where} AND {chg} <= %s", [*params, upper]
-        sql = f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {where} ORDER BY {chg}, {k} LIMIT %s"  # noqa: S608
-        return self._query(sql, [*params, limit])
+    def _after(self, change_column: str, key: str, after: tuple[Any, Any]) -> tuple[str, list[Any]]:
+        # Spelt out rather than a row comparison, which MariaDB does not use an index for.
+        chg, k = change_column, key
+        return f"({chg} > %s OR ({chg} = %s AND {k} > %s))", [after[0], after[0], after[1]]
 
     def read_keys(
         self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
@@ -387,14 +371,6 @@ class MariaDbSource(_Queries):
         chg, k = self._name(change_column), self._name(key)
         marks = ", ".join(["%s"] * len(keys))
         return self._query(f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {k} IN ({marks})", list(keys))  # noqa: S608
-
-    def read_by_key(
-        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
-    ) -> list[tuple[Any, ...]]:
-        cols = ", ".join(self._name(c) for c in columns)
-        k = self._name(key)
-        where, params = (f"WHERE {k} > %s", [after]) if after is not None else ("", [])
-        return self._query(f"SELECT {cols} FROM {self._name(table)} {where} ORDER BY {k} LIMIT %s", [*params, limit])  # noqa: S608
 
     def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
         cols = ", ".join(self._name(c) for c in columns)

@@ -15,54 +15,15 @@ from typing import Any
 
 import httpx
 
+from local_platform.sample_catalog import legal_entity_entry, population_entry
 from local_platform.topology import DEPARTMENTS, LEGAL_ENTITY, POPULATION, provider_of
 
 Progress = Callable[[str], None]
 
+# The sample catalog's entries, with the fields the sample tables hold, updated as they change.
 RESOURCES: dict[str, dict[str, Any]] = {
-    POPULATION: {
-        "code": POPULATION,
-        "name": "常住人口基本信息",
-        "classification": "基础信息资源/人口信息",
-        "fields": [
-            {"name": "id_number", "type": "string", "nullable": False, "description": "公民身份号码"},
-            {"name": "name", "type": "string", "nullable": False, "description": "姓名"},
-            {"name": "gender", "type": "string", "description": "性别"},
-            {"name": "birth_date", "type": "date", "description": "出生日期"},
-            {"name": "address", "type": "string", "description": "住址"},
-            {"name": "household_size", "type": "integer", "description": "户内人数"},
-            {"name": "updated_at", "type": "timestamp", "description": "更新时间"},
-        ],
-        "primary_key": "id_number",
-        "key_kind": "resident_id",
-        "share_type": "unconditional",
-        "share_methods": ["front_end", "api", "download"],
-        "update_period": "realtime",
-        "usage_requirements": "仅用于本部门法定职责范围内的业务办理",
-        "release_date": "2026-01-01",
-    },
-    LEGAL_ENTITY: {
-        "code": LEGAL_ENTITY,
-        "name": "市场主体登记信息",
-        "classification": "基础信息资源/法人单位信息",
-        "fields": [
-            {"name": "credit_code", "type": "string", "nullable": False, "description": "统一社会信用代码"},
-            {"name": "name", "type": "string", "nullable": False, "description": "名称"},
-            {"name": "legal_representative", "type": "string", "description": "法定代表人"},
-            {"name": "registered_capital", "type": "integer", "description": "注册资本（元）"},
-            {"name": "established", "type": "date", "description": "成立日期"},
-            {"name": "status", "type": "string", "description": "登记状态"},
-            {"name": "updated_at", "type": "timestamp", "description": "更新时间"},
-        ],
-        "primary_key": "credit_code",
-        "key_kind": "uscc",
-        "share_type": "conditional",
-        "share_conditions": "仅限市场监管、卫生健康、税务业务核验使用，不得向第三方提供",
-        "share_methods": ["front_end", "api"],
-        "update_period": "realtime",
-        "usage_requirements": "使用部门应当按照申请用途使用，并记录使用情况",
-        "release_date": "2026-01-01",
-    },
+    POPULATION: population_entry(POPULATION, leave_out=("income", "is_resident", "remark"), update_period="realtime"),
+    LEGAL_ENTITY: legal_entity_entry(LEGAL_ENTITY, update_period="realtime"),
 }
 
 

@@ -11,14 +11,14 @@ from exchange.migrate import migrate
 from gdx.cli import app
 from tests.support.exchange import RunningExchange
 from tests.support.postgres import PostgresServer
-from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
+from tests.support.samples import batch, population_entry, resident_id, unique_code, upsert
 
 PURPOSE = "户籍核验"
 
 
 def test_every_access_is_recorded_with_who_what_purpose_and_scope(exchange: RunningExchange) -> None:
     code = unique_code("zjg-gaj")
-    exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code))
+    exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code))
     exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     exchange.client("zjg-gaj").post(f"/v1/resources/{code}/changes", json=batch(upsert(1, 1)))
     exchange.client("zjg-wjw").get(f"/v1/resources/{code}/changes", params={"purpose": PURPOSE})
@@ -53,7 +53,7 @@ def audited_db(pg: PostgresServer, exchange: RunningExchange) -> str:
 
     name = f"tamper_{uuid.uuid4().hex[:8]}"
     code = unique_code("zjg-gaj")
-    exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code))
+    exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code))
     for n in range(5):
         exchange.client("zjg-gaj").post(f"/v1/resources/{code}/changes", json=batch(upsert(n, 1)))
     url = pg.create_database(name)

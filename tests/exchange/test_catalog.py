@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.support.exchange import RunningExchange
-from tests.support.samples import population_spec, unique_code
+from tests.support.samples import population_entry, unique_code
 
 
 def test_register_and_read_back_with_every_catalog_field(exchange: RunningExchange) -> None:
     code = unique_code("zjg-gaj")
-    created = exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, "conditional"))
+    created = exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code, "conditional"))
     assert created.status_code == 201, created.text
     entry = exchange.client("zjg-wjw").get(f"/v1/resources/{code}").json()
     assert entry["provider"] == "zjg-gaj"
@@ -32,7 +32,7 @@ def test_register_and_read_back_with_every_catalog_field(exchange: RunningExchan
 
 
 def test_not_shared_needs_a_legal_basis(exchange: RunningExchange) -> None:
-    spec = population_spec(unique_code("zjg-gaj"), "not_shared", legal_basis=None)
+    spec = population_entry(unique_code("zjg-gaj"), "not_shared", legal_basis=None)
     response = exchange.client("zjg-gaj").post("/v1/resources", json=spec)
     assert response.status_code == 422
     assert "legal_basis" in response.json()["message"]
@@ -52,25 +52,25 @@ def test_not_shared_needs_a_legal_basis(exchange: RunningExchange) -> None:
     ],
 )
 def test_bad_entries_are_refused_with_the_reason(exchange: RunningExchange, change: dict, expected: str) -> None:
-    spec = {**population_spec(unique_code("zjg-gaj")), **change}
+    spec = {**population_entry(unique_code("zjg-gaj")), **change}
     response = exchange.client("zjg-gaj").post("/v1/resources", json=spec)
     assert response.status_code == 422
     assert expected in response.json()["message"]
 
 
 def test_codes_belong_to_their_provider_and_are_unique(exchange: RunningExchange) -> None:
-    squatting = exchange.client("zjg-wjw").post("/v1/resources", json=population_spec(unique_code("zjg-gaj")))
+    squatting = exchange.client("zjg-wjw").post("/v1/resources", json=population_entry(unique_code("zjg-gaj")))
     assert squatting.status_code == 403
     code = unique_code("zjg-gaj")
-    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code)).status_code == 201
-    again = exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code))
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code)).status_code == 201
+    again = exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code))
     assert again.status_code == 409
 
 
 def test_schema_changes_are_versioned_and_keys_cannot_change(exchange: RunningExchange) -> None:
     gaj = exchange.client("zjg-gaj")
     code = unique_code("zjg-gaj")
-    spec = population_spec(code)
+    spec = population_entry(code)
     gaj.post("/v1/resources", json=spec)
     spec["fields"] = [*spec["fields"], {"name": "phone", "type": "string"}]
     updated = gaj.put(f"/v1/resources/{code}", json=spec)

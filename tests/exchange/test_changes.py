@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from exchange.change_log import HEARTBEATS_KEPT
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.support.exchange import RunningExchange
-from tests.support.samples import batch, delete, person, population_spec, resident_id, unique_code, upsert
+from tests.support.samples import batch, delete, person, population_entry, resident_id, unique_code, upsert
 
 PURPOSE = "城乡居民医保参保登记核验"
 
@@ -24,7 +24,7 @@ PURPOSE = "城乡居民医保参保登记核验"
 @pytest.fixture
 def resource(exchange: RunningExchange) -> str:
     code = unique_code("zjg-gaj")
-    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code)).status_code == 201
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code)).status_code == 201
     subscribed = exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     assert subscribed.status_code == 201
     return code
@@ -375,13 +375,13 @@ def test_a_batch_checked_against_a_schema_replaced_meanwhile_is_checked_again(
 ) -> None:
     # The new schema drops a field the batch's rows carry: refused, naming it, nothing applied.
     refused = _push_while_the_schema_changes(
-        exchange, resource, batch(upsert(1, 1), upsert(2, 1)), population_spec(resource, leave_out=["remark"])
+        exchange, resource, batch(upsert(1, 1), upsert(2, 1)), population_entry(resource, leave_out=["remark"])
     )
     assert refused.status_code == 422, refused.text
     assert "unknown field(s) remark" in refused.json()["details"][0]["problem"]
     assert pull_all(exchange, resource) == []
     # The next schema adds a field: the rows still fit it, and are applied under it.
-    wider = population_spec(resource, leave_out=["remark"])
+    wider = population_entry(resource, leave_out=["remark"])
     wider["fields"].append({"name": "district", "type": "string"})
     rows = [upsert(n, 1) for n in (3, 4)]
     for change in rows:

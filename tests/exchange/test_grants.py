@@ -9,7 +9,7 @@ import pytest
 
 from gdx.workdays import WorkCalendar, today
 from tests.support.exchange import RunningExchange
-from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
+from tests.support.samples import batch, population_entry, resident_id, unique_code, upsert
 
 PURPOSE = "低保资格审核"
 
@@ -18,7 +18,7 @@ PURPOSE = "低保资格审核"
 def conditional(exchange: RunningExchange) -> str:
     code = unique_code("zjg-gaj")
     assert (
-        exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, "conditional")).status_code == 201
+        exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code, "conditional")).status_code == 201
     )
     exchange.client("zjg-gaj").post(f"/v1/resources/{code}/changes", json=batch(upsert(1, 1), upsert(2, 1)))
     return code
@@ -38,7 +38,7 @@ def test_subscription_is_immediate_only_for_unconditional(exchange: RunningExcha
 
 def test_not_shared_resources_cannot_be_had(exchange: RunningExchange) -> None:
     code = unique_code("zjg-gaj")
-    exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, "not_shared"))
+    exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code, "not_shared"))
     response = exchange.client("zjg-wjw").post("/v1/requests", json={"resource": code, "purpose": PURPOSE})
     assert response.status_code == 403
     assert "居民身份证法" in response.json()["message"]
@@ -53,7 +53,7 @@ def test_the_due_date_is_n_working_days_in_the_providers_jurisdiction(
     assert request["status"] == "pending"
 
     ningxia = unique_code("nx-gat")
-    exchange.client("nx-gat").post("/v1/resources", json=population_spec(ningxia, "conditional"))
+    exchange.client("nx-gat").post("/v1/resources", json=population_entry(ningxia, "conditional"))
     request = file_request(exchange, ningxia)
     assert request["due_date"] == WorkCalendar().add_working_days(today(), 10).due.isoformat()
 

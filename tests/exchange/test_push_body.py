@@ -25,13 +25,13 @@ from exchange.push_body import BatchReader, PushedBatch, check_rows, read, read_
 from gdx.fields import FieldType, RowSchema
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.support.aio import run
-from tests.support.samples import batch, delete, person, population_spec, upsert
+from tests.support.samples import batch, delete, person, population_entry, upsert
 
-POPULATION = ResourceSpec.model_validate(population_spec("zjg-gaj.population")).row_schema()
+POPULATION = ResourceSpec.model_validate(population_entry("zjg-gaj.population")).row_schema()
 # A second shape: an integer key of no particular kind, and a required number.
 MEASUREMENTS = ResourceSpec.model_validate(
     {
-        **population_spec("zjg-hbj.air"),
+        **population_entry("zjg-hbj.air"),
         "fields": [
             {"name": "station", "type": "integer", "nullable": False},
             {"name": "pm25", "type": "number", "nullable": False},

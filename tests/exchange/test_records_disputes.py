@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.exchange import RunningExchange
-from tests.support.samples import batch, delete, population_spec, resident_id, unique_code, upsert
+from tests.support.samples import batch, delete, population_entry, resident_id, unique_code, upsert
 
 PURPOSE = "就医结算身份核验"
 
@@ -13,7 +13,7 @@ PURPOSE = "就医结算身份核验"
 @pytest.fixture
 def shared(exchange: RunningExchange) -> str:
     code = unique_code("zjg-gaj")
-    exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code))
+    exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code))
     exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     exchange.client("zjg-gaj").post(
         f"/v1/resources/{code}/changes", json=batch(*(upsert(n, 1) for n in range(10)), delete(9, 2))
@@ -43,7 +43,7 @@ def test_download_streams_current_records(exchange: RunningExchange, shared: str
 
 def test_a_method_the_catalog_does_not_offer_is_refused(exchange: RunningExchange) -> None:
     code = unique_code("zjg-gaj")
-    exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code, share_methods=["front_end"]))
+    exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code, share_methods=["front_end"]))
     exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     response = exchange.client("zjg-wjw").get(f"/v1/resources/{code}/records", params={"purpose": PURPOSE})
     assert response.status_code == 403

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer
-from tests.support.samples import batch, population_spec, unique_code, upsert
+from tests.support.samples import batch, population_entry, unique_code, upsert
 
 pytestmark = pytest.mark.slow  # an outage of half a minute
 
@@ -31,7 +31,7 @@ def test_the_exchange_serves_again_within_seconds_of_its_database(
     server, exchange = own_database
     client = exchange.client("zjg-gaj")
     code = unique_code("zjg-gaj")
-    assert client.post("/v1/resources", json=population_spec(code)).status_code == 201
+    assert client.post("/v1/resources", json=population_entry(code)).status_code == 201
 
     server.halt()
     outage_ends = time.monotonic() + 30

@@ -14,7 +14,7 @@ import pytest
 
 from gdx.protocol import MAX_BATCH_CHANGES
 from tests.support.exchange import RunningExchange
-from tests.support.samples import batch, population_spec, resident_id, unique_code, upsert
+from tests.support.samples import batch, population_entry, resident_id, unique_code, upsert
 
 PURPOSE = "就医结算身份核验"
 USCC = "91350100M000100Y43"
@@ -44,7 +44,7 @@ USCC_VARIANTS = {
 
 
 def company_spec(code: str) -> dict[str, Any]:
-    return population_spec(
+    return population_entry(
         code,
         fields=[
             {"name": "credit_code", "type": "string", "nullable": False},
@@ -58,7 +58,7 @@ def company_spec(code: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def people(exchange: RunningExchange) -> str:
     code = unique_code("zjg-gaj")
-    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_spec(code)).status_code == 201
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code)).status_code == 201
     exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     pushed = exchange.client("zjg-gaj").post(f"/v1/resources/{code}/changes", json=batch(_person(RESIDENT_ID)))
     assert pushed.status_code == 200, pushed.text
@@ -168,7 +168,7 @@ def _newest_entry(exchange: RunningExchange) -> tuple[int, dict[str, Any]]:
 
 
 def _other_provider_update(exchange: RunningExchange, code: str) -> httpx.Response:
-    return exchange.client("zjg-wjw").put(f"/v1/resources/{code}", json=population_spec(code))
+    return exchange.client("zjg-wjw").put(f"/v1/resources/{code}", json=population_entry(code))
 
 
 def _too_many(exchange: RunningExchange, code: str) -> httpx.Response:

@@ -17,7 +17,7 @@ from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
 from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
 from tests.support.postgres import PostgresServer, free_port
-from tests.support.samples import batch, population_spec, unique_code, upsert
+from tests.support.samples import batch, population_entry, unique_code, upsert
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -84,7 +84,7 @@ def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer,
 
         code = unique_code("zjg-gaj")
         with _client(pki, "zjg-gaj", base) as gaj:
-            assert gaj.post("/v1/resources", json=population_spec(code)).status_code in (200, 201)
+            assert gaj.post("/v1/resources", json=population_entry(code)).status_code in (200, 201)
         # Fresh connections, so that the kernel hands them to both workers; each worker's
         # pooled connections need their own staging table.
         applied = []

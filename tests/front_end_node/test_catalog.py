@@ -17,7 +17,7 @@ from gdx.pki import init_ca, issue
 from gdx.protocol import ResourceSpec
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer
-from tests.support.samples import population_spec
+from tests.support.samples import population_entry
 
 CODE = "zjg-gaj.population"
 
@@ -40,7 +40,7 @@ def test_a_kept_entry_serves_at_once_when_the_exchange_does_not_answer(pg: Postg
             try:
                 async with await store.connect(url) as conn:
                     await store.migrate(conn)
-                    await store.cache_spec(conn, CODE, ResourceSpec.model_validate(population_spec(CODE)))
+                    await store.cache_spec(conn, CODE, ResourceSpec.model_validate(population_entry(CODE)))
                     started = time.monotonic()
                     spec = await catalog.resource_spec(conn, client, CODE, "zjg-gaj")
                     return spec, time.monotonic() - started

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wait_for
-from tests.support.samples import PURPOSE, population_spec, resident_id
+from tests.support.samples import PURPOSE, population_entry, resident_id
 from tests.support.world import World
 
 
@@ -158,7 +158,7 @@ def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(wor
 
     # A field more, found at the agent's next look at the catalog: every row gets it, not only
     # the rows that change from now on.
-    world.update("zjg-gaj", population_spec(code))
+    world.update("zjg-gaj", population_entry(code))
     world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
     assert "the resource's fields changed" in provider.log_path.read_text()
 
@@ -176,7 +176,7 @@ def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(wor
         "the extraction to start",
         on_timeout=world.logs,
     )
-    world.update("zjg-gaj", population_spec(code, leave_out=("address",)))
+    world.update("zjg-gaj", population_entry(code, leave_out=("address",)))
     source.execute(
         "UPDATE population SET name = name || '（改）' WHERE id_number = ANY(%s)", ([resident_id(n) for n in range(5)],)
     )

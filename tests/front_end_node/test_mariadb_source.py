@@ -9,20 +9,28 @@ import pytest
 
 from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import Agent, exchange_client, wait_for
-from tests.support.samples import entity_spec, uscc
+from tests.support.samples import credit_code, legal_entity_entry
 from tests.support.world import World
 
 PURPOSE = "企业登记信息核验（联合执法）"
 TABLE = """
 CREATE TABLE legal_entity (
-    uscc varchar(18) PRIMARY KEY, name varchar(200) NOT NULL, legal_rep varchar(50), reg_capital decimal(18, 2),
-    established date, status varchar(20), updated datetime(6)
+    credit_code varchar(18) PRIMARY KEY, name varchar(200) NOT NULL, legal_representative varchar(50),
+    registered_capital bigint, established date, status varchar(20), updated_at datetime(6)
 ) DEFAULT CHARSET = utf8mb4
 """
 
 
 def entity(n: int) -> tuple[Any, ...]:
-    return (uscc(n), f"张家港市第{n}机械有限公司", f"法人{n}", 100000 + n, "2015-03-0" + str(n % 9 + 1), "存续", None)
+    return (
+        credit_code(n),
+        f"张家港市第{n}机械有限公司",
+        f"法人{n}",
+        100000 + n,
+        "2015-03-0" + str(n % 9 + 1),
+        "存续",
+        None,
+    )
 
 
 def mariadb_source(world: World, mariadb: MariaDbServer, password: str = "读者-s3cret") -> dict[str, Any]:
@@ -45,7 +53,7 @@ def mariadb_source(world: World, mariadb: MariaDbServer, password: str = "读者
 
 def mariadb_rows(mariadb: MariaDbServer, db: str, columns: list[str]) -> list[tuple[Any, ...]]:
     with mariadb.admin(db) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(columns)} FROM legal_entity WHERE uscc <> %s", (BAD,))
+        cur.execute(f"SELECT {', '.join(columns)} FROM legal_entity WHERE credit_code <> %s", (BAD,))
         return list(cur.fetchall())
 
 
@@ -58,14 +66,14 @@ def grant(world: World, code: str, asked: list[str], approved: list[str]) -> Non
         assert decision.status_code == 200, decision.text
 
 
-BAD = uscc(999)[:-1] + ("0" if uscc(999)[-1] != "0" else "1")  # a wrong check digit
+BAD = credit_code(999)[:-1] + ("0" if credit_code(999)[-1] != "0" else "1")  # a wrong check digit
 
 
 def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
     world: World, mariadb: MariaDbServer
 ) -> None:
     code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", entity_spec(code))
+    world.register("zjg-scjgj", legal_entity_entry(code))
     business = mariadb_source(world, mariadb)
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
         cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(200)])
@@ -83,7 +91,7 @@ def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
     )
     provider.start()
     consumer.start()
-    granted = ["uscc", "name", "status"]
+    granted = ["credit_code", "name", "status"]
     world.converge(
         lambda: mariadb_rows(mariadb, business["name"], granted),
         consumer.front_end_db,
@@ -93,9 +101,13 @@ def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
     )
 
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
-        cur.execute("UPDATE legal_entity SET status = '注销' WHERE uscc IN (%s, %s)", (uscc(3), uscc(4)))
-        cur.execute("DELETE FROM legal_entity WHERE uscc = %s", (uscc(5),))
-        cur.execute("UPDATE legal_entity SET legal_rep = '新法人' WHERE uscc = %s", (uscc(6),))  # not granted
+        cur.execute(
+            "UPDATE legal_entity SET status = '注销' WHERE credit_code IN (%s, %s)", (credit_code(3), credit_code(4))
+        )
+        cur.execute("DELETE FROM legal_entity WHERE credit_code = %s", (credit_code(5),))
+        cur.execute(
+            "UPDATE legal_entity SET legal_representative = '新法人' WHERE credit_code = %s", (credit_code(6),)
+        )  # not granted
     world.converge(
         lambda: mariadb_rows(mariadb, business["name"], granted),
         consumer.front_end_db,
@@ -119,7 +131,7 @@ def test_a_table_without_change_column_arrives_with_only_the_granted_fields(
 
 def test_a_wrong_password_is_a_clear_health_state_not_a_crash(world: World, mariadb: MariaDbServer) -> None:
     code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", entity_spec(code))
+    world.register("zjg-scjgj", legal_entity_entry(code))
     business = mariadb_source(world, mariadb, password="wrong")
     provider: Agent = world.agent(
         "zjg-scjgj", business_db=business, publishes=[{"resource": code, "table": "legal_entity"}]
@@ -143,7 +155,7 @@ def test_a_wrong_password_is_a_clear_health_state_not_a_crash(world: World, mari
 @pytest.mark.slow  # waits out a lookback window in real time
 def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: World, mariadb: MariaDbServer) -> None:
     code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", entity_spec(code))
+    world.register("zjg-scjgj", legal_entity_entry(code))
     grant(world, code, asked=["name", "status"], approved=["name", "status"])
     business = mariadb_source(world, mariadb)
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
@@ -153,12 +165,12 @@ def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: Worl
     provider = world.agent(
         "zjg-scjgj",
         business_db=business,
-        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated", "lookback_s": 3}],
+        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated_at", "lookback_s": 3}],
     )
     consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
     provider.start()
     consumer.start()
-    columns = ["uscc", "name", "status"]
+    columns = ["credit_code", "name", "status"]
 
     def converge() -> None:
         rows = lambda: mariadb_rows(mariadb, business["name"], columns)  # noqa: E731
@@ -169,7 +181,7 @@ def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: Worl
     def mirrored_status(n: int) -> str | None:
         with psycopg.connect(provider.front_end_db) as conn:
             row = conn.execute(
-                "SELECT row->>'status' FROM gdx.mirror WHERE resource = %s AND key = %s", (code, uscc(n))
+                "SELECT row->>'status' FROM gdx.mirror WHERE resource = %s AND key = %s", (code, credit_code(n))
             ).fetchone()
         return row[0] if row else None
 
@@ -178,10 +190,16 @@ def test_a_change_column_on_mariadb_finds_new_rows_and_a_late_commit(world: Worl
     try:
         with late.cursor() as cur:
             cur.execute("BEGIN")
-            cur.execute("UPDATE legal_entity SET status = '迟到', updated = NOW(6) WHERE uscc = %s", (uscc(1),))
+            cur.execute(
+                "UPDATE legal_entity SET status = '迟到', updated_at = NOW(6) WHERE credit_code = %s", (credit_code(1),)
+            )
         with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
-            cur.execute("UPDATE legal_entity SET status = '吊销', updated = NOW(6) WHERE uscc = %s", (uscc(2),))
-            cur.execute("INSERT INTO legal_entity VALUES (%s, '新设公司', NULL, 1, NULL, '存续', NOW(6))", (uscc(100),))
+            cur.execute(
+                "UPDATE legal_entity SET status = '吊销', updated_at = NOW(6) WHERE credit_code = %s", (credit_code(2),)
+            )
+            cur.execute(
+                "INSERT INTO legal_entity VALUES (%s, '新设公司', NULL, 1, NULL, '存续', NOW(6))", (credit_code(100),)
+            )
         wait_for(lambda: mirrored_status(2) == "吊销", 10, "the later change extracted", on_timeout=world.logs)
         with late.cursor() as cur:
             cur.execute("COMMIT")
@@ -196,7 +214,7 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
     world: World, mariadb: MariaDbServer
 ) -> None:
     code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", entity_spec(code))
+    world.register("zjg-scjgj", legal_entity_entry(code))
     grant(world, code, asked=["name", "status"], approved=["name"])
     business = mariadb_source(world, mariadb)
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
@@ -204,11 +222,14 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
             "INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, NOW(6))", [entity(n)[:-1] for n in range(60)]
         )
         for n in range(3):  # changes the consumer reads at first without these fields
-            cur.execute("UPDATE legal_entity SET status = %s, updated = NOW(6) WHERE uscc = %s", (f"变更{n}", uscc(1)))
+            cur.execute(
+                "UPDATE legal_entity SET status = %s, updated_at = NOW(6) WHERE credit_code = %s",
+                (f"变更{n}", credit_code(1)),
+            )
     provider = world.agent(
         "zjg-scjgj",
         business_db=business,
-        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated"}],
+        publishes=[{"resource": code, "table": "legal_entity", "change_column": "updated_at"}],
     )
     subscription = {"resource": code, "purpose": PURPOSE, "table": "legal_entity", "grant_check_interval_s": 2}
     consumer = world.agent("zjg-wjw", subscribes=[subscription])
@@ -231,13 +252,15 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
             )
             return [name for (name,) in found]
 
-    converge(["uscc", "name"])
+    converge(["credit_code", "name"])
 
     # Widened while the agent runs: the next row it reads carries the new fields.
     grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
-        cur.execute("UPDATE legal_entity SET name = '改名公司', updated = NOW(6) WHERE uscc = %s", (uscc(7),))
-    wanted = ["uscc", "name", "status", "established"]
+        cur.execute(
+            "UPDATE legal_entity SET name = '改名公司', updated_at = NOW(6) WHERE credit_code = %s", (credit_code(7),)
+        )
+    wanted = ["credit_code", "name", "status", "established"]
     wait_for(lambda: sorted(columns_held()) == sorted(wanted), 30, "the new fields' columns", on_timeout=world.logs)
     converge(wanted)  # every row, not only the changed one
     assert "the subscription's fields changed" in consumer.log()
@@ -246,4 +269,4 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
     grant(world, code, asked=["name", "status"], approved=["status"])
     wait_for(lambda: held("established") == [(0,)], 30, "the withdrawn field cleared", on_timeout=world.logs)
     assert held("name") == [(0,)]
-    converge(["uscc", "status"])
+    converge(["credit_code", "status"])

@@ -14,7 +14,7 @@ from front_end_node import store
 from gdx.protocol import ResourceSpec
 from tests.support.aio import run
 from tests.support.postgres import PostgresServer
-from tests.support.samples import person, population_spec
+from tests.support.samples import person, population_entry
 
 CODE = "zjg-gaj.population"
 
@@ -68,8 +68,8 @@ def test_a_fixed_batch_is_sent_again_whole_and_an_earlier_agents_batch_is_conver
 def test_the_rows_follow_the_catalogs_fields_and_rows_of_old_fields_are_not_recorded(pg: PostgresServer) -> None:
     url = pg.create_database(f"outbox_{uuid.uuid4().hex[:8]}")
     now = dt.datetime.now(dt.UTC)
-    first = ResourceSpec.model_validate(population_spec(CODE, leave_out=("income",)))
-    second = ResourceSpec.model_validate(population_spec(CODE, leave_out=("address",)))
+    first = ResourceSpec.model_validate(population_entry(CODE, leave_out=("income",)))
+    second = ResourceSpec.model_validate(population_entry(CODE, leave_out=("address",)))
 
     async def scenario() -> None:
         conn = await store.connect(url)

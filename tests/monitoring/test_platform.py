@@ -21,7 +21,7 @@ from gdx.reconcile import key_range
 from monitoring.dashboards import queries, render
 from tests.support.live_platform import ARTIFACTS, Platform, wait
 from tests.support.promtool import lint_metrics
-from tests.support.samples import entity_spec, resident_id
+from tests.support.samples import legal_entity_entry, resident_id
 
 pytestmark = pytest.mark.slow
 PROVIDER, CONSUMER = "zjg-gaj", "zjg-wjw"
@@ -63,7 +63,7 @@ def test_every_series_of_the_monitor_passes_promtool(platform: Platform) -> None
 def test_governance_figures_per_department(platform: Platform) -> None:
     """An overdue share request, a catalog entry past its yearly review, a resource not updated."""
     entity = f"zjg-scjgj.entity-{platform.world.suffix}"
-    platform.world.register("zjg-scjgj", entity_spec(entity))
+    platform.world.register("zjg-scjgj", legal_entity_entry(entity))
     with platform.world.exchange.client(CONSUMER) as client:
         response = client.post("/v1/requests", json={"resource": entity, "purpose": "联合执法核验法人信息"})
         assert response.status_code == 201, response.text

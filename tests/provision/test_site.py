@@ -30,7 +30,7 @@ from tests.support.provision import (
     tool_env,
     vault_block,
 )
-from tests.support.samples import person, population_spec
+from tests.support.samples import person, population_entry
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def exchange(pg: PostgresServer, gateway: str, tmp_path_factory: pytest.TempPath
         server_names=[gateway],
     )
     provider = running.client("zjg-gaj")
-    response = provider.post("/v1/resources", json=population_spec(RESOURCE))
+    response = provider.post("/v1/resources", json=population_entry(RESOURCE))
     assert response.status_code == 201, response.text
     response = running.client("zjg-wjw").post(
         f"/v1/resources/{RESOURCE}/subscriptions", json={"purpose": "城乡居民医保参保登记核验"}

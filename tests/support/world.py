@@ -26,7 +26,7 @@ from tests.support.nodes import (
     write_agent,
 )
 from tests.support.postgres import PostgresServer
-from tests.support.samples import PURPOSE, person, population_spec
+from tests.support.samples import PURPOSE, person, population_entry
 
 
 @dataclass
@@ -106,7 +106,7 @@ class World:
         """zjg-gaj publishing a population table from PostgreSQL, with its agent (not started);
         the catalog entry lacks the fields in ``leave_out`` (the table has them all)."""
         code = self.code("zjg-gaj", "population")
-        self.register("zjg-gaj", population_spec(code, leave_out=leave_out))
+        self.register("zjg-gaj", population_entry(code, leave_out=leave_out))
         source = PopulationSource(self.database("gaj_business")).create()
         agent = self.agent(
             "zjg-gaj",
