@@ -33,7 +33,7 @@ import psycopg
 from exchange.migrate import migrate
 from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
-from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
+from tests.support.exchange import DEPARTMENTS, make_pki, serve_env, write_inventory
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.samples import population_entry, upsert
 
@@ -61,19 +61,15 @@ def start_server(
         url, load_inventory(write_inventory(work / "inventory.yml", DEPARTMENTS), require_secrets=False)
     )
     port = free_port()
-    env = {
-        **os.environ,
-        "GDX_DATABASE_URL": url,
-        "GDX_TLS_CERT": str(pki / "exchange.crt"),
-        "GDX_TLS_KEY": str(pki / "exchange.key"),
-        "GDX_CA_CERT": str(pki / "ca.crt"),
-        "GDX_HOST": "127.0.0.1",
-        "GDX_PORT": str(port),
-        "GDX_WORKERS": str(workers),
+    env = serve_env(
+        url,
+        pki,
+        port,
+        GDX_WORKERS=str(workers),
         # As in production, behind an ingress that checks client certificates (--tls-alerts to measure
         # the exchange serving them itself: asyncio's event loop instead of uvloop).
-        "GDX_TLS_ALERTS": "true" if tls_alerts else "false",
-    }
+        GDX_TLS_ALERTS="true" if tls_alerts else "false",
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "gdx.cli", "exchange", "serve"], env=env, stderr=subprocess.DEVNULL
     )

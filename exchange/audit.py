@@ -11,9 +11,10 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
+from typing_extensions import Unpack
 
 from exchange.identity import Principal
 
@@ -26,15 +27,17 @@ def canonical(entry: dict[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def make_entry(
-    who: Principal | None,
-    action: str,
-    *,
-    resource: str | None = None,
-    purpose: str | None = None,
-    scope: dict[str, Any] | None = None,
-    outcome: str = "ok",
-) -> tuple[dt.datetime, str]:
+class Details(TypedDict, total=False):
+    """What an entry says beside who and what: the resource, the stated purpose, the scope (rows,
+    fields, batch...), and the outcome ("ok" unless "refused")."""
+
+    resource: str | None
+    purpose: str | None
+    scope: dict[str, Any] | None
+    outcome: str
+
+
+def make_entry(who: Principal | None, action: str, **details: Unpack[Details]) -> tuple[dt.datetime, str]:
     at = dt.datetime.now(dt.UTC)
     actor, role = (who.name, who.role.value) if who is not None else NO_CERTIFICATE
     entry = {
@@ -42,27 +45,20 @@ def make_entry(
         "actor": actor,
         "role": role,
         "action": action,
-        "resource": resource,
-        "purpose": purpose,
-        "scope": scope or {},
-        "outcome": outcome,
+        "resource": details.get("resource"),
+        "purpose": details.get("purpose"),
+        "scope": details.get("scope") or {},
+        "outcome": details.get("outcome", "ok"),
     }
     return at, canonical(entry)
 
 
 async def record(
-    conn: psycopg.AsyncConnection[Any],
-    who: Principal | None,
-    action: str,
-    *,
-    resource: str | None = None,
-    purpose: str | None = None,
-    scope: dict[str, Any] | None = None,
-    outcome: str = "ok",
+    conn: psycopg.AsyncConnection[Any], who: Principal | None, action: str, **details: Unpack[Details]
 ) -> None:
     """Append one entry inside the caller's transaction; it commits or rolls back with it. No
     result is read, so in pipeline mode the entry goes out with the commit."""
-    at, text = make_entry(who, action, resource=resource, purpose=purpose, scope=scope, outcome=outcome)
+    at, text = make_entry(who, action, **details)
     await conn.execute("SELECT audit_append(%s, %s)", (at, text))
 
 

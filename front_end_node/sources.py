@@ -7,10 +7,11 @@ a failure, so a restarted business database costs one failed cycle, not a restar
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 import pymysql
@@ -59,73 +60,6 @@ def key_range(column: str, lower: Any, upper: Any) -> tuple[str, list[Any]]:
     return " AND ".join(conditions) or "TRUE", params
 
 
-class Source(Protocol):
-    def now(self) -> dt.datetime: ...
-
-    def read_changed(
-        self,
-        table: str,
-        columns: Sequence[str],
-        change_column: str,
-        key: str,
-        lower: Any,
-        after: tuple[Any, Any] | None,
-        limit: int,
-        upper: Any = None,
-    ) -> list[tuple[Any, ...]]:
-        """Rows with change_column >= lower (first page) or (change_column, key) > after, and
-        change_column <= upper when given, ordered by (change_column, key); each tuple is
-        (change value, *columns)."""
-        ...
-
-    def read_change_keys(
-        self, table: str, change_column: str, key: str, lower: Any, upper: Any
-    ) -> list[tuple[Any, Any]]:
-        """(change value, key) of the rows with lower <= change_column < upper."""
-        ...
-
-    def read_keys(
-        self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
-    ) -> list[tuple[Any, ...]]:
-        """The rows with these keys, each as (change value, *columns)."""
-        ...
-
-    def read_by_key(
-        self, table: str, columns: Sequence[str], key: str, after: Any, limit: int
-    ) -> list[tuple[Any, ...]]: ...
-
-    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]: ...
-
-    def key_after(self, table: str, key: str, lower: Any, skip: int) -> Any:
-        """The key `skip` + 1 places after `lower` (from the first key when None) in the table's
-        key order, or None when fewer keys are left: the upper end of the next key range."""
-        ...
-
-    def key_tally(self, table: str, key: str, lower: Any = None, upper: Any = None) -> KeyTally:
-        """Per bucket of the key's MD5 (see KEY_TALLY_POSTGRES), the count and checksum of the
-        keys in lower < key <= upper (see key_range)."""
-        ...
-
-    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[Any]:
-        """The keys in lower < key <= upper that fall in these buckets (as the table holds them:
-        str() gives the mirror's text)."""
-        ...
-
-    def count(self, table: str) -> int: ...
-
-    def max_value(self, table: str, column: str) -> Any: ...
-
-    def count_above(self, table: str, column: str, value: Any) -> int:
-        """How many rows have column > value."""
-        ...
-
-    def write_heartbeat(self, table: str, resource: str) -> None: ...
-
-    def read_heartbeat(self, table: str, resource: str) -> tuple[int, dt.datetime] | None: ...
-
-    def close(self) -> None: ...
-
-
 _UNREACHABLE = "check business_db in the node config, the password, and that the firewall lets this node reach it"
 # A table the node reaches and cannot read: a field of the catalog entry (maybe of a new schema
 # version) without its column, a table renamed, a missing grant.
@@ -146,15 +80,56 @@ def _describe(db: BusinessDb, exc: Exception, hint: str = _UNREACHABLE) -> Sourc
     return SourceError(f"business database {db.kind}://{db.user}@{db.host}:{db.port}/{db.name}: {first_line} ({hint})")
 
 
-class _Queries:
-    """The statements PostgreSQL and MariaDB spell alike (identifiers quoted by each)."""
+class Source(abc.ABC):
+    """A business database, read (and written only to its heartbeat table) through one connection.
+
+    The statements PostgreSQL and MariaDB spell alike are here (identifiers quoted by each); the
+    subclasses spell the rest."""
 
     @staticmethod
+    @abc.abstractmethod
     def _name(identifier: str) -> str:
-        raise NotImplementedError
+        """The identifier (optionally schema-qualified) quoted for the database."""
 
+    @abc.abstractmethod
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """Run a statement; its rows, or SourceError naming what to check."""
+
+    @abc.abstractmethod
+    def now(self) -> dt.datetime:
+        """The database's clock (aware, UTC)."""
+
+    @abc.abstractmethod
+    def read_keys(
+        self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
+    ) -> list[tuple[Any, ...]]:
+        """The rows with these keys, each as (change value, *columns)."""
+
+    @abc.abstractmethod
+    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of the table, ``chunk`` at a time, from one snapshot."""
+
+    @abc.abstractmethod
+    def key_tally(self, table: str, key: str, lower: Any = None, upper: Any = None) -> KeyTally:
+        """Per bucket of the key's MD5 (see KEY_TALLY_POSTGRES), the count and checksum of the
+        keys in lower < key <= upper (see key_range)."""
+
+    @abc.abstractmethod
+    def keys_in(self, table: str, key: str, buckets: Sequence[str], lower: Any = None, upper: Any = None) -> list[Any]:
+        """The keys in lower < key <= upper that fall in these buckets (as the table holds them:
+        str() gives the mirror's text)."""
+
+    @abc.abstractmethod
+    def write_heartbeat(self, table: str, resource: str) -> None:
+        """Advance this resource's heartbeat row (the table the department allowed)."""
+
+    @abc.abstractmethod
+    def read_heartbeat(self, table: str, resource: str) -> tuple[int, dt.datetime] | None:
+        """(seq, source time) of this resource's heartbeat row, None before the first."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection (the next statement opens a new one)."""
 
     def _after(self, change_column: str, key: str, after: tuple[Any, Any]) -> tuple[str, list[Any]]:
         """The rows after (change value, key) in the order read_changed reads them."""
@@ -171,6 +146,9 @@ class _Queries:
         limit: int,
         upper: Any = None,
     ) -> list[tuple[Any, ...]]:
+        """Rows with change_column >= lower (first page) or (change_column, key) > after, and
+        change_column <= upper when given, ordered by (change_column, key); each tuple is
+        (change value, *columns)."""
         cols = ", ".join(self._name(c) for c in columns)
         chg, k = self._name(change_column), self._name(key)
         if after is not None:
@@ -195,11 +173,14 @@ class _Queries:
     def read_change_keys(
         self, table: str, change_column: str, key: str, lower: Any, upper: Any
     ) -> list[tuple[Any, Any]]:
+        """(change value, key) of the rows with lower <= change_column < upper."""
         chg, k = self._name(change_column), self._name(key)
         sql = f"SELECT {chg}, {k} FROM {self._name(table)} WHERE {chg} >= %s AND {chg} < %s"  # noqa: S608
         return [(row[0], row[1]) for row in self._query(sql, [lower, upper])]
 
     def key_after(self, table: str, key: str, lower: Any, skip: int) -> Any:
+        """The key `skip` + 1 places after `lower` (from the first key when None) in the table's
+        key order, or None when fewer keys are left: the upper end of the next key range."""
         k = self._name(key)
         where, params = key_range(k, lower, None)
         rows = self._query(
@@ -215,11 +196,12 @@ class _Queries:
         return self._query(f"SELECT max({self._name(column)}) FROM {self._name(table)}")[0][0]  # noqa: S608
 
     def count_above(self, table: str, column: str, value: Any) -> int:
+        """How many rows have column > value."""
         sql = f"SELECT count(*) FROM {self._name(table)} WHERE {self._name(column)} > %s"  # noqa: S608
         return int(self._query(sql, [value])[0][0])
 
 
-class PostgresSource(_Queries):
+class PostgresSource(Source):
     def __init__(self, db: BusinessDb, password: str) -> None:
         self.db = db
         self._password = password
@@ -313,7 +295,7 @@ class PostgresSource(_Queries):
             self._conn = None
 
 
-class MariaDbSource(_Queries):
+class MariaDbSource(Source):
     """MySQL and MariaDB, through PyMySQL (pure Python: nothing to compile on the node)."""
 
     def __init__(self, db: BusinessDb, password: str) -> None:

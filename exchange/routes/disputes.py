@@ -7,12 +7,12 @@ from typing import Literal
 from fastapi import APIRouter
 from psycopg.rows import dict_row
 
-from exchange import audit, resources
+from exchange import resources
 from exchange.deps import Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
 from exchange.strict_json import StrictJsonRoute
-from exchange.transitions import NOW, Conn, transition
+from exchange.transitions import NOW, Conn, create, transition
 from gdx.fields import RowError
 from gdx.pki import Role
 from gdx.protocol import Dispute, DisputeIn, Resolve
@@ -48,20 +48,11 @@ async def open_dispute(body: DisputeIn, who: Department, pool: Pool) -> Dispute:
         )
         if await cur.fetchone() is None:
             raise forbidden(f"you hold no grant on {body.resource!r}; only its consumers flag its records")
-        cur = await conn.execute(
-            "INSERT INTO dispute (resource_id, key, consumer, reason) VALUES (%s, %s, %s, %s) RETURNING id",
-            (stored.id, str(body.key), who.name, body.reason),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        await audit.record(
-            conn,
-            who,
-            "dispute.open",
-            resource=body.resource,
-            scope={"dispute": row[0], "key": body.key, "reason": body.reason},
-        )
-        return await _load(conn, row[0])
+        opened = {"resource_id": stored.id, "key": str(body.key), "consumer": who.name, "reason": body.reason}
+        return await create(
+            conn, who, "dispute.open", "dispute", opened, load=_load, resource=body.resource,
+            scope={"key": body.key, "reason": body.reason},
+        )  # fmt: skip
 
 
 async def _load(conn: Conn, dispute_id: int) -> Dispute:
@@ -82,9 +73,9 @@ async def resolve(dispute_id: int, body: Resolve, who: Department, pool: Pool) -
         if found.status == "resolved":
             raise conflict(f"dispute {dispute_id} is already resolved")
         return await transition(
-            conn, who, "dispute.resolve", table="dispute", record_id=dispute_id,
-            changes={"status": "resolved", "resolution": body.resolution, "resolved_at": NOW}, load=_load,
-            resource=found.resource, scope={"dispute": dispute_id, "resolution": body.resolution},
+            conn, who, "dispute.resolve", "dispute", dispute_id,
+            {"status": "resolved", "resolution": body.resolution, "resolved_at": NOW}, load=_load,
+            resource=found.resource, scope={"resolution": body.resolution},
         )  # fmt: skip
 
 

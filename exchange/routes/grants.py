@@ -16,7 +16,7 @@ from exchange.deps import Calendar, Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Admin, Anyone, Department, Principal
 from exchange.strict_json import StrictJsonRoute
-from exchange.transitions import NOW, transition
+from exchange.transitions import NOW, create, transition
 from gdx.pki import Role
 from gdx.protocol import (
     Approve,
@@ -106,8 +106,8 @@ async def _move(
     scope: dict[str, Any],
 ) -> ShareRequest:
     return await transition(
-        conn, who, action, table="share_request", record_id=found.id, changes=changes, load=_load_request,
-        resource=found.resource, purpose=found.purpose, scope={"request": found.id, **scope},
+        conn, who, action, "request", found.id, changes, load=_load_request, resource=found.resource,
+        purpose=found.purpose, scope=scope,
     )  # fmt: skip
 
 
@@ -150,24 +150,14 @@ async def request_access(body: ShareRequestIn, who: Department, pool: Pool, cale
         days_row = await cur.fetchone()
         assert days_row is not None
         deadline = calendar.add_working_days(today(), days_row[0])
-        cur = await conn.execute(
-            """
-            INSERT INTO share_request (resource_id, consumer, purpose, fields, due_date, due_date_estimated)
-            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
-            """,
-            (stored.id, who.name, body.purpose, body.fields, deadline.due, deadline.estimated),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        await audit.record(
-            conn,
-            who,
-            "request.file",
-            resource=body.resource,
-            purpose=body.purpose,
-            scope={"request": row[0], "fields": body.fields, "due_date": deadline.due.isoformat()},
-        )
-        return await _load_request(conn, row[0])
+        filed = {
+            "resource_id": stored.id, "consumer": who.name, "purpose": body.purpose, "fields": body.fields,
+            "due_date": deadline.due, "due_date_estimated": deadline.estimated,
+        }  # fmt: skip
+        return await create(
+            conn, who, "request.file", "request", filed, load=_load_request, resource=body.resource,
+            purpose=body.purpose, scope={"fields": body.fields, "due_date": deadline.due.isoformat()},
+        )  # fmt: skip
 
 
 @router.get("/v1/requests", response_model=list[ShareRequest], summary="Share requests you may see")

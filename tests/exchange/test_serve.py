@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exchange.migrate import migrate
 from exchange.registry import sync_from_inventory
 from gdx.inventory import load_inventory
-from tests.support.exchange import DEPARTMENTS, make_pki, write_inventory
+from tests.support.exchange import DEPARTMENTS, make_pki, serve_env, write_inventory
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.samples import batch, population_entry, unique_code, upsert
 
@@ -54,16 +54,7 @@ def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer,
     figures = tmp_path / "metrics"
     figures.mkdir()
     (figures / "counter_1.db").write_bytes(b"")  # an earlier run's: must not count
-    env = {
-        **os.environ,
-        "GDX_DATABASE_URL": url,
-        "GDX_TLS_CERT": str(pki / "exchange.crt"),
-        "GDX_TLS_KEY": str(pki / "exchange.key"),
-        "GDX_CA_CERT": str(pki / "ca.crt"),
-        "GDX_HOST": "127.0.0.1",
-        "GDX_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(figures),
-    }
+    env = serve_env(url, pki, port, PROMETHEUS_MULTIPROC_DIR=str(figures))
     server = subprocess.Popen(
         [sys.executable, "-m", "gdx.cli", "exchange", "serve", "--workers", "2"],
         env=env, stderr=subprocess.PIPE, text=True,

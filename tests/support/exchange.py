@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 import time
@@ -86,6 +87,21 @@ class RunningExchange:
     def start_again(self) -> None:
         """Serve again on the same port after stop() (an outage that ends)."""
         self.server, self.thread = _serve(self.settings, self.port, self.listen)
+
+
+def serve_env(database_url: str, pki: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `gdx exchange serve` process on 127.0.0.1:PORT with the PKI's server
+    certificate (make_pki), plus GDX_* ``settings``."""
+    return {
+        **os.environ,
+        "GDX_DATABASE_URL": database_url,
+        "GDX_TLS_CERT": str(pki / "exchange.crt"),
+        "GDX_TLS_KEY": str(pki / "exchange.key"),
+        "GDX_CA_CERT": str(pki / "ca.crt"),
+        "GDX_HOST": "127.0.0.1",
+        "GDX_PORT": str(port),
+        **settings,
+    }
 
 
 def make_pki(pki: Path, server_names: list[str] | None = None) -> None:
