@@ -19,19 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.components.common import (
-    child,
-    container_security,
-    identity_secret,
-    labels,
-    metadata,
-    pod_security,
-    probes,
-    resources,
-    scratch_volume,
-    secret_volume,
-    selector,
-)
+from infra.components import common
 from infra.pki import Pair
 from infra.settings import MonitoringSettings, Resources
 
@@ -80,13 +68,13 @@ class Monitoring(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:Monitoring", name, None, opts)
         self._name, self._args = name, args
-        identity = identity_secret(
+        identity = common.identity_secret(
             self, f"{name}-identity", "gdx-monitor-identity", args.namespace, "monitor", args.monitor_identity,
             args.ca_certificate, files=("monitor.crt", "monitor.key"),
         )  # fmt: skip
         self._deployment(identity)
         service = self._service()
-        identity_secret(
+        common.identity_secret(
             self, f"{name}-prometheus-identity", PROMETHEUS_SECRET, args.namespace, "monitor",
             args.prometheus_identity, args.ca_certificate, files=("prometheus.crt", "prometheus.key"),
         )  # fmt: skip
@@ -114,9 +102,9 @@ class Monitoring(pulumi.ComponentResource):
             "command": command,
             "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
             "ports": [{"name": "http-metrics", "container_port": s.port}],
-            "resources": resources(Resources(memory_request="128Mi", memory_limit="512Mi")),
-            "security_context": container_security(),
-            **probes(s.port, scheme="HTTP", ready="/healthz"),
+            "resources": common.resources(Resources(memory_request="128Mi", memory_limit="512Mi")),
+            "security_context": common.container_security(),
+            **common.probes(s.port, scheme="HTTP", ready="/healthz"),
             "volume_mounts": [
                 {"name": "tmp", "mount_path": "/tmp"},
                 {"name": "pki", "mount_path": PKI_DIR, "read_only": True},
@@ -125,50 +113,50 @@ class Monitoring(pulumi.ComponentResource):
         }
         return k8s.apps.v1.Deployment(
             f"{self._name}-deployment",
-            metadata=metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
+            metadata=common.metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
             spec={
                 # One: the monitor holds per-hop history (stall detection); two would double every alert.
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
-                "selector": {"match_labels": selector("monitor")},
+                "selector": {"match_labels": common.selector("monitor")},
                 "template": {
-                    "metadata": {"labels": labels("monitor")},
+                    "metadata": {"labels": common.labels("monitor")},
                     "spec": {
                         "automount_service_account_token": False,
                         "host_network": args.host_network,
-                        "security_context": pod_security(),
+                        "security_context": common.pod_security(),
                         "containers": [monitor],
                         "volumes": [
-                            scratch_volume(),
-                            secret_volume("pki", identity.metadata.name),
+                            common.scratch_volume(),
+                            common.secret_volume("pki", identity.metadata.name),
                             {"name": "inventory", "config_map": {"name": args.inventory_config_map}},
                         ],
                     },
                 },
             },
-            opts=child(self),
+            opts=common.child(self),
         )
 
     def _service(self) -> k8s.core.v1.Service:
         args = self._args
         return k8s.core.v1.Service(
             f"{self._name}-service",
-            metadata=metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
+            metadata=common.metadata(args.prometheus.monitor_job, args.namespace, "monitor"),
             spec={
-                "selector": selector("monitor"),
+                "selector": common.selector("monitor"),
                 "ports": [{"name": "http-metrics", "port": args.settings.port, "target_port": "http-metrics"}],
             },
-            opts=child(self),
+            opts=common.child(self),
         )
 
     def _dashboards(self) -> list[k8s.core.v1.ConfigMap]:
         return [
             k8s.core.v1.ConfigMap(
                 f"{self._name}-dashboard-{stem}",
-                metadata=metadata(f"gdx-dashboard-{stem}", self._args.namespace, "monitor")
-                | {"labels": {**labels("monitor"), "grafana_dashboard": "1"}},
+                metadata=common.metadata(f"gdx-dashboard-{stem}", self._args.namespace, "monitor")
+                | {"labels": {**common.labels("monitor"), "grafana_dashboard": "1"}},
                 data={f"{stem}.json": json.dumps(board, indent=1, ensure_ascii=False, sort_keys=True)},
-                opts=child(self),
+                opts=common.child(self),
             )
             for stem, board in self._args.prometheus.dashboards.items()
         ]
@@ -178,69 +166,59 @@ class Monitoring(pulumi.ComponentResource):
         args = self._args
         k8s.core.v1.ConfigMap(
             f"{self._name}-rules",
-            metadata=metadata("gdx-prometheus-rules", args.namespace, "monitor"),
+            metadata=common.metadata("gdx-prometheus-rules", args.namespace, "monitor"),
             data=dict(args.prometheus.rule_files),
-            opts=child(self),
+            opts=common.child(self),
         )
         k8s.core.v1.ConfigMap(
             f"{self._name}-scrape",
-            metadata=metadata("gdx-prometheus-scrape", args.namespace, "monitor"),
+            metadata=common.metadata("gdx-prometheus-scrape", args.namespace, "monitor"),
             data={"scrape.yml": yaml.safe_dump({"scrape_configs": args.prometheus.scrape_jobs}, sort_keys=False)},
-            opts=child(self),
+            opts=common.child(self),
+        )
+
+    def _custom(self, suffix: str, kind: str, name: str, spec: dict[str, Any], version: str = "v1") -> None:
+        """An object of the Prometheus Operator's API (monitoring.coreos.com)."""
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-{suffix}",
+            api_version=f"monitoring.coreos.com/{version}",
+            kind=kind,
+            metadata=common.metadata(name, self._args.namespace, "monitor"),
+            spec=spec,
+            opts=common.child(self),
         )
 
     def _operator_objects(self) -> None:
         """For the Prometheus Operator: a PrometheusRule, ServiceMonitors and the node exporters' ScrapeConfig."""
         args, inputs = self._args, self._args.prometheus
         groups = [group for text in inputs.rule_files.values() for group in yaml.safe_load(text)["groups"]]
-        k8s.apiextensions.CustomResource(
-            f"{self._name}-prometheus-rule",
-            api_version="monitoring.coreos.com/v1",
-            kind="PrometheusRule",
-            metadata=metadata("gdx", args.namespace, "monitor"),
-            spec={"groups": groups},
-            opts=child(self),
-        )
-        k8s.apiextensions.CustomResource(
-            f"{self._name}-service-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=metadata(inputs.monitor_job, args.namespace, "monitor"),
-            spec={
-                "selector": {"matchLabels": selector("monitor")},
-                "endpoints": [{"port": "http-metrics", "interval": f"{args.settings.interval_seconds:g}s"}],
+        self._custom("prometheus-rule", "PrometheusRule", "gdx", {"groups": groups})
+        every = f"{args.settings.interval_seconds:g}s"
+        self._custom(
+            "service-monitor",
+            "ServiceMonitor",
+            inputs.monitor_job,
+            {
+                "selector": {"matchLabels": common.selector("monitor")},
+                "endpoints": [{"port": "http-metrics", "interval": every}],
             },
-            opts=child(self),
         )
-        k8s.apiextensions.CustomResource(
-            f"{self._name}-exchange-monitor",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=metadata(inputs.exchange_job, args.namespace, "monitor"),
-            spec={
-                "selector": {"matchLabels": selector("exchange")},
-                "endpoints": [
-                    {
-                        "port": "https",
-                        "scheme": "https",
-                        "tlsConfig": {
-                            "ca": {"secret": {"name": PROMETHEUS_SECRET, "key": "ca.crt"}},
-                            "cert": {"secret": {"name": PROMETHEUS_SECRET, "key": "prometheus.crt"}},
-                            "keySecret": {"name": PROMETHEUS_SECRET, "key": "prometheus.key"},
-                            "serverName": pulumi.Output.concat(args.exchange_host),
-                        },
-                    }
-                ],
+        tls = {
+            "ca": {"secret": {"name": PROMETHEUS_SECRET, "key": "ca.crt"}},
+            "cert": {"secret": {"name": PROMETHEUS_SECRET, "key": "prometheus.crt"}},
+            "keySecret": {"name": PROMETHEUS_SECRET, "key": "prometheus.key"},
+            "serverName": pulumi.Output.concat(args.exchange_host),
+        }
+        self._custom(
+            "exchange-monitor",
+            "ServiceMonitor",
+            inputs.exchange_job,
+            {
+                "selector": {"matchLabels": common.selector("exchange")},
+                "endpoints": [{"port": "https", "scheme": "https", "tlsConfig": tls}],
             },
-            opts=child(self),
         )
         nodes = [job for job in inputs.scrape_jobs if job["job_name"] == inputs.node_exporter_job]
         if nodes:
-            k8s.apiextensions.CustomResource(
-                f"{self._name}-node-exporters",
-                api_version="monitoring.coreos.com/v1alpha1",
-                kind="ScrapeConfig",
-                metadata=metadata(inputs.node_exporter_job, args.namespace, "monitor"),
-                spec={"staticConfigs": nodes[0]["static_configs"]},
-                opts=child(self),
-            )
+            spec = {"staticConfigs": nodes[0]["static_configs"]}
+            self._custom("node-exporters", "ScrapeConfig", inputs.node_exporter_job, spec, version="v1alpha1")
