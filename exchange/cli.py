@@ -9,7 +9,7 @@ import typer
 
 from gdx import logs
 from gdx.inventory import InventoryError, load_inventory
-from gdx.terminal import console, fail
+from gdx.terminal import console, fail, reported
 
 app = typer.Typer(help="The central exchange service.", no_args_is_help=True)
 audit_app = typer.Typer(help="The exchange's audit trail.", no_args_is_help=True)
@@ -42,10 +42,8 @@ def exchange_load_departments(
     """Load the department registry from the inventory (departments it no longer lists are deactivated)."""
     from exchange.registry import sync_from_inventory
 
-    try:
+    with reported(InventoryError):
         inv = load_inventory(inventory, require_secrets=False)
-    except InventoryError as exc:
-        raise fail(str(exc)) from None
     listed, deactivated = sync_from_inventory(database_url, inv)
     typer.echo(f"{listed} department(s) active, {deactivated} deactivated")
 

@@ -26,69 +26,43 @@ NOW = sql.SQL("now()")
 TABLES = {"request": "share_request", "dispute": "dispute"}
 
 
-async def create(
+async def step(
     conn: Conn,
     who: Principal,
     action: str,
     kind: str,
     values: Mapping[str, Any],
     *,
+    record_id: int | None = None,
     load: Loader[T],
     resource: str,
     purpose: str | None = None,
     scope: dict[str, Any],
 ) -> T:
-    """Insert a record of ``kind`` with ``values`` (column -> value), audit ``action``, return it."""
-    statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
-        sql.Identifier(_table(kind)),
-        sql.SQL(", ").join(sql.Identifier(column) for column in values),
-        sql.SQL(", ").join(sql.Placeholder() for _ in values),
-    )
-    row = await (await conn.execute(statement, list(values.values()))).fetchone()
-    assert row is not None
-    return await _audited(conn, who, action, kind, row[0], load, resource, purpose, scope)
-
-
-async def transition(
-    conn: Conn,
-    who: Principal,
-    action: str,
-    kind: str,
-    record_id: int,
-    changes: Mapping[str, Any],
-    *,
-    load: Loader[T],
-    resource: str,
-    purpose: str | None = None,
-    scope: dict[str, Any],
-) -> T:
-    """Set ``changes`` (column -> value, or NOW) on the record, audit ``action``, return it."""
-    values = [value for value in changes.values() if value is not NOW]
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{} = {}").format(sql.Identifier(column), NOW if value is NOW else sql.Placeholder())
-        for column, value in changes.items()
-    )
-    statement = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(sql.Identifier(_table(kind)), assignments)
-    await conn.execute(statement, [*values, record_id])
-    return await _audited(conn, who, action, kind, record_id, load, resource, purpose, scope)
+    """Open a record of ``kind`` (no ``record_id``: INSERT ``values``) or move one (UPDATE it with
+    ``values``, NOW for the transaction's time); audit ``action``; return the record as ``load`` reads it."""
+    table = sql.Identifier(_table(kind))
+    if record_id is None:
+        statement = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING id").format(
+            table,
+            sql.SQL(", ").join(sql.Identifier(column) for column in values),
+            sql.SQL(", ").join(sql.Placeholder() for _ in values),
+        )
+        row = await (await conn.execute(statement, list(values.values()))).fetchone()
+        assert row is not None
+        record_id = int(row[0])
+    else:
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(column), NOW if value is NOW else sql.Placeholder())
+            for column, value in values.items()
+        )
+        params = [value for value in values.values() if value is not NOW]
+        await conn.execute(sql.SQL("UPDATE {} SET {} WHERE id = %s").format(table, assignments), [*params, record_id])
+    await audit.record(conn, who, action, resource=resource, purpose=purpose, scope={kind: record_id, **scope})
+    return await load(conn, record_id)
 
 
 def _table(kind: str) -> str:
     if kind not in TABLES:
         raise ValueError(f"{kind!r} is not a kind of record with states (known: {', '.join(TABLES)})")
     return TABLES[kind]
-
-
-async def _audited(
-    conn: Conn,
-    who: Principal,
-    action: str,
-    kind: str,
-    record_id: int,
-    load: Loader[T],
-    resource: str,
-    purpose: str | None,
-    scope: dict[str, Any],
-) -> T:
-    await audit.record(conn, who, action, resource=resource, purpose=purpose, scope={kind: record_id, **scope})
-    return await load(conn, record_id)

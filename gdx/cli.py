@@ -22,7 +22,7 @@ from rich.table import Table
 from gdx import __version__
 from gdx.inventory import InventoryError, load_inventory
 from gdx.pki import PkiError, Role, init_ca, issue
-from gdx.terminal import console, fail
+from gdx.terminal import console, fail, reported
 
 app = typer.Typer(
     help="GDX: deploy and operate a government data sharing and exchange platform (政务数据共享交换平台).",
@@ -49,10 +49,8 @@ def _main(
 @ca_app.command("init")
 def ca_init(directory: PkiDir = Path("pki")) -> None:
     """Create the platform CA (ca.crt, and ca.key with mode 0600)."""
-    try:
+    with reported(PkiError):
         cert = init_ca(directory)
-    except PkiError as exc:
-        raise fail(str(exc)) from None
     typer.echo(f"created {cert} and {directory / 'ca.key'}")
 
 
@@ -69,10 +67,8 @@ def ca_issue(
     out: Annotated[Path | None, typer.Option(help="Write NAME.crt and NAME.key here (default: --dir).")] = None,
 ) -> None:
     """Issue a client certificate (or, with --server, a server certificate) signed by the CA."""
-    try:
+    with reported(PkiError):
         cert, key = issue(directory, name, role=role, server_names=server, days=days, out_dir=out)
-    except PkiError as exc:
-        raise fail(str(exc)) from None
     typer.echo(f"issued {cert} and {key} ({'server' if server else role.value})")
 
 

@@ -1,19 +1,11 @@
 """The one inventory: an Ansible YAML inventory that also feeds the exchange's department
 registry and the monitoring agent's targets.
 
-Layout (docs/inventory.md has the full reference)::
-
-    all:
-      vars:
-        gdx_exchange_url: https://exchange.example.gov.cn:8443
-        gdx_jurisdictions: {ningxia: {name: 宁夏回族自治区, reply_working_days: 10}}
-      children:
-        gdx_front_end_nodes:
-          hosts:
-            fe-gaj:
-              ansible_host: 192.0.2.10
-              gdx_department: {id: zjg-gaj, name: 张家港市公安局, jurisdiction: zhangjiagang}
-              gdx_business_db: {kind: postgresql, host: ..., password: !vault | ...}
+The GDX part of it: under ``all.vars``, the exchange's URL (gdx_exchange_url), the PKI folder
+(gdx_pki_dir) and any jurisdictions beyond the built-in ones (gdx_jurisdictions); under the group
+``gdx_front_end_nodes``, one host per department with its gdx_department, and what it shares:
+gdx_business_db (the password a !vault block), gdx_publishes, gdx_subscribes. The reference is
+docs/inventory.md; playbooks/inventory.example.yml is a complete example.
 
 Validation collects every problem at once and names each by its path in the file, so a
 technician fixes the whole inventory in one pass.

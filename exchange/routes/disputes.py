@@ -12,7 +12,7 @@ from exchange.deps import Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Anyone, Department
 from exchange.strict_json import StrictJsonRoute
-from exchange.transitions import NOW, Conn, create, transition
+from exchange.transitions import NOW, Conn, step
 from gdx.fields import RowError
 from gdx.pki import Role
 from gdx.protocol import Dispute, DisputeIn, Resolve
@@ -49,7 +49,7 @@ async def open_dispute(body: DisputeIn, who: Department, pool: Pool) -> Dispute:
         if await cur.fetchone() is None:
             raise forbidden(f"you hold no grant on {body.resource!r}; only its consumers flag its records")
         opened = {"resource_id": stored.id, "key": str(body.key), "consumer": who.name, "reason": body.reason}
-        return await create(
+        return await step(
             conn, who, "dispute.open", "dispute", opened, load=_load, resource=body.resource,
             scope={"key": body.key, "reason": body.reason},
         )  # fmt: skip
@@ -72,9 +72,9 @@ async def resolve(dispute_id: int, body: Resolve, who: Department, pool: Pool) -
             raise forbidden("only the providing department resolves a dispute about its data")
         if found.status == "resolved":
             raise conflict(f"dispute {dispute_id} is already resolved")
-        return await transition(
-            conn, who, "dispute.resolve", "dispute", dispute_id,
-            {"status": "resolved", "resolution": body.resolution, "resolved_at": NOW}, load=_load,
+        return await step(
+            conn, who, "dispute.resolve", "dispute",
+            {"status": "resolved", "resolution": body.resolution, "resolved_at": NOW}, record_id=dispute_id, load=_load,
             resource=found.resource, scope={"resolution": body.resolution},
         )  # fmt: skip
 

@@ -16,7 +16,7 @@ from exchange.deps import Calendar, Pool
 from exchange.errors import ApiError, conflict, forbidden, not_found
 from exchange.identity import Admin, Anyone, Department, Principal
 from exchange.strict_json import StrictJsonRoute
-from exchange.transitions import NOW, create, transition
+from exchange.transitions import NOW, step
 from gdx.pki import Role
 from gdx.protocol import (
     Approve,
@@ -105,8 +105,8 @@ async def _move(
     changes: dict[str, Any],
     scope: dict[str, Any],
 ) -> ShareRequest:
-    return await transition(
-        conn, who, action, "request", found.id, changes, load=_load_request, resource=found.resource,
+    return await step(
+        conn, who, action, "request", changes, record_id=found.id, load=_load_request, resource=found.resource,
         purpose=found.purpose, scope=scope,
     )  # fmt: skip
 
@@ -154,7 +154,7 @@ async def request_access(body: ShareRequestIn, who: Department, pool: Pool, cale
             "resource_id": stored.id, "consumer": who.name, "purpose": body.purpose, "fields": body.fields,
             "due_date": deadline.due, "due_date_estimated": deadline.estimated,
         }  # fmt: skip
-        return await create(
+        return await step(
             conn, who, "request.file", "request", filed, load=_load_request, resource=body.resource,
             purpose=body.purpose, scope={"fields": body.fields, "due_date": deadline.due.isoformat()},
         )  # fmt: skip
