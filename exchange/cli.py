@@ -26,10 +26,21 @@ DbUrl = Annotated[
 
 
 @app.command("migrate")
-def exchange_migrate(database_url: DbUrl) -> None:
-    """Bring the database schema up to date (safe to run from several pods at once)."""
-    from exchange.migrate import migrate
+def exchange_migrate(
+    database_url: DbUrl,
+    wait: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to wait for the database to accept connections (a Job started with it)."),
+    ] = 0,
+) -> None:
+    """Bring the database schema up to date (safe to run from several pods at once).
 
+    Example: gdx exchange migrate --wait 300 --database-url postgresql://gdx@db/gdx
+    """
+    from exchange.migrate import DatabaseNotReady, migrate, wait_for_database
+
+    with reported(DatabaseNotReady):
+        wait_for_database(database_url, wait, progress=lambda line: console.print(line, highlight=False))
     applied = migrate(database_url)
     typer.echo("applied: " + ", ".join(applied) if applied else "schema is up to date")
 

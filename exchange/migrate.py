@@ -5,6 +5,8 @@ both migrate."""
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -40,6 +42,33 @@ def applied_versions(conn: psycopg.Connection) -> set[int]:
         " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
     )
     return {row[0] for row in conn.execute("SELECT version FROM schema_migration")}
+
+
+class DatabaseNotReady(Exception):
+    """The database did not accept connections within the time allowed."""
+
+
+def wait_for_database(conninfo: str, wait_s: float, progress: Callable[[str], None] = print) -> None:
+    """Return once the database accepts a connection: a migration Job may start before its
+    database (a CloudNativePG cluster still bootstrapping), and should wait rather than fail."""
+    deadline = time.monotonic() + wait_s
+    said = ""
+    while True:
+        try:
+            psycopg.connect(conninfo, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError as exc:
+            left = deadline - time.monotonic()
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if left <= 0:
+                raise DatabaseNotReady(
+                    f"the database did not accept connections within {wait_s:g} s ({problem}); "
+                    "check that it runs and the URL, or wait longer (--wait)"
+                ) from None
+            if problem != said:
+                progress(f"waiting for the database ({problem}); {left:.0f} s left")
+                said = problem
+            time.sleep(min(2.0, max(left, 0.1)))
 
 
 def migrate(conninfo: str) -> list[str]:

@@ -10,7 +10,7 @@ import pulumi
 from gdx.inventory import Inventory, central_view, load_inventory
 from infra import pki
 from infra.components.database import KINDS, DatabaseArgs
-from infra.components.exchange import Exchange, ExchangeArgs
+from infra.components.exchange import Exchange, ExchangeArgs, checksum
 from infra.components.foundation import Foundation, FoundationArgs
 from infra.components.ingress import IngressArgs, MutualTlsIngress
 from infra.components.monitoring import PROMETHEUS_SECRET_DIR, Monitoring, MonitoringArgs, PrometheusInputs
@@ -22,9 +22,10 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
     """Declare every resource of the stack and its outputs: exchange_url, ca_bundle, dashboards."""
     identities = pki.load(settings.pki_dir)
     inventory = load_inventory(settings.inventory, require_secrets=False)
+    central = central_view(settings.inventory)
     foundation = Foundation(
         "platform",
-        FoundationArgs(settings.namespace, identities.ca, central_view(settings.inventory)),
+        FoundationArgs(settings.namespace, identities.ca, central),
     )
     secrets = pulumi.Config(NAMESPACE)
     kind = settings.database.kind
@@ -50,6 +51,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             inventory=foundation.inventory,
             database=database,
             host_network=settings.host_network,
+            inventory_checksum=checksum(central),
         ),
     )
     exchange_url = pulumi.Output.from_input(f"https://127.0.0.1:{settings.exchange.port}/")
@@ -65,6 +67,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
                 exchange_service=exchange.service,
                 exchange_port=exchange.port,
                 server_tls_secret=exchange.tls_secret,
+                request_timeout_s=settings.exchange.request_timeout_s,
             ),
         )
         exchange_url = ingress.url
@@ -84,6 +87,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
                 exchange_host=settings.service_host("gdx-exchange"),
                 exchange_port=exchange.port,
                 prometheus=prometheus_inputs(settings, inventory, exchange.port),
+                config_checksum=checksum(central, identities["monitor"].cert, identities.ca),
                 host_network=settings.host_network,
             ),
         )

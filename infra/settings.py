@@ -48,6 +48,9 @@ class ExchangeSettings(_Section):
     # The TLS alert of a refused client certificate (gdx exchange serve --tls-alerts); off behind
     # an ingress that checks client certificates itself, for uvloop's throughput.
     tls_alerts: bool = True
+    # The longest a request may take (a large batch on a slow link): the ingress's proxy timeouts,
+    # and what a pod that is shutting down leaves its last requests (terminationGracePeriodSeconds).
+    request_timeout_s: int = Field(120, ge=10, le=600)
     resources: Resources = Resources()
 
     @model_validator(mode="after")

@@ -6,7 +6,8 @@ podman 4.3 plays Pods, Deployments and ConfigMaps; of the rest:
 - Secrets become ConfigMaps: podman 4.3 mounts a Secret's values base64-encoded and crashes on a
   secret volume without `optional`; on one machine both live on the same local disk anyway;
 - container ports go when pods share the host's network (podman refuses port mappings there);
-- probes go (podman would turn them into healthchecks that call curl, which the images lack);
+- probes go (podman would turn them into healthchecks that call curl, which the images lack), and
+  so does the pre-stop pause (it lets an ingress see the pod leave; there is no ingress here);
   the local platform waits for /readyz itself;
 - Services, NetworkPolicies, the PodDisruptionBudget, ServiceAccounts and the Namespace have no
   podman counterpart: the pods share the host's network (gdx:hostNetwork) and reach 127.0.0.1.
@@ -122,6 +123,7 @@ def _adapt_pod(m: Manifest) -> None:
         for container in live.get(key) or []:
             for probe in PROBES:
                 container.pop(probe, None)
+            container.pop("lifecycle", None)  # the pre-stop pause waits for an ingress; there is none here
             if live.get("hostNetwork"):
                 container.pop("ports", None)  # podman maps ports only on a bridge; on the host's they are just there
             for env in container.get("env") or []:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -41,12 +42,30 @@ class ExchangeArgs:
     inventory: pulumi.Input[str]  # the ConfigMap holding inventory.yml
     database: Database
     host_network: bool = False
+    # sha256 of the inventory's central view: a changed inventory makes a new migration Job, whose
+    # load-departments brings the registry up to date.
+    inventory_checksum: str = ""
 
 
-def migration_job_name(image: str) -> str:
-    """One Job per image: Jobs are immutable, and a new version must run its own migrations."""
+# How long a stopping pod keeps serving before uvicorn is told to stop: the time for its removal
+# from the Service's endpoints to reach the ingress, which meanwhile still sends it requests.
+PRE_STOP_S = 10
+# How long a migration waits for its database (a CloudNativePG cluster may still be starting).
+MIGRATION_WAIT_S = 300
+
+
+def migration_job_name(image: str, inventory_checksum: str = "") -> str:
+    """One Job per image and inventory: Jobs are immutable; a new version must run its own
+    migrations, and a changed inventory its own load of the department registry."""
     version = image.rsplit("@", 1)[-1] if "@" in image else image.rsplit(":", 1)[-1]
-    return ("gdx-migrate-" + re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-"))[:63].rstrip("-")
+    stem = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")
+    suffix = f"-{inventory_checksum[:8]}" if inventory_checksum else ""
+    return ("gdx-migrate-" + stem)[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+def checksum(*parts: str) -> str:
+    """What a pod template carries of the files it mounts: a change rolls the pods."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class Exchange(pulumi.ComponentResource):
@@ -133,22 +152,27 @@ class Exchange(pulumi.ComponentResource):
         )
         return k8s.batch.v1.Job(
             f"{self._name}-migrate",
-            metadata=metadata(migration_job_name(args.image), args.namespace, "exchange-migrate"),
+            metadata=metadata(
+                migration_job_name(args.image, args.inventory_checksum), args.namespace, "exchange-migrate"
+            ),
             spec={
-                "backoff_limit": 2,
-                "active_deadline_seconds": 600,
+                # The migration waits for the database itself; retries are for what fails after.
+                "backoff_limit": 4,
+                "active_deadline_seconds": MIGRATION_WAIT_S + 600,
                 "template": {
                     "metadata": {"labels": labels("exchange-migrate")},
                     "spec": {
                         **self._pod_basics,
                         "restart_policy": "Never",
-                        "init_containers": [self._container("migrate", ["gdx", "exchange", "migrate"])],
+                        "init_containers": [
+                            self._container("migrate", ["gdx", "exchange", "migrate", "--wait", str(MIGRATION_WAIT_S)])
+                        ],
                         "containers": [load_departments],
                         "volumes": [scratch_volume(), {"name": "inventory", "config_map": {"name": args.inventory}}],
                     },
                 },
             },
-            opts=child(self),
+            opts=child(self, depends_on=[args.database]),
         )
 
     def _deployment(self, tls: k8s.core.v1.Secret, job: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
@@ -169,8 +193,11 @@ class Exchange(pulumi.ComponentResource):
                 {"name": "tmp", "mount_path": "/tmp"},
                 {"name": "tls", "mount_path": TLS_DIR, "read_only": True},
             ],
+            lifecycle={"pre_stop": {"exec": {"command": ["sleep", str(PRE_STOP_S)]}}},
             **probes(s.port, scheme="HTTPS"),
         )
+        # A renewed identity is a new certificate (the key itself is a secret, and need not be read).
+        identity = checksum(args.server_identity.cert, args.ca_certificate)
         return k8s.apps.v1.Deployment(
             f"{self._name}-deployment",
             metadata=metadata(SERVICE, args.namespace, "exchange"),
@@ -179,10 +206,11 @@ class Exchange(pulumi.ComponentResource):
                 "selector": {"match_labels": selector("exchange")},
                 "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
                 "template": {
-                    "metadata": {"labels": labels("exchange")},
+                    "metadata": {"labels": labels("exchange"), "annotations": {"gdx.io/tls-checksum": identity}},
                     "spec": {
                         **self._pod_basics,
-                        "termination_grace_period_seconds": 30,
+                        # The endpoints' update, then the longest request the ingress waits for.
+                        "termination_grace_period_seconds": PRE_STOP_S + s.request_timeout_s + 5,
                         "topology_spread_constraints": [
                             {
                                 "max_skew": 1,

@@ -31,9 +31,12 @@ class IngressArgs:
     exchange_service: pulumi.Input[str]
     exchange_port: int
     server_tls_secret: pulumi.Input[str]  # the exchange's server certificate, also served by the ingress
+    request_timeout_s: int = 120  # the exchange's settings.request_timeout_s
 
 
-def nginx_annotations(namespace: str, ca_bundle: str, client_secret: str, service: str) -> dict[str, str]:
+def nginx_annotations(
+    namespace: str, ca_bundle: str, client_secret: str, service: str, timeout_s: int = 120
+) -> dict[str, str]:
     return {
         # Caller -> ingress: a certificate issued by the platform CA, or no entry.
         NGINX + "auth-tls-verify-client": "on",
@@ -47,7 +50,8 @@ def nginx_annotations(namespace: str, ca_bundle: str, client_secret: str, servic
         NGINX + "proxy-ssl-name": f"{service}.{namespace}.svc",
         NGINX + "proxy-ssl-server-name": "on",
         NGINX + "proxy-body-size": "64m",
-        NGINX + "proxy-read-timeout": "120",
+        NGINX + "proxy-read-timeout": str(timeout_s),
+        NGINX + "proxy-send-timeout": str(timeout_s),
     }
 
 
@@ -63,7 +67,7 @@ class MutualTlsIngress(pulumi.ComponentResource):
             args.ca_certificate,
         )  # fmt: skip
         notes = pulumi.Output.all(args.namespace, args.ca_bundle, client.metadata.name, args.exchange_service).apply(
-            lambda v: nginx_annotations(*v)
+            lambda v: nginx_annotations(v[0], v[1], v[2], v[3], timeout_s=args.request_timeout_s)
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",

@@ -59,6 +59,8 @@ class MonitoringArgs:
     exchange_port: int
     prometheus: PrometheusInputs
     host_network: bool = False
+    # sha256 of what the monitor reads at start (inventory, identity): a change rolls its pod.
+    config_checksum: str = ""
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -120,7 +122,10 @@ class Monitoring(pulumi.ComponentResource):
                 "strategy": {"type": "Recreate"},
                 "selector": {"match_labels": common.selector("monitor")},
                 "template": {
-                    "metadata": {"labels": common.labels("monitor")},
+                    "metadata": {
+                        "labels": common.labels("monitor"),
+                        "annotations": {"gdx.io/config-checksum": args.config_checksum},
+                    },
                     "spec": {
                         "automount_service_account_token": False,
                         "host_network": args.host_network,

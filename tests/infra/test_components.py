@@ -92,6 +92,8 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
             deployment, migration, db_secret = values
             assert deployment == "gdx-exchange"
             assert migration == migration_job_name(IMAGE) == "gdx-migrate-0-1-0"
+            # Another inventory, another Job: its load-departments brings the registry up to date.
+            assert migration_job_name(IMAGE, "ab" * 32) == "gdx-migrate-0-1-0-abababab"
             assert db_secret == "gdx-db-credentials"
 
         return pulumi.Output.all(exchange.deployment, exchange.migration, database.url_secret).apply(check)
@@ -123,7 +125,14 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
 
     (job,) = objects(monitor, "Job")
     job_pod = job["spec"]["template"]["spec"]
-    assert [c["command"] for c in job_pod["initContainers"]] == [["gdx", "exchange", "migrate"]]
+    # The Job starts after the database's objects and waits for it to accept connections.
+    assert [c["command"] for c in job_pod["initContainers"]] == [["gdx", "exchange", "migrate", "--wait", "300"]]
+    assert job["spec"]["backoffLimit"] >= 2
+    assert any(urn.endswith("::db-statefulset") for urn in job_reg.dependencies), job_reg.dependencies
+    # A stopping pod keeps serving until the ingress knows, then has the longest request's time.
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "10"]
+    assert pod["terminationGracePeriodSeconds"] >= 10 + 120
+    assert len(spec["template"]["metadata"]["annotations"]["gdx.io/tls-checksum"]) == 64
     assert job_pod["containers"][0]["command"][:3] == ["gdx", "exchange", "load-departments"]
     assert job_pod["restartPolicy"] == "Never"
 

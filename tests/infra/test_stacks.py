@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gdx import __version__
+from gdx.pki import issue
 from infra.render import REDACTED, RenderError, Rendering, render, stack_config, write
 from infra.rules import check
 from infra.settings import SettingsError
 from infra.validate import crd_schemas_installed, validate
-from tests.support.stacks import INVENTORY, STACKS
+from tests.support.stacks import INVENTORY, SECRETS, STACKS
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -175,3 +177,27 @@ def test_the_alerts_link_to_the_runbook_site_the_operator_names(pki: Path) -> No
     }
     with pytest.raises(SettingsError, match="runbookBaseUrl"):
         render("prod", pki_dir=pki, inventory=INVENTORY, overrides={"monitoring": {"runbookBaseUrl": "ops wiki"}})
+
+
+def test_a_changed_inventory_or_certificate_reaches_the_running_pods(pki: Path, tmp_path: Path) -> None:
+    """New pods (checksum annotations) and a new migration Job, which loads the department registry."""
+
+    def picked(rendering: Rendering) -> tuple[str, str, str]:
+        by_kind = {(m["kind"], m["metadata"]["name"]): m for m in rendering.manifests}
+        exchange = by_kind["Deployment", "gdx-exchange"]["spec"]["template"]["metadata"]["annotations"]
+        monitor = by_kind["Deployment", "gdx-monitor"]["spec"]["template"]["metadata"]["annotations"]
+        (job,) = [name for kind, name in by_kind if kind == "Job"]
+        return exchange["gdx.io/tls-checksum"], monitor["gdx.io/config-checksum"], job
+
+    before = picked(render("dev", pki_dir=pki, inventory=INVENTORY, secrets=SECRETS))
+    changed = tmp_path / "inventory.yml"
+    changed.write_text(INVENTORY.read_text(encoding="utf-8").replace("张家港市公安局", "张家港市公安局（新）"))
+    after = picked(render("dev", pki_dir=pki, inventory=changed, secrets=SECRETS))
+    assert after[0] == before[0], "the exchange's pods mount no inventory"
+    assert after[1] != before[1], "the monitor reads the inventory at start: a new pod"
+    assert after[2] != before[2], "a new Job loads the changed registry"
+    renewed = tmp_path / "pki"
+    shutil.copytree(pki, renewed)
+    issue(renewed, "exchange", server_names=["gdx-exchange.gdx.svc", "exchange.zjg.gov.cn", "localhost"])
+    again = picked(render("dev", pki_dir=renewed, inventory=INVENTORY, secrets=SECRETS))
+    assert again[0] != before[0], "a renewed certificate rolls the exchange's pods"
