@@ -37,6 +37,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             host_network=settings.host_network,
             password=secrets.require_secret("databasePassword") if kind == "statefulset" else None,
             url=secrets.require_secret("databaseUrl") if kind == "external" else None,
+            pod_monitor=settings.monitoring.enabled and settings.monitoring.prometheus_operator,
         ),
     )
     exchange = Exchange(
@@ -105,6 +106,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             node_ports=sorted({node.agent_port for node in inventory.nodes}),
             object_storage_cidr=settings.database.backup.object_storage_cidr if settings.database.backup else None,
             database_operator_namespace=settings.database.operator_namespace if kind == "cloudnative-pg" else None,
+            api_server_cidr=settings.database.api_server_cidr,
         ),
     )
     outputs = {"exchange_url": exchange_url, "ca_bundle": foundation.ca_bundle, "dashboards": dashboards}

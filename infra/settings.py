@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 NAMESPACE = "gdx"  # the Pulumi config namespace: keys are gdx:exchange, gdx:database, ...
+# PostgreSQL's superuser_reserved_connections (3) and replication connections (CloudNativePG: up to 10).
+RESERVED_CONNECTIONS = 13
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
 _TAG_OR_DIGEST = re.compile(r"^(?P<repo>[^@]+?)(:(?P<tag>[\w][\w.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
@@ -75,7 +77,18 @@ class BackupSettings(_Section):
     endpoint_url: str | None = None
     credentials_secret: str = Field(description="an existing Secret with ACCESS_KEY_ID and ACCESS_SECRET_KEY")
     retention: str = Field("30d", pattern=r"^[0-9]+[dwm]$")
-    object_storage_cidr: str = "0.0.0.0/0"
+    # The backup store's network: the only address the database's pods may reach on 443 besides
+    # the API server.
+    object_storage_cidr: str = Field(pattern=r"^[0-9a-f.:]+/[0-9]{1,3}$")
+    # When the nightly base backup starts, in Beijing time (the operator's cron runs in UTC).
+    time: str = Field("02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    # Server-side encryption of every object the backups write (base backups and WAL).
+    encryption: Literal["AES256", "aws:kms"] = "AES256"
+
+    def utc_schedule(self) -> str:
+        """The ScheduledBackup's cron (seconds first, as CloudNativePG reads it), in UTC."""
+        hour, minute = (int(part) for part in self.time.split(":"))
+        return f"0 {minute} {(hour - 8) % 24} * * *"
 
 
 class DatabaseSettings(_Section):
@@ -91,16 +104,44 @@ class DatabaseSettings(_Section):
     backup: BackupSettings | None = None
     external_cidr: str | None = None
     resources: Resources = Resources(cpu_request="500m", cpu_limit="2", memory_request="512Mi", memory_limit="2Gi")
+    # What the server accepts; the exchange's pools (at their most, during a rollout) must fit.
+    max_connections: int = Field(200, ge=20, le=10000)
+    # cloudnative-pg: the write-ahead log on a volume of its own, so a burst of WAL cannot fill the data volume.
+    wal_storage: str | None = Field("20Gi", pattern=_QUANTITY)
+    # cloudnative-pg: standbys that must confirm each commit (0: asynchronous replication).
+    synchronous_replicas: int = Field(0, ge=0, le=8)
+    # cloudnative-pg: the API server's address (kubectl get endpoints kubernetes), which the
+    # instance managers talk to; their only other way out is the backup store.
+    api_server_cidr: str | None = Field(None, pattern=r"^[0-9a-f.:]+/[0-9]{1,3}$")
 
     @model_validator(mode="after")
     def _kind_needs(self) -> DatabaseSettings:
-        if self.kind == "cloudnative-pg" and self.backup is None:
-            raise ValueError("kind cloudnative-pg needs backup (object storage for base backups and WAL)")
+        if self.kind == "cloudnative-pg":
+            self._cloudnative_pg_needs()
         if self.kind == "external" and not self.external_cidr:
             raise ValueError("kind external needs externalCidr (the managed database's network, for the NetworkPolicy)")
         if self.kind == "statefulset" and not self.image:
             raise ValueError("kind statefulset needs image (a PostgreSQL 15 image, never :latest)")
         return self
+
+    def _cloudnative_pg_needs(self) -> None:
+        if self.backup is None:
+            raise ValueError("kind cloudnative-pg needs backup (object storage for base backups and WAL)")
+        if not self.api_server_cidr:
+            raise ValueError(
+                "kind cloudnative-pg needs apiServerCidr (the API server's address, `kubectl get endpoints "
+                "kubernetes`): the database's pods may reach nothing else but the backup store"
+            )
+        if self.synchronous_replicas >= self.instances:
+            raise ValueError(
+                f"synchronousReplicas ({self.synchronous_replicas}) must be below instances ({self.instances})"
+            )
+        r = self.resources
+        if (r.cpu_request, r.memory_request) != (r.cpu_limit, r.memory_limit):
+            raise ValueError(
+                "resources: the database's requests must equal its limits (Guaranteed QoS: its pods are the "
+                f"last evicted); cpu {r.cpu_request}/{r.cpu_limit}, memory {r.memory_request}/{r.memory_limit}"
+            )
 
 
 class MonitoringSettings(_Section):
@@ -150,6 +191,20 @@ class StackSettings(_Section):
         if not value.is_file():
             raise ValueError(f"{value} does not exist (the inventory Ansible uses; or pass --inventory)")
         return value
+
+    @model_validator(mode="after")
+    def _connections_fit(self) -> StackSettings:
+        # Every exchange pod at its autoscaler's most, one more during a rollout (maxSurge 1), each
+        # with a full pool; the migration Job; and what PostgreSQL keeps for superusers and replicas.
+        x = self.exchange
+        needed = (x.max_replicas + 1) * x.pool_max + 1 + RESERVED_CONNECTIONS
+        if needed > self.database.max_connections:
+            raise ValueError(
+                f"database.maxConnections ({self.database.max_connections}) is below what the exchange may open: "
+                f"({x.max_replicas} maxReplicas + 1 in a rollout) x {x.pool_max} poolMax + 1 migration + "
+                f"{RESERVED_CONNECTIONS} reserved = {needed}; raise maxConnections or lower poolMax"
+            )
+        return self
 
     def service_host(self, service: str) -> str:
         """Where a pod reaches a Service of this stack."""

@@ -27,6 +27,7 @@ class DatabaseArgs:
     host_network: bool = False
     password: pulumi.Input[str] | None = None  # statefulset only: the gdx:databasePassword secret
     url: pulumi.Input[str] | None = None  # external only: the gdx:databaseUrl secret
+    pod_monitor: bool = False  # cloudnative-pg: a PodMonitor for the Prometheus Operator
 
 
 class Database(pulumi.ComponentResource):
@@ -90,6 +91,15 @@ class StatefulSetDatabase(Database):
     def _statefulset(self, secret: k8s.core.v1.Secret, service: k8s.core.v1.Service) -> None:
         args, s = self._args, self._args.settings
         password_ref = {"secret_key_ref": {"name": secret.metadata.name, "key": "password"}}
+        # The socket in /tmp (an emptyDir): the root filesystem is read-only.
+        server_args = [
+            "-p",
+            str(s.port),
+            "-c",
+            "unix_socket_directories=/tmp",
+            "-c",
+            f"max_connections={s.max_connections}",
+        ]
         ready = {"exec": {"command": ["pg_isready", "-h", "127.0.0.1", "-p", str(s.port), "-U", s.user, "-d", s.name]}}
         k8s.apps.v1.StatefulSet(
             f"{self._name}-statefulset",
@@ -114,8 +124,7 @@ class StatefulSetDatabase(Database):
                             {
                                 "name": "postgres",
                                 "image": s.image,
-                                # The socket in /tmp (an emptyDir): the root filesystem is read-only.
-                                "args": ["-p", str(s.port), "-c", "unix_socket_directories=/tmp"],
+                                "args": server_args,
                                 "env": [
                                     {"name": "POSTGRES_USER", "value": s.user},
                                     {"name": "POSTGRES_DB", "value": s.name},
@@ -159,55 +168,97 @@ class CloudNativePgDatabase(Database):
 
     The operator makes the Secret ``<cluster>-app`` with the application user's ``uri``."""
 
+    CLUSTER = "gdx-db"
+    METRICS_PORT = 9187  # each instance's exporter (port name "metrics")
+
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:CloudNativePgDatabase", name, None, opts)
-        s = args.settings
+        self._name, self._args = name, args
+        cluster = self._cluster()
+        self._nightly_backup(cluster)
+        if args.pod_monitor:
+            self._pod_monitor(cluster)
+        self.url_secret = pulumi.Output.from_input(f"{self.CLUSTER}-app")
+        self.port = 5432
+        self.pod_selector = {"cnpg.io/cluster": self.CLUSTER}
+        self.cidr = None
+        self.register_outputs({"url_secret": self.url_secret})
+
+    def _cluster(self) -> k8s.apiextensions.CustomResource:
+        s = self._args.settings
         assert s.backup is not None  # settings refuse cloudnative-pg without backup
         credentials = {"name": s.backup.credentials_secret}
+        sealed = {"compression": "gzip", "encryption": s.backup.encryption}
         barman = {
             "destinationPath": s.backup.destination_path,
             "s3Credentials": {
                 "accessKeyId": {**credentials, "key": "ACCESS_KEY_ID"},
                 "secretAccessKey": {**credentials, "key": "ACCESS_SECRET_KEY"},
             },
-            "wal": {"compression": "gzip"},
-            "data": {"compression": "gzip"},
+            "wal": sealed,
+            "data": sealed,
             **({"endpointURL": s.backup.endpoint_url} if s.backup.endpoint_url else {}),
         }
-        cluster = k8s.apiextensions.CustomResource(
-            f"{name}-cluster",
+        storage_class = {"storageClass": s.storage_class} if s.storage_class else {}
+        synchronous = (
+            {"minSyncReplicas": s.synchronous_replicas, "maxSyncReplicas": s.synchronous_replicas}
+            if s.synchronous_replicas
+            else {}
+        )
+        # Requests equal to limits (the settings insist): Guaranteed QoS, the last pods evicted.
+        limits = {"cpu": s.resources.cpu_limit, "memory": s.resources.memory_limit}
+        return k8s.apiextensions.CustomResource(
+            f"{self._name}-cluster",
             api_version="postgresql.cnpg.io/v1",
             kind="Cluster",
-            metadata=metadata("gdx-db", args.namespace, "database"),
+            metadata=metadata(self.CLUSTER, self._args.namespace, "database"),
             spec={
                 "instances": s.instances,
                 **({"imageName": s.image} if s.image else {}),
                 "primaryUpdateStrategy": "unsupervised",
                 "bootstrap": {"initdb": {"database": s.name, "owner": s.user}},
-                "storage": {"size": s.storage, **({"storageClass": s.storage_class} if s.storage_class else {})},
-                "resources": {
-                    "requests": {"cpu": s.resources.cpu_request, "memory": s.resources.memory_request},
-                    "limits": {"cpu": s.resources.cpu_limit, "memory": s.resources.memory_limit},
-                },
+                "postgresql": {"parameters": {"max_connections": str(s.max_connections)}},
+                **synchronous,
+                "storage": {"size": s.storage, **storage_class},
+                **({"walStorage": {"size": s.wal_storage, **storage_class}} if s.wal_storage else {}),
+                "resources": {"requests": limits, "limits": limits},
                 "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
                 "backup": {"barmanObjectStore": barman, "retentionPolicy": s.backup.retention},
-                "monitoring": {"enablePodMonitor": False},
+                "monitoring": {"enablePodMonitor": False},  # ours below: the operator's is deprecated
             },
             opts=child(self),
         )
+
+    def _nightly_backup(self, cluster: k8s.apiextensions.CustomResource) -> None:
+        backup = self._args.settings.backup
+        assert backup is not None
         k8s.apiextensions.CustomResource(
-            f"{name}-nightly-backup",
+            f"{self._name}-nightly-backup",
             api_version="postgresql.cnpg.io/v1",
             kind="ScheduledBackup",
-            metadata=metadata("gdx-db-nightly", args.namespace, "database"),
-            spec={"schedule": "0 0 2 * * *", "backupOwnerReference": "self", "cluster": {"name": "gdx-db"}},
+            metadata=metadata("gdx-db-nightly", self._args.namespace, "database"),
+            spec={
+                "schedule": backup.utc_schedule(),
+                # The first backup at once: a new cluster is not left without one until the night.
+                "immediate": True,
+                "backupOwnerReference": "self",
+                "cluster": {"name": self.CLUSTER},
+            },
             opts=child(self, depends_on=[cluster]),
         )
-        self.url_secret = pulumi.Output.from_input("gdx-db-app")
-        self.port = 5432
-        self.pod_selector = {"cnpg.io/cluster": "gdx-db"}
-        self.cidr = None
-        self.register_outputs({"url_secret": self.url_secret})
+
+    def _pod_monitor(self, cluster: k8s.apiextensions.CustomResource) -> None:
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-pod-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata=metadata(self.CLUSTER, self._args.namespace, "database"),
+            spec={
+                "selector": {"matchLabels": {"cnpg.io/cluster": self.CLUSTER}},
+                "podMetricsEndpoints": [{"port": "metrics"}],
+            },
+            opts=child(self, depends_on=[cluster]),
+        )
 
 
 class ExternalDatabase(Database):

@@ -1,7 +1,8 @@
 """NetworkPolicies: nothing moves in the namespace unless a policy here says so.
 
 Allowed: the ingress controller -> exchange; exchange and migration Job -> database; the monitor ->
-exchange and -> the front-end nodes' health ports; Prometheus -> monitor and exchange; DNS for all.
+exchange and -> the front-end nodes' health ports; Prometheus -> monitor, exchange and the database's
+exporters; the database (CloudNativePG) -> the API server and the backup store only; DNS for all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from infra.components.common import child, metadata, selector
 from infra.components.database import Database
 
 DNS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+DATABASE_METRICS_PORT = 9187  # CloudNativePG's exporter in every instance
 
 
 @dataclass
@@ -30,6 +32,7 @@ class NetworkPoliciesArgs:
     node_ports: list[int]  # their agents' health ports
     object_storage_cidr: str | None = None  # the database's backups
     database_operator_namespace: str | None = None
+    api_server_cidr: str | None = None  # cloudnative-pg: where its instance managers reach the API server
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -99,11 +102,12 @@ class NetworkPolicies(pulumi.ComponentResource):
             ingress += [
                 {"from": [_namespace(args.database_operator_namespace)], "ports": _tcp(8000, port)},
                 {"from": [{"pod_selector": {"match_labels": pods}}], "ports": _tcp(port, 8000)},
+                # Prometheus reads each instance's exporter (the PodMonitor).
+                {"from": [_namespace(args.prometheus_namespace)], "ports": _tcp(DATABASE_METRICS_PORT)},
             ]
-            egress += [
-                {"to": [{"pod_selector": {"match_labels": pods}}], "ports": _tcp(port, 8000)},
-                {"ports": _tcp(443, 6443)},  # the API server, whose address differs per cluster
-            ]
+            egress.append({"to": [{"pod_selector": {"match_labels": pods}}], "ports": _tcp(port, 8000)})
+            if args.api_server_cidr:
+                egress.append({"to": [{"ip_block": {"cidr": args.api_server_cidr}}], "ports": _tcp(443, 6443)})
             if args.object_storage_cidr:
                 egress.append({"to": [{"ip_block": {"cidr": args.object_storage_cidr}}], "ports": _tcp(443)})
         self._policy("database", pods, ingress=ingress, egress=egress or None)

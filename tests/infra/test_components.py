@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from infra.settings import (  # noqa: E402
     ExchangeSettings,
     IngressSettings,
     MonitoringSettings,
+    Resources,
 )
 from monitoring import dashboards, rules, scrape  # noqa: E402
 from tests.support.stacks import INVENTORY  # noqa: E402
@@ -185,12 +187,20 @@ def test_statefulset_database_quotes_the_password_into_its_url_and_keeps_it_secr
 def test_cloudnative_pg_cluster_has_three_instances_and_backups(monitor: RecordingMonitor) -> None:
     settings = DatabaseSettings(
         kind="cloudnative-pg",
-        backup=BackupSettings(destination_path="s3://gdx-backups/prod", credentials_secret="gdx-backup-s3"),
+        backup=BackupSettings(
+            destination_path="s3://gdx-backups/prod",
+            credentials_secret="gdx-backup-s3",
+            object_storage_cidr="10.90.0.0/24",
+            time="02:30",
+        ),
+        api_server_cidr="10.0.0.1/32",
+        synchronous_replicas=1,
+        resources=Resources(cpu_request="2", cpu_limit="2", memory_request="4Gi", memory_limit="4Gi"),
     )
 
     @pulumi.runtime.test
     def declare() -> pulumi.Output[Any]:
-        db = CloudNativePgDatabase("db", DatabaseArgs("gdx", settings))
+        db = CloudNativePgDatabase("db", DatabaseArgs("gdx", settings, pod_monitor=True))
         return db.url_secret.apply(lambda name: assert_equal(name, "gdx-db-app"))
 
     declare()
@@ -200,8 +210,41 @@ def test_cloudnative_pg_cluster_has_three_instances_and_backups(monitor: Recordi
     store = cluster["spec"]["backup"]["barmanObjectStore"]
     assert store["destinationPath"] == "s3://gdx-backups/prod"
     assert store["s3Credentials"]["secretAccessKey"] == {"name": "gdx-backup-s3", "key": "ACCESS_SECRET_KEY"}
+    assert store["wal"]["encryption"] == store["data"]["encryption"] == "AES256"
+    spec = cluster["spec"]
+    assert spec["walStorage"]["size"] == "20Gi", "the WAL on a volume of its own"
+    assert spec["postgresql"]["parameters"]["max_connections"] == "200"
+    assert (spec["minSyncReplicas"], spec["maxSyncReplicas"]) == (1, 1)
+    assert spec["resources"]["requests"] == spec["resources"]["limits"], "Guaranteed QoS"
     (nightly,) = objects(monitor, "ScheduledBackup")
     assert nightly["spec"]["cluster"] == {"name": "gdx-db"}
+    assert nightly["spec"]["schedule"] == "0 30 18 * * *", "02:30 in Beijing is 18:30 UTC, the operator's clock"
+    assert nightly["spec"]["immediate"] is True, "the first backup at once"
+    (pod_monitor,) = objects(monitor, "PodMonitor")
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == {"cnpg.io/cluster": "gdx-db"}
+    assert pod_monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics"}]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"synchronous_replicas": 3}, "synchronousReplicas (3) must be below instances (3)"),
+        ({"api_server_cidr": None}, "needs apiServerCidr"),
+        ({"resources": Resources(cpu_request="1", cpu_limit="2")}, "requests must equal its limits"),
+    ],
+)
+def test_a_cloudnative_pg_database_an_operator_would_refuse_is_named(change: dict[str, Any], named: str) -> None:
+    good = {
+        "kind": "cloudnative-pg",
+        "backup": BackupSettings(
+            destination_path="s3://b/p", credentials_secret="s", object_storage_cidr="10.90.0.0/24"
+        ),
+        "api_server_cidr": "10.0.0.1/32",
+        "resources": Resources(cpu_request="2", cpu_limit="2", memory_request="4Gi", memory_limit="4Gi"),
+    }
+    DatabaseSettings(**good)
+    with pytest.raises(ValueError, match=re.escape(named)):
+        DatabaseSettings(**{**good, **change})
 
 
 def assert_equal(got: object, want: object) -> None:

@@ -201,3 +201,26 @@ def test_a_changed_inventory_or_certificate_reaches_the_running_pods(pki: Path, 
     issue(renewed, "exchange", server_names=["gdx-exchange.gdx.svc", "exchange.zjg.gov.cn", "localhost"])
     again = picked(render("dev", pki_dir=renewed, inventory=INVENTORY, secrets=SECRETS))
     assert again[0] != before[0], "a renewed certificate rolls the exchange's pods"
+
+
+def test_the_exchange_never_opens_more_connections_than_the_database_takes(pki: Path) -> None:
+    exchange = {"replicas": 4, "maxReplicas": 20, "poolMax": 10}
+    with pytest.raises(SettingsError, match=r"maxConnections \(200\) is below .* = 224; raise maxConnections"):
+        render("dev", pki_dir=pki, inventory=INVENTORY, secrets=SECRETS, overrides={"exchange": exchange})
+    database = {**stack_config("dev")["database"], "maxConnections": 300}
+    rendering = render(
+        "dev", pki_dir=pki, inventory=INVENTORY, secrets=SECRETS, overrides={"exchange": exchange, "database": database}
+    )
+    (statefulset,) = [m for m in rendering.manifests if m["kind"] == "StatefulSet"]
+    assert "max_connections=300" in statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_prod_database_reaches_only_the_api_server_and_the_backup_store(rendered: dict[str, Rendering]) -> None:
+    policies = {m["metadata"]["name"]: m for m in rendered["prod"].manifests if m["kind"] == "NetworkPolicy"}
+    database = policies["gdx-database"]["spec"]
+    outside = [rule for rule in database["egress"] if any("ipBlock" in peer for peer in rule.get("to", []))]
+    assert all(rule.get("to") for rule in database["egress"]), "no egress rule without a destination"
+    assert {peer["ipBlock"]["cidr"] for rule in outside for peer in rule["to"]} == {"10.0.0.1/32", "10.90.0.0/24"}
+    metrics = [rule for rule in database["ingress"] if rule["ports"] == [{"protocol": "TCP", "port": 9187}]]
+    assert metrics, "Prometheus reads the database's exporters"
+    assert [m for m in rendered["prod"].manifests if m["kind"] == "PodMonitor"]
