@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 
 from gdx.inventory import Inventory, central_view, load_inventory
-from infra import pki
+from infra import capacity, pki
 from infra.components.database import KINDS, DatabaseArgs
 from infra.components.exchange import Exchange, ExchangeArgs, checksum
 from infra.components.foundation import Foundation, FoundationArgs
@@ -25,7 +25,14 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
     central = central_view(settings.inventory)
     foundation = Foundation(
         "platform",
-        FoundationArgs(settings.namespace, identities.ca, central),
+        FoundationArgs(
+            settings.namespace,
+            identities.ca,
+            central,
+            require_image_digests=settings.require_image_digests,
+            quota=capacity.namespace_quota(settings),
+            container_defaults=capacity.CONTAINER_DEFAULTS,
+        ),
     )
     secrets = pulumi.Config(NAMESPACE)
     kind = settings.database.kind

@@ -13,6 +13,7 @@ from infra.settings import pinned_image
 
 Manifest = dict[str, Any]
 LOAD_BALANCER_REASON = "gdx.gov.cn/load-balancer-reason"
+REQUIRE_DIGESTS = "gdx.io/require-image-digests"  # a Namespace label (the prod stack sets it)
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 
@@ -100,7 +101,7 @@ def load_balancer_reason(manifest: Manifest) -> list[str]:
 
 def network_policy_per_namespace(manifests: list[Manifest]) -> list[str]:
     namespaces = {m["metadata"]["name"] for m in manifests if m.get("kind") == "Namespace"}
-    namespaces |= {m["metadata"].get("namespace") for m in manifests if m.get("kind") in WORKLOADS} - {None}
+    namespaces |= _workload_namespaces(manifests)
     covered = {m["metadata"].get("namespace") for m in manifests if m.get("kind") == "NetworkPolicy"}
     return [f"namespace {ns}: no NetworkPolicy (deny by default, then allow)" for ns in sorted(namespaces - covered)]
 
@@ -122,6 +123,46 @@ def pdb_for_replicated(manifests: list[Manifest]) -> list[str]:
     return problems
 
 
+def _workload_namespaces(manifests: list[Manifest]) -> set[str]:
+    return {m["metadata"].get("namespace") for m in manifests if m.get("kind") in WORKLOADS} - {None}
+
+
+def namespace_guard_rails(manifests: list[Manifest]) -> list[str]:
+    """A quota and container defaults in every namespace with workloads; a priority on every pod."""
+    problems = []
+    for kind, why in (("ResourceQuota", "what it may take in all"), ("LimitRange", "defaults for a bare pod")):
+        covered = {m["metadata"].get("namespace") for m in manifests if m.get("kind") == kind}
+        problems += [f"namespace {ns}: no {kind} ({why})" for ns in sorted(_workload_namespaces(manifests) - covered)]
+    for m in manifests:
+        spec = pod_spec(m)
+        if spec is not None and not spec.get("priorityClassName"):
+            problems.append(f"{_where(m)}: no priorityClassName (the platform's pods are evicted last)")
+    return problems
+
+
+def digests_where_required(manifests: list[Manifest]) -> list[str]:
+    """In a namespace labelled REQUIRE_DIGESTS (production), every image is pinned by digest: a tag
+    can be pushed again; a digest names one image for good."""
+    strict = {
+        m["metadata"]["name"]
+        for m in manifests
+        if m.get("kind") == "Namespace" and (m["metadata"].get("labels") or {}).get(REQUIRE_DIGESTS) == "true"
+    }
+    problems = []
+    for m in manifests:
+        if m["metadata"].get("namespace") not in strict:
+            continue
+        images = [(name, str(c.get("image", ""))) for name, c in containers(m)]
+        if m.get("kind") == "Cluster":  # CloudNativePG's instances
+            images.append(("postgres", str((m.get("spec") or {}).get("imageName", "@sha256:operator-default"))))
+        problems += [
+            f"{_where(m, name)}: image {image} is not pinned by digest (@sha256:...), as {REQUIRE_DIGESTS} requires"
+            for name, image in images
+            if "@sha256:" not in image
+        ]
+    return problems
+
+
 RESOURCE_RULES: dict[str, tuple[str, Callable[[Manifest], list[str]]]] = {
     "gdx-limits-and-probes": (
         "Every container has CPU and memory requests and limits; services have probes",
@@ -140,6 +181,14 @@ STACK_RULES: dict[str, tuple[str, Callable[[list[Manifest]], list[str]]]] = {
     "gdx-pdb-for-replicated": (
         "Every Deployment with more than one replica has a PodDisruptionBudget",
         pdb_for_replicated,
+    ),
+    "gdx-namespace-guard-rails": (
+        "Every namespace with workloads has a ResourceQuota and a LimitRange; every pod a priority class",
+        namespace_guard_rails,
+    ),
+    "gdx-digests-where-required": (
+        "In a namespace labelled gdx.io/require-image-digests, every image is pinned by digest",
+        digests_where_required,
     ),
 }
 

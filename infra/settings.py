@@ -164,6 +164,9 @@ class StackSettings(_Section):
     namespace: str = Field("gdx", pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
     image: str
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    # Production: every image by digest (a tag can be pushed again); labels the namespace so that
+    # the policy pack holds every workload in it to the same.
+    require_image_digests: bool = False
     # Local only: pods share the host's network (podman kube play has no cluster DNS); addresses are 127.0.0.1.
     host_network: bool = False
     pki_dir: Path
@@ -191,6 +194,20 @@ class StackSettings(_Section):
         if not value.is_file():
             raise ValueError(f"{value} does not exist (the inventory Ansible uses; or pass --inventory)")
         return value
+
+    @model_validator(mode="after")
+    def _digests_given(self) -> StackSettings:
+        if self.require_image_digests:
+            tags = [("image", self.image), ("database.image", self.database.image or "")]
+            bare = [f"{key} {value or '(the operator default)'}" for key, value in tags if "@sha256:" not in value]
+            if self.database.kind == "external":
+                bare = [b for b in bare if not b.startswith("database.image")]
+            if bare:
+                raise ValueError(
+                    "requireImageDigests: pin by digest (NAME:TAG@sha256:..., as `podman image inspect "
+                    "--format '{{.Digest}}'` gives it): " + "; ".join(bare)
+                )
+        return self
 
     @model_validator(mode="after")
     def _connections_fit(self) -> StackSettings:

@@ -119,6 +119,7 @@ def _job_as_pod(job: Manifest) -> Manifest:
 
 def _adapt_pod(m: Manifest) -> None:
     live = m["spec"] if m["kind"] == "Pod" else m["spec"]["template"]["spec"]
+    live.pop("priorityClassName", None)  # one machine: no scheduler to rank pods
     for key in ("initContainers", "containers"):
         for container in live.get(key) or []:
             for probe in PROBES:

@@ -32,6 +32,9 @@ def metadata(name: str, namespace: pulumi.Input[str], component: str, **extra: A
     return {"name": name, "namespace": namespace, "labels": labels(component), **extra}
 
 
+PRIORITY_CLASS = "gdx-platform"  # made by the Foundation component
+
+
 def pod_security(uid: int = NON_ROOT_UID) -> dict[str, Any]:
     return {
         "run_as_non_root": True,

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.common import child, container_security, labels, metadata, resources, selector
+from infra.components.common import PRIORITY_CLASS, child, container_security, labels, metadata, resources, selector
 from infra.settings import DatabaseSettings
 
 URL_KEY = "uri"
@@ -113,6 +113,7 @@ class StatefulSetDatabase(Database):
                     "spec": {
                         "host_network": args.host_network,
                         "automount_service_account_token": False,
+                        "priority_class_name": PRIORITY_CLASS,
                         "security_context": {
                             "run_as_non_root": True,
                             "run_as_user": POSTGRES_UID,
@@ -223,6 +224,7 @@ class CloudNativePgDatabase(Database):
                 **({"walStorage": {"size": s.wal_storage, **storage_class}} if s.wal_storage else {}),
                 "resources": {"requests": limits, "limits": limits},
                 "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname"},
+                "priorityClassName": PRIORITY_CLASS,
                 "backup": {"barmanObjectStore": barman, "retentionPolicy": s.backup.retention},
                 "monitoring": {"enablePodMonitor": False},  # ours below: the operator's is deprecated
             },

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.common import (
+    PRIORITY_CLASS,
     child,
     container_security,
     identity_secret,
@@ -87,6 +88,7 @@ class Exchange(pulumi.ComponentResource):
         self._pod_basics = {
             "service_account_name": account.metadata.name,
             "automount_service_account_token": False,
+            "priority_class_name": PRIORITY_CLASS,
             "host_network": args.host_network,
             "security_context": pod_security(),
         }

@@ -128,6 +128,7 @@ class Monitoring(pulumi.ComponentResource):
                     },
                     "spec": {
                         "automount_service_account_token": False,
+                        "priority_class_name": common.PRIORITY_CLASS,
                         "host_network": args.host_network,
                         "security_context": common.pod_security(),
                         "containers": [monitor],

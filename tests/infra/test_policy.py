@@ -58,7 +58,8 @@ BREAKAGES: dict[str, tuple[str, Callable[[Manifest], None]]] = {
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
 def test_each_resource_rule_catches_its_fault(rendered: dict[str, Rendering], breakage: str) -> None:
     rule, change = BREAKAGES[breakage]
-    manifests = copy.deepcopy(rendered["prod"].manifests)
+    # A tag in prod breaks the digest rule too (tested apart): the image rules are shown on dev.
+    manifests = copy.deepcopy(rendered["dev" if rule == "gdx-pinned-images" else "prod"].manifests)
     deployment = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "gdx-exchange")
     change(deployment)
     found = check(manifests)
@@ -144,8 +145,9 @@ def test_the_policy_pack_is_mandatory_and_reports_what_the_rules_find(rendered: 
     _container(deployment)["image"] = "registry.zjg.gov.cn/gdx/gdx:latest"
     manifests = [m for m in manifests if m["kind"] != "NetworkPolicy"]
     reported = _run_pack(manifests)
-    assert len(reported) == 2, reported
+    assert len(reported) == 3, reported
     assert any("never latest" in r for r in reported)
+    assert any("not pinned by digest" in r for r in reported), "prod's namespace requires digests"
     assert any("no NetworkPolicy" in r for r in reported)
 
 
@@ -159,3 +161,28 @@ def test_schema_validation_catches_a_wrong_type_and_an_unknown_field(rendered: d
     assert len(report.problems) == 2, report.problems
     assert any("spec.replicas" in p and "'two'" in p for p in report.problems)
     assert any("readOnlyRootFileSystem" in p for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("a tag in production", "image registry.zjg.gov.cn/gdx/gdx:0.1.0 is not pinned by digest"),
+        ("no quota", "namespace gdx: no ResourceQuota"),
+        ("no limit range", "namespace gdx: no LimitRange"),
+        ("no priority", "Deployment gdx/gdx-exchange: no priorityClassName"),
+    ],
+)
+def test_the_namespace_rules_catch_their_faults(rendered: dict[str, Rendering], breakage: str, message: str) -> None:
+    manifests = copy.deepcopy(rendered["prod"].manifests)
+    exchange = next(m for m in manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "gdx-exchange")
+    if breakage == "a tag in production":
+        _container(exchange)["image"] = "registry.zjg.gov.cn/gdx/gdx:0.1.0"
+    elif breakage == "no priority":
+        del exchange["spec"]["template"]["spec"]["priorityClassName"]
+    else:
+        kind = "ResourceQuota" if breakage == "no quota" else "LimitRange"
+        manifests = [m for m in manifests if m["kind"] != kind]
+    found = check(manifests)
+    assert len(found) == 1, found
+    assert message in found[0], found
+    assert check(rendered["dev"].manifests) == [], "dev has no digests and needs none"

@@ -11,6 +11,7 @@ import yaml
 
 from gdx import __version__
 from gdx.pki import issue
+from infra.capacity import quantity
 from infra.render import REDACTED, RenderError, Rendering, render, stack_config, write
 from infra.rules import check
 from infra.settings import SettingsError
@@ -108,7 +109,7 @@ def test_the_stacks_differ_where_the_design_says(rendered: dict[str, Rendering])
 @pytest.mark.parametrize("stack", STACKS)
 def test_images_are_this_version(rendered: dict[str, Rendering], stack: str) -> None:
     """The stacks name the image of the version being released, so a release cannot ship an old one."""
-    image = stack_config(stack)["image"]
+    image = stack_config(stack)["image"].split("@sha256:")[0]
     assert image.endswith(f":{__version__}"), f"Pulumi.{stack}.yaml: gdx:image {image} is not version {__version__}"
 
 
@@ -224,3 +225,25 @@ def test_the_prod_database_reaches_only_the_api_server_and_the_backup_store(rend
     metrics = [rule for rule in database["ingress"] if rule["ports"] == [{"protocol": "TCP", "port": 9187}]]
     assert metrics, "Prometheus reads the database's exporters"
     assert [m for m in rendered["prod"].manifests if m["kind"] == "PodMonitor"]
+
+
+def test_production_pins_its_images_by_digest_and_guards_its_namespace(
+    rendered: dict[str, Rendering], pki: Path
+) -> None:
+    prod = rendered["prod"].manifests
+    (namespace,) = [m for m in prod if m["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["gdx.io/require-image-digests"] == "true"
+    with pytest.raises(
+        SettingsError, match=r"requireImageDigests: pin by digest .* image registry.zjg.gov.cn/gdx/gdx:0"
+    ):
+        render("prod", pki_dir=pki, inventory=INVENTORY, overrides={"image": "registry.zjg.gov.cn/gdx/gdx:0.1.0"})
+    (quota,) = [m for m in prod if m["kind"] == "ResourceQuota"]
+    hard = quota["spec"]["hard"]
+    exchange = next(m for m in prod if m["kind"] == "Deployment" and m["metadata"]["name"] == "gdx-exchange")
+    (autoscaler,) = [m for m in prod if m["kind"] == "HorizontalPodAutoscaler"]
+    per_pod = quantity(exchange["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    (cluster,) = [m for m in prod if m["kind"] == "Cluster"]
+    database = cluster["spec"]["instances"] * quantity(cluster["spec"]["resources"]["requests"]["cpu"])
+    at_most = (autoscaler["spec"]["maxReplicas"] + 1) * per_pod + database
+    assert quantity(hard["requests.cpu"]) >= at_most, "the quota lets every exchange pod and the database run"
+    assert {m["kind"] for m in prod} >= {"PriorityClass", "LimitRange"}
