@@ -24,10 +24,13 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret v
 SECRET_CONFIG = ("databasePassword", "databaseUrl")
 REDACTED = "<secret: render with --with-secrets>"
 # Apply order: what others refer to first (kubectl apply and podman kube play take files in order).
+# The namespace's guard rails come before any pod: a pod naming an unknown priority class, or one
+# over the quota, is refused, not queued.
 KIND_ORDER = [
-    "Namespace", "Secret", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim", "Service", "Cluster",
-    "ScheduledBackup", "StatefulSet", "Job", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-    "Ingress", "NetworkPolicy", "PrometheusRule", "ServiceMonitor", "ScrapeConfig",
+    "PriorityClass", "Namespace", "ResourceQuota", "LimitRange", "Secret", "ConfigMap", "ServiceAccount",
+    "PersistentVolumeClaim", "Service", "Cluster", "ScheduledBackup", "StatefulSet", "Job", "Deployment",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress", "NetworkPolicy", "PrometheusRule",
+    "ServiceMonitor", "PodMonitor", "ScrapeConfig",
 ]  # fmt: skip
 
 

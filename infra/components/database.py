@@ -175,7 +175,7 @@ class CloudNativePgDatabase(Database):
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gdx:component:CloudNativePgDatabase", name, None, opts)
         self._name, self._args = name, args
-        cluster = self._cluster()
+        cluster = self._cluster(self._backup_credentials())
         self._nightly_backup(cluster)
         if args.pod_monitor:
             self._pod_monitor(cluster)
@@ -185,7 +185,18 @@ class CloudNativePgDatabase(Database):
         self.cidr = None
         self.register_outputs({"url_secret": self.url_secret})
 
-    def _cluster(self) -> k8s.apiextensions.CustomResource:
+    def _backup_credentials(self) -> k8s.core.v1.Secret:
+        """The Secret the cloud team makes (settings.backup.credentials_secret), read, not made: a
+        preview or an up stops right here when it does not exist, before anything is deployed."""
+        backup = self._args.settings.backup
+        assert backup is not None
+        return k8s.core.v1.Secret.get(
+            f"{self._name}-backup-credentials",
+            pulumi.Output.concat(self._args.namespace, "/", backup.credentials_secret),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _cluster(self, credentials_secret: k8s.core.v1.Secret) -> k8s.apiextensions.CustomResource:
         s = self._args.settings
         assert s.backup is not None  # settings refuse cloudnative-pg without backup
         credentials = {"name": s.backup.credentials_secret}
@@ -228,7 +239,7 @@ class CloudNativePgDatabase(Database):
                 "backup": {"barmanObjectStore": barman, "retentionPolicy": s.backup.retention},
                 "monitoring": {"enablePodMonitor": False},  # ours below: the operator's is deprecated
             },
-            opts=child(self),
+            opts=child(self, depends_on=[credentials_secret]),
         )
 
     def _nightly_backup(self, cluster: k8s.apiextensions.CustomResource) -> None:

@@ -58,7 +58,8 @@ MIGRATION_WAIT_S = 300
 def migration_job_name(image: str, inventory_checksum: str = "") -> str:
     """One Job per image and inventory: Jobs are immutable; a new version must run its own
     migrations, and a changed inventory its own load of the department registry."""
-    version = image.rsplit("@", 1)[-1] if "@" in image else image.rsplit(":", 1)[-1]
+    name, _, digest = image.partition("@sha256:")
+    version = name.rsplit(":", 1)[-1] + (f"-{digest[:12]}" if digest else "")
     stem = re.sub(r"[^a-z0-9-]+", "-", version.lower()).strip("-")
     suffix = f"-{inventory_checksum[:8]}" if inventory_checksum else ""
     return ("gdx-migrate-" + stem)[: 63 - len(suffix)].rstrip("-") + suffix

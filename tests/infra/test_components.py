@@ -220,6 +220,8 @@ def test_cloudnative_pg_cluster_has_three_instances_and_backups(monitor: Recordi
     assert nightly["spec"]["cluster"] == {"name": "gdx-db"}
     assert nightly["spec"]["schedule"] == "0 30 18 * * *", "02:30 in Beijing is 18:30 UTC, the operator's clock"
     assert nightly["spec"]["immediate"] is True, "the first backup at once"
+    (cluster_reg,) = registered(monitor, "Cluster")
+    assert any("backup-credentials" in urn for urn in cluster_reg.dependencies), "the Secret is read before the Cluster"
     (pod_monitor,) = objects(monitor, "PodMonitor")
     assert pod_monitor["spec"]["selector"]["matchLabels"] == {"cnpg.io/cluster": "gdx-db"}
     assert pod_monitor["spec"]["podMetricsEndpoints"] == [{"port": "metrics"}]

@@ -117,7 +117,7 @@ def test_written_manifests_hide_secrets_unless_asked(rendered: dict[str, Renderi
     hidden = write(rendered["local"], tmp_path / "review")
     shown = write(rendered["local"], tmp_path / "play", with_secrets=True)
     assert [p.name for p in hidden] == [p.name for p in shown]
-    assert hidden[0].name == "000-namespace-gdx.yaml"
+    assert [p.name for p in hidden[:2]] == ["000-priorityclass-gdx-platform.yaml", "001-namespace-gdx.yaml"]
     credentials = next(p for p in hidden if p.name.endswith("secret-gdx-db-credentials.yaml"))
     assert yaml.safe_load(credentials.read_text())["stringData"] == {"password": REDACTED, "uri": REDACTED}
     real = yaml.safe_load((tmp_path / "play" / credentials.name).read_text())
