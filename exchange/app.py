@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +18,7 @@ from exchange import metrics, refusals
 from exchange.limits import RequestLimits
 from exchange.pool import open_pool
 from exchange.registry import Registry
+from exchange.retention import keep_compacting
 from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records
 from exchange.settings import Settings
 from gdx import __version__
@@ -38,9 +41,19 @@ def create_app(settings: Settings) -> FastAPI:
         pool = await open_pool(settings)
         app.state.pool = pool
         app.state.registry = Registry(pool)
+        stop = asyncio.Event()
+        compactor = None
+        if settings.change_retention_days > 0:
+            retention = dt.timedelta(days=settings.change_retention_days)
+            compactor = asyncio.create_task(
+                keep_compacting(settings.database_url, retention, settings.compact_every_s, stop)
+            )
         try:
             yield
         finally:
+            stop.set()
+            if compactor is not None:
+                await compactor
             await pool.close()
 
     set_json_dumps(orjson.dumps)

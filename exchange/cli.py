@@ -80,6 +80,15 @@ def exchange_serve(
             help="Server processes sharing the port: one uses one core (the checks of pushed rows run in Python).",
         ),
     ] = 1,
+    change_retention_days: Annotated[
+        int,
+        typer.Option(
+            envvar="GDX_CHANGE_RETENTION_DAYS",
+            min=0,
+            help="Days a superseded version of a key stays in the change log (0: for ever). The newest "
+            "version of every key, deletions included, always stays.",
+        ),
+    ] = 30,
     tls_alerts: Annotated[
         bool,
         typer.Option(
@@ -98,8 +107,40 @@ def exchange_serve(
         if not path.is_file():
             raise fail(f"{label} {path}: no such file")
     logs.configure()
-    settings = Settings(database_url, tls_cert, tls_key, ca_cert, calendar, pool_max=pool_max, tls_alerts=tls_alerts)
+    settings = Settings(
+        database_url,
+        tls_cert,
+        tls_key,
+        ca_cert,
+        calendar,
+        pool_max=pool_max,
+        tls_alerts=tls_alerts,
+        change_retention_days=change_retention_days,
+    )
     serve(settings, host, port, workers=workers)
+
+
+@app.command("compact")
+def exchange_compact(
+    database_url: DbUrl,
+    retention_days: Annotated[int, typer.Option(min=0, help="Superseded versions older than this many days go.")] = 30,
+) -> None:
+    """Compact the change log once now (the exchange does it every hour by itself).
+
+    Superseded versions older than the retention leave the log; the newest version of every key,
+    deletions included, stays. Safe beside running exchanges (one compactor at a time).
+
+    Example: gdx exchange compact --retention-days 30 --database-url postgresql://gdx@db/gdx
+    """
+    import datetime as dt
+
+    from exchange.retention import compact
+
+    done = compact(database_url, dt.timedelta(days=retention_days))
+    if done is None:
+        typer.echo("another process is compacting; nothing done")
+        return
+    typer.echo(f"{done.removed:,} superseded versions removed from {done.resources} resource(s)")
 
 
 @audit_app.command("verify")

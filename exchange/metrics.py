@@ -19,6 +19,9 @@ LATENCY = Histogram(
 BATCHES = Counter("gdx_exchange_batches_total", "Pushed batches by outcome", ["outcome"])
 CHANGES = Counter("gdx_exchange_changes_total", "Pushed changes by result", ["result"])
 PULLED = Counter("gdx_exchange_changes_pulled_total", "Changes handed to consumers")
+COMPACTED = Counter(
+    "gdx_exchange_changes_compacted_total", "Superseded versions removed from the change log after the retention period"
+)
 AUDIT_FAILURES = Counter(
     "gdx_exchange_audit_failures_total", "Refusals answered whose audit entry could not be written (see the log)"
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.limits import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, DEFAULT_MAX_BODY_BYTES
+from exchange.retention import DEFAULT_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -24,3 +25,6 @@ class Settings:
     # instead of uvloop, at about 0.6x the push throughput (BENCHMARKS.md). Off where an ingress
     # verifies the clients' certificates and answers them itself, as in production.
     tls_alerts: bool = True
+    # Superseded versions older than this leave the change log (exchange/retention.py); 0 keeps all.
+    change_retention_days: int = DEFAULT_RETENTION_DAYS
+    compact_every_s: float = 3600

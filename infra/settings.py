@@ -53,6 +53,8 @@ class ExchangeSettings(_Section):
     # The longest a request may take (a large batch on a slow link): the ingress's proxy timeouts,
     # and what a pod that is shutting down leaves its last requests (terminationGracePeriodSeconds).
     request_timeout_s: int = Field(120, ge=10, le=600)
+    # Days a superseded version stays in the change log (docs/exchange.md, "Retention"); 0: for ever.
+    change_retention_days: int = Field(30, ge=0, le=3650)
     resources: Resources = Resources()
 
     @model_validator(mode="after")

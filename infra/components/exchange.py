@@ -190,6 +190,7 @@ class Exchange(pulumi.ComponentResource):
                 GDX_PORT=str(s.port),
                 GDX_POOL_MAX=str(s.pool_max),
                 GDX_TLS_ALERTS=str(s.tls_alerts).lower(),
+                GDX_CHANGE_RETENTION_DAYS=str(s.change_retention_days),
             ),
             ports=[{"name": "https", "container_port": s.port}],
             volume_mounts=[

@@ -116,6 +116,7 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     env = {e["name"]: e for e in container["env"]}
+    assert env["GDX_CHANGE_RETENTION_DAYS"]["value"] == "30"
     assert env["GDX_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "gdx-db-credentials", "key": "uri"}
 
     (deployment_reg,) = registered(monitor, "Deployment")
