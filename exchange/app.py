@@ -60,14 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
     # The API's documents are routes of ours (exchange.routes.ops), behind a client certificate
     # like every route but the probes: FastAPI's own would answer anyone.
     app = FastAPI(
-        title="GDX central exchange",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=lifespan,
-        openapi_url=None,
-        docs_url=None,
-        redoc_url=None,
-    )
+        title="GDX central exchange", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        openapi_url=None, docs_url=None, redoc_url=None,
+    )  # fmt: skip
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
     refusals.install(app)

@@ -78,34 +78,29 @@ READER = "gdx_reader"  # the business databases' read-only account, for the agen
 POPULATION = "zjg-gaj.population"
 LEGAL_ENTITY = "zjg-scjgj.legal-entity"
 
+
+def _provider(
+    dept_id: str, name: str, n: int, kind: str, port: int, database: str, publication: Publication, key: str
+) -> Department:
+    """A providing department: its node at .1n, its business database (container gdx-biz-X) at .2n."""
+    short = dept_id.removeprefix("zjg-")
+    connection = DatabaseAddress.model_validate(
+        {"kind": kind, "host": f"{NETWORK_PREFIX}.2{n}", "port": port, "name": database, "user": READER}
+    )
+    return Department(
+        id=dept_id, name=name, host=f"gdx-fe-{short}", address=f"{NETWORK_PREFIX}.1{n}",
+        business_db=BusinessDatabase(f"gdx-biz-{short}", connection, publication, key),
+    )  # fmt: skip
+
+
 DEPARTMENTS = (
-    Department(
-        id="zjg-gaj",
-        name="张家港市公安局",
-        host="gdx-fe-gaj",
-        address=f"{NETWORK_PREFIX}.11",
-        business_db=BusinessDatabase(
-            container="gdx-biz-gaj",
-            connection=DatabaseAddress(
-                kind="postgresql", host=f"{NETWORK_PREFIX}.21", port=5432, name="hukou", user=READER
-            ),
-            publication=Publication(resource=POPULATION, table="public.population", change_column="updated_at"),
-            key="id_number",
-        ),
+    _provider(
+        "zjg-gaj", "张家港市公安局", 1, "postgresql", 5432, "hukou",
+        Publication(resource=POPULATION, table="public.population", change_column="updated_at"), "id_number",
     ),
-    Department(
-        id="zjg-scjgj",
-        name="张家港市市场监督管理局",
-        host="gdx-fe-scjgj",
-        address=f"{NETWORK_PREFIX}.12",
-        business_db=BusinessDatabase(
-            container="gdx-biz-scjgj",
-            connection=DatabaseAddress(
-                kind="mariadb", host=f"{NETWORK_PREFIX}.22", port=3306, name="market", user=READER
-            ),
-            publication=Publication(resource=LEGAL_ENTITY, table="legal_entity", change_column="updated_at"),
-            key="credit_code",
-        ),
+    _provider(
+        "zjg-scjgj", "张家港市市场监督管理局", 2, "mariadb", 3306, "market",
+        Publication(resource=LEGAL_ENTITY, table="legal_entity", change_column="updated_at"), "credit_code",
     ),
     Department(
         id="zjg-wjw",
@@ -123,7 +118,7 @@ DEPARTMENTS = (
             ),
         ),
     ),
-)
+)  # fmt: skip
 BY_ID = {d.id: d for d in DEPARTMENTS}
 
 

@@ -64,16 +64,21 @@ def _variables(board: dashboard.Dashboard, *, department: bool) -> dashboard.Das
     return board
 
 
-def overview() -> dashboard.Dashboard:
+def _board(title: str, uid: str, *, department: bool) -> dashboard.Dashboard:
+    """A GDX dashboard's frame: tags, refresh, the last six hours, and its variables."""
     board = (
-        dashboard.Dashboard("GDX / Platform overview")
-        .uid("gdx-overview")
+        dashboard.Dashboard(title)
+        .uid(uid)
         .tags(["gdx", "generated"])
         .refresh("30s")
         .time("now-6h", "now")
         .timezone("browser")
     )
-    board = _variables(board, department=False)
+    return _variables(board, department=department)
+
+
+def overview() -> dashboard.Dashboard:
+    board = _board("GDX / Platform overview", "gdx-overview", department=False)
     green, red, amber = "green", "red", "#EAB839"
     return (
         board.with_row(dashboard.Row("At a glance"))
@@ -137,15 +142,7 @@ def overview() -> dashboard.Dashboard:
 
 
 def department() -> dashboard.Dashboard:
-    board = (
-        dashboard.Dashboard("GDX / Department")
-        .uid("gdx-department")
-        .tags(["gdx", "generated"])
-        .refresh("30s")
-        .time("now-6h", "now")
-        .timezone("browser")
-    )
-    board = _variables(board, department=True)
+    board = _board("GDX / Department", "gdx-department", department=True)
     d = 'department="$department"'
     green, red, amber = "green", "red", "#EAB839"
     return (

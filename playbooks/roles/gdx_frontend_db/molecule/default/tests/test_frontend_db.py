@@ -61,6 +61,36 @@ def test_a_backup_restores_what_was_there(host):
     assert "gdx_frontend_backup_last_success_timestamp_seconds" in metrics
 
 
+def backup_metric(host, name):
+    prom = "/var/lib/prometheus/node-exporter/gdx_frontend_backup.prom"
+    return host.check_output(f"awk '$1 == \"{name}\" {{print $2}}' {prom}")
+
+
+def test_every_dump_is_copied_off_the_node_and_a_failed_copy_shows(host):
+    host.check_output("systemctl start gdx-frontend-backup.service")
+    local = set(host.check_output("ls -1 /var/backups/gdx").split())
+    offsite = set(host.check_output("ls -1 /srv/offsite").split())
+    assert local <= offsite, (local, offsite)
+    copied = backup_metric(host, "gdx_frontend_backup_copied_timestamp_seconds")
+    assert int(copied) > 0
+    # The destination gone (an unmounted share): the unit fails, the copy's time stays where it was.
+    host.check_output("mv /srv/offsite /srv/offsite.away")
+    host.check_output("sleep 1")  # the next dump's second
+    try:
+        failed = host.run("systemctl start gdx-frontend-backup.service")
+        assert failed.rc != 0
+        assert host.check_output("systemctl is-failed gdx-frontend-backup.service") == "failed"
+        after = backup_metric(host, "gdx_frontend_backup_copied_timestamp_seconds")
+        assert after == copied, "the age alert fires from the last good copy"
+        dumped = backup_metric(host, "gdx_frontend_backup_last_success_timestamp_seconds")
+        assert int(dumped) > int(copied), "the dump itself was written and counted"
+        logged = host.check_output("journalctl -u gdx-frontend-backup.service -n 20 --no-pager")
+        assert "is its file system mounted?" in logged
+    finally:
+        host.check_output("mv /srv/offsite.away /srv/offsite")
+        host.run("systemctl reset-failed gdx-frontend-backup.service")
+
+
 def test_retention_drops_old_dumps_but_keeps_the_newest(host):
     host.check_output("rm -f /var/backups/gdx/*.dump")
     for days in (30, 20, 10, 3):
