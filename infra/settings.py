@@ -214,14 +214,15 @@ class StackSettings(_Section):
     @model_validator(mode="after")
     def _connections_fit(self) -> StackSettings:
         # Every exchange pod at its autoscaler's most, one more during a rollout (maxSurge 1), each
-        # with a full pool; the migration Job; and what PostgreSQL keeps for superusers and replicas.
+        # with a full pool and its compactor's connection; the migration Job; and what PostgreSQL
+        # keeps for superusers and replicas.
         x = self.exchange
-        needed = (x.max_replicas + 1) * x.pool_max + 1 + RESERVED_CONNECTIONS
+        needed = (x.max_replicas + 1) * (x.pool_max + 1) + 1 + RESERVED_CONNECTIONS
         if needed > self.database.max_connections:
             raise ValueError(
                 f"database.maxConnections ({self.database.max_connections}) is below what the exchange may open: "
-                f"({x.max_replicas} maxReplicas + 1 in a rollout) x {x.pool_max} poolMax + 1 migration + "
-                f"{RESERVED_CONNECTIONS} reserved = {needed}; raise maxConnections or lower poolMax"
+                f"({x.max_replicas} maxReplicas + 1 in a rollout) x ({x.pool_max} poolMax + 1 compactor) + "
+                f"1 migration + {RESERVED_CONNECTIONS} reserved = {needed}; raise maxConnections or lower poolMax"
             )
         return self
 

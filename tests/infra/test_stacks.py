@@ -206,7 +206,7 @@ def test_a_changed_inventory_or_certificate_reaches_the_running_pods(pki: Path, 
 
 def test_the_exchange_never_opens_more_connections_than_the_database_takes(pki: Path) -> None:
     exchange = {"replicas": 4, "maxReplicas": 20, "poolMax": 10}
-    with pytest.raises(SettingsError, match=r"maxConnections \(200\) is below .* = 224; raise maxConnections"):
+    with pytest.raises(SettingsError, match=r"maxConnections \(200\) is below .* = 245; raise maxConnections"):
         render("dev", pki_dir=pki, inventory=INVENTORY, secrets=SECRETS, overrides={"exchange": exchange})
     database = {**stack_config("dev")["database"], "maxConnections": 300}
     rendering = render(
