@@ -38,7 +38,8 @@ def build_bundle(out: Path, version: str | None = None, patch: Path | None = Non
 def broken_agent_patch(path: Path) -> Path:
     """A patch that makes `gdx node run` exit at once: a release that installs and passes the config
     check but never becomes healthy, which the upgrade must roll back."""
-    source = (ROOT / "front_end_node" / "agent.py").read_text(encoding="utf-8").splitlines(keepends=True)
+    # The process's entry point (front_end_node/main.py's run, which `gdx node run` calls).
+    source = (ROOT / "front_end_node" / "main.py").read_text(encoding="utf-8").splitlines(keepends=True)
     broken = [
         *source,
         "\n",
@@ -46,7 +47,7 @@ def broken_agent_patch(path: Path) -> Path:
         "async def run(cfg: NodeConfig) -> int:  # type: ignore[no-redef]\n",
         '    raise SystemExit("this release is broken on purpose (upgrade test)")\n',
     ]
-    diff = difflib.unified_diff(source, broken, "a/front_end_node/agent.py", "b/front_end_node/agent.py")
+    diff = difflib.unified_diff(source, broken, "a/front_end_node/main.py", "b/front_end_node/main.py")
     path.write_text("".join(diff), encoding="utf-8")
     return path
 
