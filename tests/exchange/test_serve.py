@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.migrate import migrate
@@ -42,6 +43,7 @@ def _client(pki: Path, name: str, base: str) -> httpx.Client:
     return httpx.Client(base_url=base, verify=context, timeout=30)
 
 
+@pytest.mark.slow  # a server of two processes, started and stopped
 def test_two_workers_share_the_port_and_each_applies_batches(pg: PostgresServer, tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     make_pki(pki)
