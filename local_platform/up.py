@@ -20,7 +20,7 @@ from typing import Any
 
 from gdx.inventory import load_inventory
 from infra.render import render, stack_config, write
-from local_platform import business, catalog, checks, inventory, load, nodes, podman, preflight, prometheus
+from local_platform import business, catalog, checks, inventory, load, nodes, podman, preflight, prometheus, watchdog
 from local_platform.ansible import PlaybookError, run_playbook, tool_env
 from local_platform.state import LocalState
 from local_platform.topology import DEPARTMENTS
@@ -66,6 +66,7 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     if found:
         raise PlatformError(found)
     started = time.monotonic()
+    watchdog.stop(state)  # a rerun replays pods: nothing may start them again meanwhile
     made = state.ensure_pki()
     progress(f"PKI in {state.pki}" + (f" (made: {', '.join(made)})" if made else " (reused)"))
     inventory_file = inventory.write(state, exchange_port=wanted["exchange"])
@@ -109,6 +110,8 @@ def up(progress: Progress = print, state: LocalState | None = None, *, residents
     equal = wait_consumer_equal(state, progress)
     load.start(state, residents=residents, entities=entities)
     progress("load generator started (a few changes a second in both registers)")
+    watchdog.start(state)
+    progress("watchdog started: a pod or container that stops is started again within seconds")
     podman.wait_for(
         lambda: podman.answers(f"http://127.0.0.1:{wanted['prometheus']}/-/ready"), 60, "Prometheus", progress
     )
@@ -171,6 +174,7 @@ def down(progress: Progress = print, state: LocalState | None = None, *, purge: 
     the central pods and database volume, Prometheus' processes and data, build/local. Images stay
     (and, unless ``purge``, the nodes' package caches), so the next `up` is quick."""
     state = state or LocalState()
+    watchdog.stop(state)  # first: it would start again what is being removed
     load.stop(state)
     removed = nodes.remove_all(purge=purge)
     if removed:

@@ -17,7 +17,7 @@ import pytest
 
 from local_platform import business, checks, load
 from local_platform.nodes import set_link
-from local_platform.podman import podman
+from local_platform.podman import answers, podman
 from local_platform.sample_data import resident
 from local_platform.state import LocalState
 from local_platform.topology import BY_ID, LABEL, NETWORK, POPULATION, provider_of
@@ -126,6 +126,26 @@ def test_a_node_cut_off_fires_node_down_and_stalled_then_resolves_and_data_flows
         set_link(gaj, up=True)
     wait(lambda: not wanted & firing(), 240, f"{wanted} to resolve", lambda: repr(alerts()))
     wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the newcomer to reach the consumer")
+
+
+def test_a_stopped_database_container_comes_back_within_seconds(platform: dict[str, Any]) -> None:
+    """The exchange's database container, and a department's business database, stopped under the
+    platform: podman 4.3 stops a kube-play pod with its only container, for good; make up's watchdog
+    starts it (and the business database) again, and data flows on."""
+    state = platform["state"]
+    business_db = provider_of(POPULATION).business_db
+    assert business_db is not None
+    podman("stop", "gdx-db-pod-0-postgres")
+    podman("stop", business_db.container)
+    stopped = time.monotonic()
+    readyz = f"https://127.0.0.1:{ports()['exchange']}/readyz"
+    wait(lambda: answers(readyz, state.pki / "ca.crt"), 60, "the exchange to serve again")
+    assert time.monotonic() - stopped < 30, "back within seconds, not at the next make up"
+    running = podman("inspect", business_db.container, "--format", "{{.State.Running}}").stdout.strip()
+    assert running == "true"
+    log = (state.root / "watchdog" / "watchdog.log").read_text(encoding="utf-8")
+    assert "gdx-db-pod-0 had stopped: started again" in log
+    wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the tables equal again")
 
 
 def test_down_removes_everything_up_made_and_nothing_else(platform: dict[str, Any]) -> None:
