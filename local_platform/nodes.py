@@ -137,8 +137,12 @@ def set_link(dept: Department, up: bool) -> None:
 def remove_all(*, purge: bool = False) -> list[str]:
     """Every container and the network make up labelled; with ``purge``, the nodes' package caches too."""
     names = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout.split()
-    if names:
-        podman("rm", "-f", "-t", "5", *names)
+    if names and podman("rm", "-f", "-t", "5", *names, check=False).returncode != 0:
+        # podman 4.3 can lose the race with a container that stops by itself while it sends SIGKILL
+        # ("container state improper: stopped"); the container is stopped then, and goes the second time.
+        left = podman("ps", "-a", "--filter", f"label={LABEL}", "--format", "{{.Names}}").stdout.split()
+        if left:
+            podman("rm", "-f", "-t", "5", *left)
     if podman("network", "exists", NETWORK, check=False).returncode == 0 and LABEL in _network_labels():
         podman("network", "rm", NETWORK)
     if purge and APT_CACHE.exists():

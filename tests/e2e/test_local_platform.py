@@ -141,8 +141,11 @@ def test_a_stopped_database_container_comes_back_within_seconds(platform: dict[s
     readyz = f"https://127.0.0.1:{ports()['exchange']}/readyz"
     wait(lambda: answers(readyz, state.pki / "ca.crt"), 60, "the exchange to serve again")
     assert time.monotonic() - stopped < 30, "back within seconds, not at the next make up"
-    running = podman("inspect", business_db.container, "--format", "{{.State.Running}}").stdout.strip()
-    assert running == "true"
+    wait(
+        lambda: podman("inspect", business_db.container, "--format", "{{.State.Running}}").stdout.strip() == "true",
+        30,
+        f"{business_db.container} to run again",
+    )
     log = (state.root / "watchdog" / "watchdog.log").read_text(encoding="utf-8")
     assert "gdx-db-pod-0 had stopped: started again" in log
     wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the tables equal again")
