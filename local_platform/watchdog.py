@@ -19,6 +19,7 @@ import datetime as dt
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -60,15 +61,19 @@ def watched(state: LocalState) -> tuple[list[str], list[str]]:
     return pods, containers
 
 
-def check_once(pods: list[str], containers: list[str]) -> list[str]:
-    """Start again whatever stopped; the names started."""
+def check_once(pods: list[str], containers: list[str], report: Callable[[str], None] = print) -> list[str]:
+    """Start again whatever stopped, reporting each as it is started; the names started."""
     started = []
-    for pod in pods:
-        if _state(["pod", "inspect", pod, "--format", "{{.State}}"]) not in {"Running", None}:
-            started += [pod] if podman("pod", "start", pod, check=False).returncode == 0 else []
-    for container in containers:
-        if _state(["inspect", container, "--format", "{{.State.Running}}"]) not in {"true", None}:
-            started += [container] if podman("start", container, check=False).returncode == 0 else []
+    for kind, names, running, command in (
+        ("pod", pods, "Running", ["pod", "inspect", "--format", "{{.State}}"]),
+        ("container", containers, "true", ["inspect", "--format", "{{.State.Running}}"]),
+    ):
+        for name in names:
+            if _state([*command, name]) in {running, None}:
+                continue
+            if podman(*(["pod", "start"] if kind == "pod" else ["start"]), name, check=False).returncode == 0:
+                started.append(name)
+                report(f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M:%S} {name} had stopped: started again")
     return started
 
 
@@ -94,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     pods, containers = watched(state)
     print(f"watching {len(pods)} pods and {len(containers)} containers", flush=True)
     while running:
-        for name in check_once(pods, containers):
-            print(f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M:%S} {name} had stopped: started again", flush=True)
+        check_once(pods, containers, report=lambda line: print(line, flush=True))
         time.sleep(INTERVAL_S)
     return 0
 
