@@ -15,6 +15,7 @@ under the lock, one statement numbers the fresh changes, logs them and moves the
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,10 +182,11 @@ async def apply(
     return (applied, first) if still_checked else None
 
 
-# Heartbeats kept per resource in the change log: an hour of them at the agent's default
-# interval (5 s). Older ones only measured lag that has long been measured, and every node
-# sends one per resource every few seconds, for ever; the newest is also kept on the resource.
-HEARTBEATS_KEPT = 720
+# How long heartbeats stay in the change log, by the node's own clock (the times they carry):
+# older ones only measured lag that has long been measured, and every node sends one per resource
+# every few seconds, for ever; the newest is also kept on the resource. A heartbeat dated more than
+# the period after the newest one is also dropped: it came from a clock since set back.
+HEARTBEATS_KEPT_FOR = dt.timedelta(hours=1)
 
 _APPEND_HEARTBEAT = """
     WITH next AS (
@@ -197,20 +199,18 @@ _APPEND_HEARTBEAT = """
             heartbeat_received_at = now()
         FROM next WHERE id = %(resource)s
     )
-    -- The statement does not see the heartbeat it adds: of the others, the newest kept - 1 stay.
-    DELETE FROM change WHERE resource_id = %(resource)s AND op = 'h' AND seq < (
-        SELECT seq FROM change WHERE resource_id = %(resource)s AND op = 'h'
-        ORDER BY seq DESC OFFSET %(kept)s - 2 LIMIT 1
-    )
+    -- The statement does not see the heartbeat it adds, which always stays.
+    DELETE FROM change WHERE resource_id = %(resource)s AND op = 'h'
+        AND (source_commit_time < %(time)s - %(kept)s OR source_commit_time > %(time)s + %(kept)s)
 """
 
 
 async def append_heartbeat(conn: psycopg.AsyncConnection[Any], resource_id: int, beat: Heartbeat) -> None:
     """The heartbeat takes the next number after the batch's changes: a consumer that has
-    applied it has applied them too. The oldest heartbeats beyond HEARTBEATS_KEPT go."""
+    applied it has applied them too. Heartbeats older than HEARTBEATS_KEPT_FOR go."""
     await conn.execute(
         _APPEND_HEARTBEAT,
-        {"resource": resource_id, "beat": beat.seq, "time": beat.source_time, "kept": HEARTBEATS_KEPT},
+        {"resource": resource_id, "beat": beat.seq, "time": beat.source_time, "kept": HEARTBEATS_KEPT_FOR},
     )
 
 

@@ -3,7 +3,7 @@ retention period (30 days by default; `gdx exchange serve --change-retention-day
 
 What stays: the newest version of every key, deletions included, so that a subscriber however far
 behind reaches the provider's exact state by reading on from its cursor (it misses only versions
-that were replaced anyway); and the newest heartbeats (HEARTBEATS_KEPT, exchange/change_log.py).
+that were replaced anyway); and the last hour of heartbeats (HEARTBEATS_KEPT_FOR, exchange/change_log.py).
 The log thus grows with the number of keys, not with the number of changes.
 
 The compactor runs in one exchange process at a time (an advisory lock), in batches of sequence

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
-from exchange.change_log import HEARTBEATS_KEPT
+from exchange.change_log import HEARTBEATS_KEPT_FOR
 from gdx.protocol import MAX_BATCH_CHANGES, ResourceSpec
 from tests.support.exchange import RunningExchange
 from tests.support.samples import batch, delete, person, population_entry, resident_id, unique_code, upsert
@@ -294,37 +295,45 @@ def test_metrics_count_requests_batches_and_changes_by_route_and_outcome(
     assert grew == {applied: 1, refused: 1, unmatched: 1, timed: 2, changes: 2}
 
 
-def test_only_the_newest_heartbeats_stay_in_the_change_log(exchange: RunningExchange, resource: str) -> None:
+def test_heartbeats_stay_in_the_change_log_for_a_period(exchange: RunningExchange, resource: str) -> None:
     gaj = exchange.client("zjg-gaj")
     gaj.post(f"/v1/resources/{resource}/changes", json=batch(upsert(1, 1))).raise_for_status()
-    # An idle node's day: heartbeats after the data change, written straight into the log.
-    piled = HEARTBEATS_KEPT + 80
+    # Two idle hours, a heartbeat a minute, written straight into the log, and one beat dated a
+    # day ahead (a clock since set back).
+    beat_time = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
     with psycopg.connect(exchange.database_url) as conn:
         resource_id = conn.execute("SELECT id FROM resource WHERE code = %s", (resource,)).fetchone()[0]
         conn.execute(
             "INSERT INTO change (resource_id, seq, op, source_version, source_commit_time) "
-            "SELECT %s, 1 + n, 'h', n, now() FROM generate_series(1, %s) AS n",
-            (resource_id, piled),
+            "SELECT %(r)s, 1 + n, 'h', n, %(t)s - (121 - n) * interval '1 minute' FROM generate_series(1, 120) AS n",
+            {"r": resource_id, "t": beat_time},
         )
-        conn.execute("UPDATE resource SET last_seq = %s WHERE id = %s", (1 + piled, resource_id))
+        conn.execute(
+            "INSERT INTO change (resource_id, seq, op, source_version, source_commit_time) "
+            "VALUES (%s, 122, 'h', 121, %s)",
+            (resource_id, beat_time + dt.timedelta(days=1)),
+        )
+        conn.execute("UPDATE resource SET last_seq = 122 WHERE id = %s", (resource_id,))
 
-    beat = {"seq": piled + 1, "source_time": "2026-11-22T10:00:00+08:00"}
+    beat = {"seq": 122, "source_time": beat_time.isoformat()}
     gaj.post(f"/v1/resources/{resource}/changes", json={**batch(), "heartbeat": beat}).raise_for_status()
 
     with psycopg.connect(exchange.database_url) as conn:
         kept = conn.execute(
-            "SELECT count(*), min(source_version), max(source_version) FROM change WHERE resource_id = %s AND op = 'h'",
+            "SELECT count(*), min(source_commit_time), max(source_version) FROM change "
+            "WHERE resource_id = %s AND op = 'h'",
             (resource_id,),
         ).fetchone()
         data = conn.execute(
             "SELECT count(*) FROM change WHERE resource_id = %s AND op = 'u'", (resource_id,)
         ).fetchone()
-    assert kept == (HEARTBEATS_KEPT, piled + 2 - HEARTBEATS_KEPT, piled + 1)
+    # The last hour's 60 beats before the new one, and the new one: the hour's edge stays.
+    assert kept == (61, beat_time - HEARTBEATS_KEPT_FOR, 122)
     assert data == (1,)
     # A consumer still reads the data change and the heartbeats left, in order.
     changes = pull_all(exchange, resource)
-    assert [c["op"] for c in changes] == ["upsert"] + ["heartbeat"] * HEARTBEATS_KEPT
-    assert changes[-1]["heartbeat"]["seq"] == piled + 1
+    assert [c["op"] for c in changes] == ["upsert"] + ["heartbeat"] * 61
+    assert changes[-1]["heartbeat"]["seq"] == 122
 
 
 def test_reading_only_the_latest_changes_skips_superseded_ones_and_heartbeats(
