@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from exchange import grants
 from exchange.deps import refused
-from exchange.errors import forbidden
+from exchange.errors import ApiError, forbidden
 from exchange.identity import Principal
 from exchange.resources import StoredResource
 from gdx.protocol import ShareMethod
@@ -35,20 +37,22 @@ async def granted_fields(
         offered = ", ".join(m.value for m in stored.spec.share_methods)
         reason = f"resource {stored.code!r} is not shared by {method.value} (offered: {offered})"
     else:
-        async with pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT purpose, fields FROM grants WHERE resource_id = %s AND consumer = %s",
-                (stored.id, who.name),
-            )
-            grants = await cur.fetchall()
-        for grant_purpose, fields in grants:
-            if grant_purpose == purpose:
-                return list(fields) if fields is not None else None
-        if grants:
-            held = "; ".join(repr(g[0]) for g in grants)
+        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(grants.SELECT + " WHERE g.resource_id = %s AND g.consumer = %s", (stored.id, who.name))
+            held = [grants.from_row(row) for row in await cur.fetchall()]
+        grant = next((g for g in held if g.purpose == purpose), None)
+        if grant is not None:
+            ended = grants.ended_because(grant)
+            if ended is None:
+                return list(grant.fields) if grant.fields is not None else None
+            error = ApiError(403, f"grant_{grant.status.value}", ended)
+            raise await refused(pool, who, action, error, resource=stored.code, purpose=purpose,
+                                scope={"grant": grant.id})  # fmt: skip
+        if held:
+            purposes = "; ".join(repr(g.purpose) for g in held)
             reason = (
                 f"you hold no grant on {stored.code!r} for the purpose {purpose!r} (your grants' purposes: "
-                f"{held}); a new purpose needs a new request"
+                f"{purposes}); a new purpose needs a new request"
             )
         else:
             reason = f"you hold no grant on {stored.code!r}; subscribe or file a request first"

@@ -17,19 +17,26 @@ def sync_from_inventory(conninfo: str, inventory: Inventory) -> tuple[int, int]:
     change log still name them."""
     with psycopg.connect(conninfo) as conn, conn.transaction():
         for node in inventory.nodes:
+            rules = inventory.jurisdictions[node.jurisdiction]
             conn.execute(
                 """
-                INSERT INTO department (id, name, jurisdiction, reply_working_days, active)
-                VALUES (%s, %s, %s, %s, true)
+                INSERT INTO department (id, name, jurisdiction, reply_working_days, negotiation_working_days,
+                    explanation_days, decision_days, catalog_update_working_days, active)
+                VALUES (%(id)s, %(name)s, %(jurisdiction)s, %(reply_working_days)s, %(negotiation_working_days)s,
+                    %(explanation_days)s, %(decision_days)s, %(catalog_update_working_days)s, true)
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, jurisdiction = EXCLUDED.jurisdiction,
-                    reply_working_days = EXCLUDED.reply_working_days, active = true, updated_at = now()
+                    reply_working_days = EXCLUDED.reply_working_days,
+                    negotiation_working_days = EXCLUDED.negotiation_working_days,
+                    explanation_days = EXCLUDED.explanation_days, decision_days = EXCLUDED.decision_days,
+                    catalog_update_working_days = EXCLUDED.catalog_update_working_days,
+                    active = true, updated_at = now()
                 """,
-                (
-                    node.department_id,
-                    node.department_name,
-                    node.jurisdiction,
-                    inventory.reply_working_days(node.jurisdiction),
-                ),
+                {
+                    "id": node.department_id,
+                    "name": node.department_name,
+                    "jurisdiction": node.jurisdiction,
+                    **rules.model_dump(exclude={"name"}),
+                },
             )
         cur = conn.execute(
             "UPDATE department SET active = false, updated_at = now() WHERE active AND NOT (id = ANY(%s))",

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gdx import __version__
-from gdx.inventory import InventoryError, load_inventory
+from gdx.inventory import InventoryError, JurisdictionSpec, load_inventory
 from gdx.pki import PkiError, Role, init_ca, issue
 from gdx.terminal import console, fail, reported
 
@@ -85,11 +85,22 @@ def inventory_check(
         for problem in exc.problems:
             console.print(f"  - {problem}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    table = Table("host", "department", "name", "jurisdiction", "reply days", title=str(inventory))
+    table = Table("host", "department", "name", "jurisdiction", "deadlines", title=str(inventory))
     for node in inv.nodes:
-        days = str(inv.reply_working_days(node.jurisdiction))
-        table.add_row(node.host, node.department_id, node.department_name, node.jurisdiction, days)
+        rules = inv.jurisdictions[node.jurisdiction]
+        table.add_row(node.host, node.department_id, node.department_name, node.jurisdiction, _deadlines(rules))
     Console().print(table)
+
+
+def _deadlines(rules: JurisdictionSpec) -> str:
+    parts = [
+        (rules.reply_working_days, "reply {} wd"),
+        (rules.negotiation_working_days, "negotiation {} wd"),
+        (rules.explanation_days, "explanation {} d"),
+        (rules.decision_days, "decision {} d"),
+        (rules.catalog_update_working_days, "catalog {} wd"),
+    ]
+    return ", ".join(text.format(days) for days, text in parts if days is not None) or "none set"
 
 
 # (command, module, attribute, help): each package's commands, as `gdx COMMAND ...`.

@@ -31,15 +31,51 @@ from gdx.sharing import DatabaseAddress, Publication, Subscription
 
 NODE_GROUP = "gdx_front_end_nodes"
 
-# Reply deadlines the regulations set (working days): ZJG Art. 20 and Wushen Art. 21 say 5,
-# Ningxia Art. 11 says 10. An inventory may add jurisdictions or override these.
-BUILTIN_JURISDICTIONS: dict[str, tuple[str, int]] = {
-    "zhangjiagang": ("张家港市", 5),
-    "suqian": ("宿迁市", 5),
-    "wushen": ("乌审旗", 5),
-    "ningxia": ("宁夏回族自治区", 10),
-}
 DEFAULT_REPLY_WORKING_DAYS = 5
+
+
+class JurisdictionSpec(BaseModel):
+    """Whose rules apply to a department's sharing, and the deadlines they set. None: the
+    regulation sets no such deadline, and GDX sets none either."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    reply_working_days: int | None = Field(
+        default=DEFAULT_REPLY_WORKING_DAYS, ge=1, le=60, description="The provider answers a request (working days)"
+    )
+    negotiation_working_days: int | None = Field(
+        default=None, ge=1, le=60, description="Consumer and provider negotiate a refused or not-shared resource"
+    )
+    explanation_days: int | None = Field(
+        default=None, ge=1, le=120, description="The provider explains in writing to the authority (calendar days)"
+    )
+    decision_days: int | None = Field(
+        default=None, ge=1, le=120, description="The authority decides, from the explanation's receipt (calendar days)"
+    )
+    catalog_update_working_days: int | None = Field(
+        default=None, ge=1, le=60, description="A catalog entry follows a change of the data, duties or law"
+    )
+
+
+# The deadlines the seed texts set (../shared/seeds; docs/inventory.md has the articles). An
+# inventory may add jurisdictions or replace these under all.vars.gdx_jurisdictions.
+BUILTIN_JURISDICTIONS: dict[str, JurisdictionSpec] = {
+    # ZJG Art. 20: reply within 5 working days; Art. 12: catalog updated within 3 working days.
+    "zhangjiagang": JurisdictionSpec(name="张家港市", reply_working_days=5, catalog_update_working_days=3),
+    # Wushen Art. 21: reply within 5, negotiation within 5 working days; Art. 7: catalog within 15.
+    "wushen": JurisdictionSpec(
+        name="乌审旗", reply_working_days=5, negotiation_working_days=5, catalog_update_working_days=15
+    ),
+    # Ningxia Art. 11: reply within 10 working days; Art. 8: catalog within 15.
+    "ningxia": JurisdictionSpec(name="宁夏回族自治区", reply_working_days=10, catalog_update_working_days=15),
+    # Hebei Art. 13: no reply deadline (the parties negotiate); after an application to the
+    # authority, the provider explains within 15 days and the authority settles within 30 days of
+    # receiving the explanation (calendar days: 十五日, 三十日).
+    "hebei": JurisdictionSpec(name="河北省", reply_working_days=None, explanation_days=15, decision_days=30),
+    # The Suqian seed is an interpretation that names no deadline: none until the inventory sets one.
+    "suqian": JurisdictionSpec(name="宿迁市", reply_working_days=None),
+}
 
 
 class VaultSecret:
@@ -76,11 +112,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
-class JurisdictionSpec(_Strict):
-    name: str = Field(min_length=1)
-    reply_working_days: int = Field(default=DEFAULT_REPLY_WORKING_DAYS, ge=1, le=60)
-
-
 class DepartmentSpec(_Strict):
     id: str = Field(pattern=DEPARTMENT_PATTERN)
     name: str = Field(min_length=1, max_length=200)
@@ -110,13 +141,6 @@ class NodeVars(BaseModel):
 
 
 @dataclass(frozen=True)
-class Jurisdiction:
-    id: str
-    name: str
-    reply_working_days: int
-
-
-@dataclass(frozen=True)
 class Node:
     host: str
     address: str
@@ -134,11 +158,8 @@ class Inventory:
     path: Path
     exchange_url: str | None
     pki_dir: Path | None
-    jurisdictions: dict[str, Jurisdiction]
+    jurisdictions: dict[str, JurisdictionSpec]
     nodes: tuple[Node, ...]
-
-    def reply_working_days(self, jurisdiction: str) -> int:
-        return self.jurisdictions[jurisdiction].reply_working_days
 
 
 def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
@@ -265,14 +286,14 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
     if not isinstance(top_vars, dict):
         raise InventoryError(path, ["all.vars must be a mapping"])
 
-    jurisdictions = {key: Jurisdiction(key, name, days) for key, (name, days) in BUILTIN_JURISDICTIONS.items()}
+    jurisdictions = dict(BUILTIN_JURISDICTIONS)
     for key, spec in (top_vars.get("gdx_jurisdictions") or {}).items():
         try:
             parsed = JurisdictionSpec.model_validate(spec)
         except ValidationError as exc:
             problems += _pydantic_problems(f"all.vars.gdx_jurisdictions.{key}", exc)
             continue
-        jurisdictions[key] = Jurisdiction(key, parsed.name, parsed.reply_working_days)
+        jurisdictions[key] = parsed
 
     group = (top.get("children") or {}).get(NODE_GROUP)
     hosts = (group or {}).get("hosts") or {}

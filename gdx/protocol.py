@@ -240,6 +240,10 @@ class Subscribe(_Model):
     purpose: Purpose
 
 
+class Review(_Model):
+    note: Text | None = Field(default=None, description="What was checked, for the audit trail")
+
+
 class ShareRequestIn(_Model):
     resource: ResourceCode
     purpose: Purpose
@@ -248,10 +252,26 @@ class ShareRequestIn(_Model):
 
 class RequestStatus(StrEnum):
     PENDING = "pending"
+    NEGOTIATING = "negotiating"  # 协商: a not-shared resource asked for; the parties talk first
     APPROVED = "approved"
     REFUSED = "refused"
     ESCALATED = "escalated"  # 提请协调: sent to the competent authority
-    DECIDED = "decided"  # the competent authority recorded its decision
+    DECIDED = "decided"  # the competent authority recorded its decision, which is final
+
+
+class RequestKind(StrEnum):
+    ACCESS = "access"  # a grant on a conditional resource
+    AMENDMENT = "amendment"  # more fields for a grant held
+    EXCEPTION = "exception"  # a not-shared resource, by negotiation
+
+
+class Overdue(StrEnum):
+    """Whose deadline passed, and which one."""
+
+    REPLY = "reply"  # the provider's answer to a request (working days)
+    NEGOTIATION = "negotiation"  # the parties' negotiation window (working days)
+    EXPLANATION = "explanation"  # the provider's written explanation to the authority (days)
+    DECISION = "decision"  # the authority's decision (days from the explanation, or the escalation)
 
 
 class ShareRequest(_Model):
@@ -263,7 +283,7 @@ class ShareRequest(_Model):
     fields: list[str] | None
     status: RequestStatus
     requested_at: dt.datetime
-    due_date: dt.date
+    due_date: dt.date | None = Field(description="The provider's reply deadline; none where no rule sets one")
     due_date_estimated: bool = Field(
         description="True when the calendar did not know every day up to the due date (weekends only)"
     )
@@ -274,10 +294,32 @@ class ShareRequest(_Model):
     decision: str | None
     decision_reason: str | None
     decided_by: str | None
+    kind: RequestKind = RequestKind.ACCESS
+    grant_id: int | None = Field(default=None, description="The grant an amendment widens")
+    legal_basis: str | None = Field(default=None, description="An exception's basis, stated by who granted it")
+    negotiation_due: dt.date | None = Field(default=None, description="End of the negotiation window, if any")
+    escalated_by: str | None = None
+    explanation: str | None = Field(default=None, description="The provider's written explanation to the authority")
+    explanation_due: dt.date | None = None
+    decision_due: dt.date | None = None
+    overdue: Overdue | None = Field(default=None, description="The deadline that has passed, as of today")
 
 
-class Approve(_Model):
+class OnRevoke(StrEnum):
+    """What the subscriber's node does with the rows it holds when the grant ends."""
+
+    KEEP = "keep"  # the table stays as it was, frozen: no more changes arrive
+    PURGE = "purge"  # the node empties the table
+
+
+class GrantTerms(_Model):
+    expires_on: dt.date | None = Field(default=None, description="Last day of the grant; none: until revoked")
+    on_revoke: OnRevoke = Field(default=OnRevoke.KEEP, description="The subscriber's rows when the grant ends")
+
+
+class Approve(GrantTerms):
     fields: list[FieldName] | None = Field(default=None, description="Limit the grant to these fields")
+    legal_basis: Text | None = Field(default=None, description="Required to grant a not-shared resource")
 
 
 class Refuse(_Model):
@@ -288,10 +330,31 @@ class Escalate(_Model):
     reason: Text
 
 
-class Decision(_Model):
+class Decision(GrantTerms):
     outcome: Literal["approve", "refuse"]
     reason: Text
     fields: list[FieldName] | None = None
+
+
+class Explanation(_Model):
+    text: Text
+
+
+class Amend(_Model):
+    fields: list[FieldName] = Field(min_length=1, description="The fields the grant should cover, old and new")
+    reason: Text
+
+
+class Revoke(_Model):
+    reason: Text
+    on_revoke: OnRevoke | None = Field(default=None, description="Overrides the grant's setting")
+
+
+class GrantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # the resource became conditional: until a request is approved
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 class Grant(_Model):
@@ -302,6 +365,12 @@ class Grant(_Model):
     fields: list[str] | None = Field(description="Granted fields; none means all")
     request_id: int | None
     granted_at: dt.datetime
+    status: GrantStatus = GrantStatus.ACTIVE
+    expires_on: dt.date | None = None
+    on_revoke: OnRevoke = OnRevoke.KEEP
+    ended_at: dt.datetime | None = Field(default=None, description="When it was revoked or suspended")
+    ended_by: str | None = None
+    end_reason: str | None = None
 
 
 class DisputeIn(_Model):
@@ -374,6 +443,10 @@ class DepartmentGovernance(_Model):
     catalog_review_overdue: int
     not_updated_resources: int
     open_disputes: int = Field(description="Disputes about its resources still open")
+    overdue: dict[str, int] = Field(
+        default_factory=dict, description="Its requests past a deadline, by deadline (reply, negotiation, ...)"
+    )
+    grants_expiring: int = Field(default=0, description="Grants it holds that expire within 30 days")
 
 
 class MonitoringSummary(_Model):

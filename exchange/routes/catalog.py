@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 
-from exchange import audit, resources
+from exchange import audit, grants, resources
 from exchange.deps import Pool
 from exchange.errors import conflict, forbidden
 from exchange.identity import Anyone, Department
 from exchange.strict_json import StrictJsonRoute
-from gdx.protocol import DepartmentId, Resource, ResourceSpec
+from gdx.protocol import DepartmentId, Resource, ResourceSpec, Review
 
 router = APIRouter(prefix="/v1/resources", tags=["catalog"], route_class=StrictJsonRoute)
 
@@ -75,6 +75,28 @@ async def update(code: str, spec: ResourceSpec, who: Department, pool: Pool) -> 
             (current.id, version, _spec_json(spec), who.name),
         )
         await audit.record(conn, who, "catalog.update", resource=code, scope={"version": version})
+        if spec.share_type is not old.share_type:
+            await grants.reclassified(conn, who, current.id, old.share_type, spec.share_type, version)
+        stored = await resources.load(conn, code)
+    return stored.public()
+
+
+@router.post(
+    "/{code}/review",
+    response_model=Resource,
+    summary="Record the yearly review of an entry that is still right (no new version)",
+)
+async def review(code: str, body: Review, who: Department, pool: Pool) -> Resource:
+    """ZJG Art. 12: every entry is reviewed at least once a year. An entry that needs no change
+    is confirmed here; the review deadline counts from this moment, as from an update."""
+    async with pool.connection() as conn, conn.transaction():
+        current = await resources.load(conn, code, for_update=True)
+        if current.provider != who.name:
+            raise forbidden(f"resource {code!r} is provided by {current.provider}, not by you")
+        await conn.execute("UPDATE resource SET catalog_updated_at = now() WHERE id = %s", (current.id,))
+        await audit.record(
+            conn, who, "catalog.review", resource=code, scope={"version": current.schema_version, "note": body.note}
+        )
         stored = await resources.load(conn, code)
     return stored.public()
 

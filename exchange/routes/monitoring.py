@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from exchange import resources
+from exchange import resources, share_requests
 from exchange.deps import Pool
 from exchange.errors import ApiError
+from exchange.grants import EXPIRING_WITHIN_DAYS
 from exchange.identity import Operator
 from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import (
@@ -30,13 +31,28 @@ router = APIRouter(prefix="/v1/monitoring", tags=["monitoring"], route_class=Str
 _RESOURCES = """
 SELECT r.code, r.provider, r.spec->>'update_period', r.last_seq, r.last_change_at, r.created_at,
        r.catalog_updated_at, r.heartbeat_seq, r.heartbeat_source_time, r.heartbeat_received_at,
-       coalesce((SELECT array_agg(DISTINCT g.consumer ORDER BY g.consumer) FROM grants g WHERE g.resource_id = r.id),
+       coalesce((SELECT array_agg(DISTINCT g.consumer ORDER BY g.consumer) FROM grants g
+                 WHERE g.resource_id = r.id AND g.status = 'active' AND (g.expires_on IS NULL OR g.expires_on >= %s)),
                 '{}')
 FROM resource r ORDER BY r.code
 """
-_OVERDUE = """
-SELECT r.provider, count(*) FROM share_request q JOIN resource r ON r.id = q.resource_id
-WHERE q.status = 'pending' AND q.due_date < %s GROUP BY r.provider
+# Past a deadline, counted against the party that must act: the provider, for its reply, the
+# negotiation and its explanation; the authority's decisions count under the provider too (the
+# department whose data waits), with their own kind.
+_OVERDUE = (
+    """
+SELECT r.provider, CASE
+        WHEN q.status = 'pending' THEN 'reply' WHEN q.status = 'negotiating' THEN 'negotiation'
+        WHEN q.explanation IS NULL AND q.explanation_due < %(today)s THEN 'explanation' ELSE 'decision' END,
+    count(*)
+FROM share_request q JOIN resource r ON r.id = q.resource_id
+WHERE """
+    + share_requests.OVERDUE_SQL
+    + " GROUP BY 1, 2"
+)
+_EXPIRING = """
+SELECT consumer, count(*) FROM grants
+WHERE status = 'active' AND expires_on BETWEEN %(today)s AND %(until)s GROUP BY consumer
 """
 _DISPUTES = """
 SELECT r.provider, count(*) FROM dispute d JOIN resource r ON r.id = d.resource_id
@@ -48,8 +64,13 @@ WHERE d.status = 'open' GROUP BY r.provider
 async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
     async with pool.connection() as conn:
         now = (await (await conn.execute("SELECT now()")).fetchone() or [dt.datetime.now(dt.UTC)])[0]
-        rows = await (await conn.execute(_RESOURCES)).fetchall()
-        overdue = dict(await (await conn.execute(_OVERDUE, (today(),))).fetchall())
+        day = today()
+        rows = await (await conn.execute(_RESOURCES, (day,))).fetchall()
+        overdue: dict[str, dict[str, int]] = {}
+        for dept, kind, count in await (await conn.execute(_OVERDUE, {"today": day})).fetchall():
+            overdue.setdefault(dept, {})[kind] = int(count)
+        until = day + dt.timedelta(days=EXPIRING_WITHIN_DAYS)
+        expiring = dict(await (await conn.execute(_EXPIRING, {"today": day, "until": until})).fetchall())
         disputes = dict(await (await conn.execute(_DISPUTES)).fetchall())
         departments = [r[0] for r in await (await conn.execute("SELECT id FROM department WHERE active")).fetchall()]
     statuses = []
@@ -75,7 +96,9 @@ async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
     governance = [
         DepartmentGovernance(
             department=dept,
-            overdue_requests=int(overdue.get(dept, 0)),
+            overdue_requests=overdue.get(dept, {}).get("reply", 0),
+            overdue=overdue.get(dept, {}),
+            grants_expiring=int(expiring.get(dept, 0)),
             catalog_review_overdue=sum(s.catalog_review_overdue for s in statuses if s.provider == dept),
             not_updated_resources=sum(s.not_updated for s in statuses if s.provider == dept),
             open_disputes=int(disputes.get(dept, 0)),

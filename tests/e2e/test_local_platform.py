@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
+import pymysql
 import pytest
 
 from local_platform import business, checks, load
@@ -51,6 +53,18 @@ def wait(condition: Callable[[], bool], timeout: float, what: str, explain: Call
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
         time.sleep(2)
+
+
+def register(state: LocalState, person: dict[str, Any]) -> None:
+    """A resident registered in the population register's business database."""
+    db = provider_of(POPULATION).business_db
+    assert db is not None
+    with business.connect(db, state) as conn:
+        conn.execute(
+            "INSERT INTO population (id_number, name, gender, birth_date, address, household_size) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id_number) DO UPDATE SET name = EXCLUDED.name",
+            [person[c] for c in business.POPULATION_COLUMNS],
+        )
 
 
 def alerts() -> list[dict[str, Any]]:
@@ -115,13 +129,7 @@ def test_a_node_cut_off_fires_node_down_and_stalled_then_resolves_and_data_flows
         # A resident registered during the outage waits in the business database.
         db = provider_of(POPULATION).business_db
         assert db is not None
-        newcomer = resident(RESIDENTS + 500)
-        with business.connect(db, state) as conn:
-            conn.execute(
-                "INSERT INTO population (id_number, name, gender, birth_date, address, household_size) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id_number) DO UPDATE SET name = EXCLUDED.name",
-                [newcomer[c] for c in business.POPULATION_COLUMNS],
-            )
+        register(state, resident(RESIDENTS + 500))
     finally:
         set_link(gaj, up=True)
     wait(lambda: not wanted & firing(), 240, f"{wanted} to resolve", lambda: repr(alerts()))
@@ -141,6 +149,33 @@ def test_a_stopped_database_container_comes_back_within_seconds(platform: dict[s
     running = podman("pod", "inspect", "gdx-db-pod-0", "--format", "{{.State}}").stdout.strip()
     assert running == "Running"
     wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the tables equal again")
+
+
+def test_a_stopped_business_database_comes_back_at_its_address(platform: dict[str, Any]) -> None:
+    """A department's business database stopped under its node: the watchdog starts it again, it
+    answers at the address the node's agent knows, and a row written after it reaches the consumer."""
+    state = platform["state"]
+    db = provider_of(POPULATION).business_db
+    assert db is not None
+    podman("stop", db.container)
+    log = state.root / "watchdog" / "watchdog.log"
+    wait(lambda: f"{db.container} had stopped: started again" in log.read_text(encoding="utf-8"), 30,
+         "the watchdog's line", lambda: log.read_text(encoding="utf-8"))  # fmt: skip
+
+    def reachable() -> bool:
+        try:
+            with business.connect(db, state):
+                return True
+        except (psycopg.Error, pymysql.MySQLError):
+            return False
+
+    def network() -> str:
+        return podman("inspect", db.container, "--format", "{{.State.Status}} {{json .NetworkSettings.Networks}}",
+                      check=False).stdout  # fmt: skip
+
+    wait(reachable, 60, f"{db.container} to answer at {db.address}", network)
+    register(state, resident(RESIDENTS + 2))
+    wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the new row to reach the consumer")
 
 
 def test_down_removes_everything_up_made_and_nothing_else(platform: dict[str, Any]) -> None:

@@ -36,12 +36,13 @@ def test_subscription_is_immediate_only_for_unconditional(exchange: RunningExcha
     assert "file a request" in response.json()["message"]
 
 
-def test_not_shared_resources_cannot_be_had(exchange: RunningExchange) -> None:
+def test_a_not_shared_resource_cannot_be_subscribed_to(exchange: RunningExchange) -> None:
     code = unique_code("zjg-gaj")
     exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code, "not_shared"))
-    response = exchange.client("zjg-wjw").post("/v1/requests", json={"resource": code, "purpose": PURPOSE})
+    response = exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
     assert response.status_code == 403
     assert "居民身份证法" in response.json()["message"]
+    assert "negotiation" in response.json()["message"]
 
 
 def test_the_due_date_is_n_working_days_in_the_providers_jurisdiction(

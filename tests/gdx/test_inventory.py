@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gdx.cli import app
-from gdx.inventory import InventoryError, load_inventory
+from gdx.inventory import BUILTIN_JURISDICTIONS, InventoryError, load_inventory
 from gdx.pki import init_ca, issue
 
 GOOD = """\
@@ -17,7 +17,7 @@ all:
     gdx_exchange_url: https://exchange.example.gov.cn:8443
     gdx_pki_dir: pki
     gdx_jurisdictions:
-      hebei: {name: 河北省, reply_working_days: 15}
+      hebei: {name: 河北省, reply_working_days: 10, explanation_days: 15, decision_days: 30}
   children:
     gdx_front_end_nodes:
       hosts:
@@ -80,10 +80,16 @@ def pki(tmp_path: Path) -> Path:
     return directory
 
 
-def test_a_good_inventory_loads_with_reply_days_per_jurisdiction(tmp_path: Path) -> None:
+def test_a_good_inventory_loads_with_the_deadlines_of_each_jurisdiction(tmp_path: Path) -> None:
     inventory = load_inventory(write(tmp_path, GOOD))
-    days = {n.department_id: inventory.reply_working_days(n.jurisdiction) for n in inventory.nodes}
-    assert days == {"zjg-gaj": 5, "nx-gat": 10, "hb-gat": 15}
+    rules = {n.department_id: inventory.jurisdictions[n.jurisdiction] for n in inventory.nodes}
+    # Built in, as the seeds say: ZJG Art. 20 and 12; Ningxia Art. 11 and 8.
+    assert (rules["zjg-gaj"].reply_working_days, rules["zjg-gaj"].catalog_update_working_days) == (5, 3)
+    assert (rules["nx-gat"].reply_working_days, rules["nx-gat"].catalog_update_working_days) == (10, 15)
+    # The inventory's entry replaces the built-in one whole.
+    hebei = rules["hb-gat"]
+    assert (hebei.reply_working_days, hebei.explanation_days, hebei.decision_days) == (10, 15, 30)
+    assert hebei.negotiation_working_days is None
     # A publication takes every setting the agent's config does: node.yml gets it as it is.
     assert inventory.nodes[0].publishes[0].lookback_s == 30
 
@@ -161,3 +167,12 @@ def test_no_pki_dir_or_no_ca_says_how_to_make_one(tmp_path: Path, pki: Path) -> 
         load_inventory(write(tmp_path, GOOD))
     # The exchange's registry needs neither secrets nor certificates.
     assert len(load_inventory(write(tmp_path, GOOD), require_secrets=False).nodes) == 3
+
+
+def test_the_built_in_deadlines_are_those_of_the_seed_texts() -> None:
+    # Wushen Art. 21 (5 working days to reply, 5 to negotiate) and Art. 7 (15 for the catalog);
+    # Hebei Art. 13 (no reply deadline; 15 days to explain, 30 to decide); Suqian's text sets none.
+    wushen, hebei, suqian = (BUILTIN_JURISDICTIONS[j] for j in ("wushen", "hebei", "suqian"))
+    assert (wushen.reply_working_days, wushen.negotiation_working_days, wushen.catalog_update_working_days) == (5, 5, 15)
+    assert (hebei.reply_working_days, hebei.explanation_days, hebei.decision_days) == (None, 15, 30)
+    assert suqian.model_dump(exclude={"name"}) == dict.fromkeys(suqian.model_dump(exclude={"name"}))

@@ -41,6 +41,8 @@ DEPARTMENTS = [
     ("zjg-scjgj", "张家港市市场监督管理局", "zhangjiagang"),
     ("zjg-wjw", "张家港市卫生健康委员会", "zhangjiagang"),
     ("nx-gat", "宁夏回族自治区公安厅", "ningxia"),
+    ("hb-gat", "河北省公安厅", "hebei"),
+    ("ws-gaj", "乌审旗公安局", "wushen"),
 ]
 STAFF = [("alice", Role.ADMIN), ("bob", Role.AUDITOR), ("carol", Role.OPERATOR), ("ingress-1", Role.INGRESS)]
 
