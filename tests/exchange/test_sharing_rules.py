@@ -66,8 +66,9 @@ def test_a_revoked_grant_is_refused_on_every_read_path_and_audited(exchange: Run
     code, grant = granted(exchange, "zjg-gaj", on_revoke="purge")
     assert reads(exchange, code) == {"pull": 200, "lookup": 200, "download": 200}
     # Only the provider or an administrator revokes; the consumer may not, others do not see it.
-    assert exchange.client("zjg-wjw").post(f"/v1/grants/{grant['id']}/revoke", json={"reason": "x"}).status_code == 403
-    assert exchange.client("zjg-scjgj").post(f"/v1/grants/{grant['id']}/revoke", json={"reason": "x"}).status_code == 404
+    revoke = f"/v1/grants/{grant['id']}/revoke"
+    assert exchange.client("zjg-wjw").post(revoke, json={"reason": "x"}).status_code == 403
+    assert exchange.client("zjg-scjgj").post(revoke, json={"reason": "x"}).status_code == 404
     revoked = ok(exchange.client("zjg-gaj").post(f"/v1/grants/{grant['id']}/revoke", json={"reason": "超出用途使用"}))
     assert (revoked["status"], revoked["ended_by"], revoked["end_reason"]) == ("revoked", "zjg-gaj", "超出用途使用")
     assert revoked["on_revoke"] == "purge"  # the grant's setting, which the consumer's node carries out
@@ -138,7 +139,8 @@ def test_reclassifying_a_resource_suspends_or_revokes_its_grants(exchange: Runni
     assert grant_on(exchange, code)["status"] == "revoked"
     assert reads(exchange, code)["pull"] == 403
     actions = [e["action"] for e in audit_of(exchange, code)]
-    assert actions.count("grant.suspend") == 1 and actions.count("grant.revoke") == 1
+    assert actions.count("grant.suspend") == 1
+    assert actions.count("grant.revoke") == 1
 
 
 def test_amending_a_field_limited_grant(exchange: RunningExchange) -> None:
@@ -206,7 +208,8 @@ def test_either_party_escalates_a_negotiation_and_the_overdue_window_shows(excha
     late = dt.date.fromisoformat(request["negotiation_due"]) + dt.timedelta(days=1)
     overdue = exchange.client("carol").get("/v1/requests/overdue", params={"as_of": late.isoformat()}).json()
     assert next(r for r in overdue if r["id"] == request["id"])["overdue"] == "negotiation"
-    escalated = ok(exchange.client("ws-gaj").post(f"/v1/requests/{request['id']}/escalate", json={"reason": "协商未果"}))
+    escalate = f"/v1/requests/{request['id']}/escalate"
+    escalated = ok(exchange.client("ws-gaj").post(escalate, json={"reason": "协商未果"}))
     assert (escalated["status"], escalated["escalated_by"]) == ("escalated", "ws-gaj")
     decided = ok(
         exchange.client("alice").post(
@@ -217,7 +220,8 @@ def test_either_party_escalates_a_negotiation_and_the_overdue_window_shows(excha
     final = exchange.client("alice").post(
         f"/v1/requests/{request['id']}/decision", json={"outcome": "approve", "reason": "改判"}
     )
-    assert final.status_code == 409 and "final" in final.json()["message"]
+    assert final.status_code == 409
+    assert "final" in final.json()["message"]
 
 
 def test_hebei_counts_the_explanation_and_the_decision_in_calendar_days(exchange: RunningExchange) -> None:
