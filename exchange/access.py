@@ -42,7 +42,7 @@ async def granted_fields(
             held = [grants.from_row(row) for row in await cur.fetchall()]
         grant = next((g for g in held if g.purpose == purpose), None)
         if grant is not None:
-            ended = grants.ended_because(grant)
+            ended = grant.ended_because()
             if ended is None:
                 return list(grant.fields) if grant.fields is not None else None
             error = ApiError(403, f"grant_{grant.status.value}", ended)

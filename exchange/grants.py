@@ -46,19 +46,6 @@ def expires_within(grant: Grant, days: int, as_of: dt.date | None = None) -> boo
     return grant.expires_on <= (as_of or today()) + dt.timedelta(days=days)
 
 
-def ended_because(grant: Grant) -> str | None:
-    """Why the grant no longer lets its holder read, None while it does."""
-    if grant.status is GrantStatus.ACTIVE:
-        return None
-    if grant.status is GrantStatus.EXPIRED:
-        return f"grant {grant.id} on {grant.resource!r} expired on {grant.expires_on}"
-    when = grant.ended_at.date() if grant.ended_at else "?"
-    return (
-        f"grant {grant.id} on {grant.resource!r} was {grant.status.value} on {when} by {grant.ended_by}: "
-        f"{grant.end_reason}"
-    )
-
-
 async def load(conn: Conn, grant_id: int, *, lock: bool = False) -> Grant | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(SELECT + " WHERE g.id = %s" + (" FOR UPDATE OF g" if lock else ""), (grant_id,))
@@ -157,14 +144,20 @@ async def reclassified(
                 ended.append(await end(conn, who, grant, GrantStatus.SUSPENDED, why, scope={"reclassified": version}))
     elif after is ShareType.UNCONDITIONAL:
         for grant in await of_resource(conn, resource_id, ("suspended",)):
-            await conn.execute(
-                "UPDATE grants SET status = 'active', ended_at = NULL, ended_by = NULL, end_reason = NULL "
-                "WHERE id = %s",
-                (grant.id,),
-            )
-            await audit.record(
-                conn, who, "grant.resume", resource=grant.resource, purpose=grant.purpose,
-                scope={"grant": grant.id, "consumer": grant.consumer, "reason": why},
-            )  # fmt: skip
-            revived.append(grant)
+            revived.append(await resume(conn, who, grant, why))
     return ended, revived
+
+
+async def resume(conn: Conn, who: Principal, grant: Grant, reason: str) -> Grant:
+    """A suspended or revoked grant lives again, audited as grant.resume."""
+    await conn.execute(
+        "UPDATE grants SET status = 'active', ended_at = NULL, ended_by = NULL, end_reason = NULL WHERE id = %s",
+        (grant.id,),
+    )
+    await audit.record(
+        conn, who, "grant.resume", resource=grant.resource, purpose=grant.purpose,
+        scope={"grant": grant.id, "consumer": grant.consumer, "reason": reason, "was": grant.status.value},
+    )  # fmt: skip
+    resumed = await load(conn, grant.id)
+    assert resumed is not None
+    return resumed

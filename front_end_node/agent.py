@@ -19,7 +19,7 @@ import structlog
 
 from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
-from front_end_node.errors import Waiting
+from front_end_node.errors import Waiting, Withdrawn
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.extract import DeletionScan, Extractor
 from front_end_node.pull import Puller
@@ -84,6 +84,9 @@ class Loop:
                 log.info("the fields changed while rows were read: reading again", hop=self.hop, resource=self.resource)
                 worker = None
                 continue
+            except Withdrawn as exc:
+                problem, level = str(exc), "warning"
+                self.state.stopped(self.hop, self.resource, problem, exc.status, exc.rows)
             except Waiting as exc:
                 problem, level = str(exc), "info"
                 self.state.waiting(self.hop, self.resource, problem)

@@ -95,6 +95,14 @@ class AgentCollector(Collector):
             refilling.add_metric([resource], int(resource in s.db.refilling))
         yield cursor
         yield refilling
+        withdrawn = GaugeMetricFamily(
+            "gdx_node_subscription_withdrawn",
+            "1 while a subscription is stopped because its grant was revoked, suspended or has expired",
+            labels=["resource", "grant", "rows"],
+        )
+        for resource, why in sorted(s.withdrawn.items()):
+            withdrawn.add_metric([resource, why["grant"], why["rows"]], 1)
+        yield withdrawn
         yield GaugeMetricFamily("gdx_node_front_end_db_up", "1 when the front-end database answers", value=int(s.db.up))
         expiry = s.cert_expiry()
         if expiry is not None:

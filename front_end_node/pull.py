@@ -13,11 +13,11 @@ import orjson
 import structlog
 
 from front_end_node import store
-from front_end_node.errors import Waiting
-from front_end_node.exchange_client import ExchangeClient
+from front_end_node.errors import Waiting, Withdrawn
+from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.state import AgentState
 from gdx.fields import FieldType
-from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, ResourceSpec
+from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, Grant, GrantStatus, OnRevoke, ResourceSpec
 from gdx.sharing import Subscription
 
 HOP = "pull"
@@ -69,6 +69,8 @@ class Puller:
                 f"no grant on {self.code} for the purpose {self.sub.purpose!r} yet (grants held: {held}); "
                 "subscribe, or wait for the provider to approve the request"
             )
+        if grant.status is not GrantStatus.ACTIVE:
+            await self._withdraw(conn, grant)
         granted = set(grant.fields) if grant.fields is not None else None
         fields = [f for f in spec.fields if f.name == spec.primary_key or granted is None or f.name in granted]
         self.columns = [f.name for f in fields]
@@ -118,6 +120,34 @@ class Puller:
             )
         self._grant_checked = time.monotonic()
 
+    async def _withdraw(self, conn: store.Conn, grant: Grant) -> None:
+        """The grant ended: carry out its on_revoke setting, then stop (Withdrawn) until it lives again.
+        Purged rows are read again from the start if it does; kept ones are read on from the cursor."""
+        purge = grant.on_revoke is OnRevoke.PURGE
+        if purge:
+            async with conn.transaction():
+                cur = await conn.execute("SELECT to_regclass(%s)", (store.quote(self.table),))
+                exists = (await cur.fetchone() or [None])[0] is not None
+                if exists:
+                    held = await conn.execute(f"SELECT EXISTS (SELECT FROM {store.quote(self.table)})")  # noqa: S608
+                    if (await held.fetchone() or [False])[0]:
+                        await conn.execute(f"TRUNCATE {store.quote(self.table)}")
+                        log.warning(
+                            "the grant ended: the subscription's rows were purged, as it says",
+                            resource=self.code, table=self.table, grant=grant.id, status=grant.status.value,
+                        )  # fmt: skip
+                await conn.execute(
+                    "UPDATE gdx.subscription_state SET after_seq = 0, refilling = false WHERE resource = %s",
+                    (self.code,),
+                )
+        rows = "purged" if purge else "kept"
+        raise Withdrawn(
+            f"{grant.ended_because()}; the subscription is stopped and its rows are {rows} "
+            f"(on_revoke: {grant.on_revoke.value})",
+            grant.status.value,
+            rows,
+        )
+
     async def step(self, conn: store.Conn) -> bool:
         if time.monotonic() - self._grant_checked >= self.sub.grant_check_interval_s:
             await self.prepare(conn)  # a grant changed meanwhile: the table follows it
@@ -126,7 +156,12 @@ class Puller:
         )
         row = await cur.fetchone()
         after, refilling = (int(row[0]), bool(row[1])) if row else (0, False)
-        page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
+        try:
+            page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
+        except ExchangeError as exc:
+            if exc.status == 403 and str(exc.body.get("error", "")).startswith("grant_"):
+                await self.prepare(conn)  # the grant ended: prepare() says how, and stops the hop
+            raise
         unknown = self._unknown_fields(page.changes)
         if unknown:
             # Fields this table lacks: the grant was widened, or the resource's schema grew.

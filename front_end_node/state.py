@@ -23,7 +23,7 @@ from gdx import __version__
 
 @dataclass
 class LoopStatus:
-    state: str = "starting"  # starting | ok | waiting | error
+    state: str = "starting"  # starting | ok | waiting | withdrawn | error
     message: str = ""
     last_success: float | None = None
     rows: int = 0
@@ -55,6 +55,8 @@ class AgentState:
         # Per published resource: rows whose change value is ahead of the business database's
         # clock, held back until it passes them (front_end_node.extract).
         self.rows_ahead: dict[str, int] = {}
+        # Subscriptions stopped because their grant ended: resource -> status, rows, why.
+        self.withdrawn: dict[str, dict[str, str]] = {}
 
     def loop(self, hop: str, resource: str) -> LoopStatus:
         return self.loops.setdefault((hop, resource), LoopStatus())
@@ -62,6 +64,8 @@ class AgentState:
     def ok(self, hop: str, resource: str, *, rows: int = 0, batches: int = 0, read: int = 0, tidied: int = 0) -> None:
         status = self.loop(hop, resource)
         status.state, status.message, status.last_success = "ok", "", time.time()
+        if hop == "pull":
+            self.withdrawn.pop(resource, None)
         status.rows += rows
         status.batches += batches
         status.read += read
@@ -70,6 +74,12 @@ class AgentState:
     def waiting(self, hop: str, resource: str, message: str) -> None:
         status = self.loop(hop, resource)
         status.state, status.message = "waiting", message
+
+    def stopped(self, hop: str, resource: str, message: str, grant_status: str, rows: str) -> None:
+        """The grant of the subscription ended; not a fault of the node."""
+        status = self.loop(hop, resource)
+        status.state, status.message = "withdrawn", message
+        self.withdrawn[resource] = {"grant": grant_status, "rows": rows, "message": message}
 
     def failed(self, hop: str, resource: str, message: str) -> None:
         status = self.loop(hop, resource)
@@ -107,6 +117,8 @@ class AgentState:
             "pending": self.db.pending,
             "quarantined": self.db.quarantined,
             "rows_ahead_of_source_clock": dict(sorted(self.rows_ahead.items())),
+            # Subscriptions whose grant was revoked, suspended or has expired: stopped, rows kept or purged.
+            "withdrawn": dict(sorted(self.withdrawn.items())),
             # Per subscription: the last change applied, and whether the resource is being read
             # again for fields the table gained (meanwhile the pull hop records no heartbeats).
             "subscriptions": {

@@ -350,6 +350,10 @@ class Revoke(_Model):
     on_revoke: OnRevoke | None = Field(default=None, description="Overrides the grant's setting")
 
 
+class Restore(_Model):
+    reason: Text
+
+
 class GrantStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"  # the resource became conditional: until a request is approved
@@ -371,6 +375,17 @@ class Grant(_Model):
     ended_at: dt.datetime | None = Field(default=None, description="When it was revoked or suspended")
     ended_by: str | None = None
     end_reason: str | None = None
+
+    def ended_because(self) -> str | None:
+        """Why the grant no longer lets its holder read, None while it does (the exchange's
+        refusal and the subscriber's node say it in the same words)."""
+        if self.status is GrantStatus.ACTIVE:
+            return None
+        if self.status is GrantStatus.EXPIRED:
+            return f"grant {self.id} on {self.resource!r} expired on {self.expires_on}"
+        when = self.ended_at.date() if self.ended_at else "?"
+        who = f"by {self.ended_by}: {self.end_reason}"
+        return f"grant {self.id} on {self.resource!r} was {self.status.value} on {when} {who}"
 
 
 class DisputeIn(_Model):

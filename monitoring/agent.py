@@ -20,6 +20,7 @@ from monitoring.lag import HopKey, LagTracker
 from monitoring.probes import ProbeResult, client_context, probe
 from monitoring.reconciler import Reconciler
 from monitoring.settings import Settings, Target, reloaded
+from monitoring.sharing import Sharing, sharing_of
 
 log = structlog.get_logger("gdx.monitor")
 
@@ -34,11 +35,6 @@ class Snapshot:
     finished_at: float | None = None
     seconds: float = 0.0
     cycles: int = 0
-
-
-def providers_of(summary: MonitoringSummary | None) -> dict[str, str]:
-    """Resource code -> providing department, from the exchange's catalog."""
-    return {} if summary is None else {r.code: r.provider for r in summary.resources}
 
 
 class Monitor:
@@ -56,8 +52,8 @@ class Monitor:
     def targets(self) -> tuple[Target, ...]:
         return self.settings.targets
 
-    def providers(self) -> dict[str, str]:
-        return providers_of(self.snapshot.summary)
+    def sharing(self) -> Sharing:
+        return sharing_of(self.snapshot.summary)
 
     async def cycle(self) -> Snapshot:
         started = time.monotonic()
@@ -90,20 +86,22 @@ class Monitor:
 
     def hop_keys(self, summary: MonitoringSummary | None) -> set[HopKey]:
         """Every hop the inventory and the catalog say should carry heartbeats."""
-        providers = providers_of(summary)
+        sharing = sharing_of(summary)
+        providers = sharing.providers
         keys = set()
         for target in self.targets:
             for code in target.publishes:
                 keys.add(HopKey(code, target.department, "extract", target.department))
                 keys.add(HopKey(code, target.department, "central", "central"))
             for code in target.subscribes:
-                if code in providers:
+                if sharing.granted(code, target.department):
                     keys.add(HopKey(code, providers[code], "subscriber", target.department))
         return keys
 
     def _track_heartbeats(self, snapshot: Snapshot, fresh_summary: MonitoringSummary | None) -> None:
         self.lag.expect(self.hop_keys(snapshot.summary))
-        providers = providers_of(snapshot.summary)
+        sharing = sharing_of(snapshot.summary)
+        providers = sharing.providers
         for target in self.targets:
             result = snapshot.probes.get(target.department)
             if result is None or not result.answered:
@@ -116,7 +114,7 @@ class Monitor:
                     self.lag.observe(key, beat["seq"], beat["source_time"], beat["seen_at"])
             for code in target.subscribes:
                 beat = beats.get(f"pull/{code}")
-                if beat and code in providers:
+                if beat and sharing.granted(code, target.department):
                     key = HopKey(code, providers[code], "subscriber", target.department)
                     self.lag.observe(key, beat["seq"], beat["source_time"], beat["seen_at"])
         if fresh_summary is not None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gdx.protocol import Overdue
+
 if TYPE_CHECKING:
     from monitoring.agent import Monitor
 
@@ -152,12 +154,21 @@ class MonitorCollector(Collector):
             "catalog_review_overdue": "The department's catalog entries not reviewed within a year",
             "not_updated_resources": "The department's resources without data changes within their update period",
             "open_disputes": "Open disputes about the department's resources",
+            "grants_expiring": "Grants the department holds that end within 30 days",
         }
         gauges = {k: _gauge(f"gdx_governance_{k}", doc, DEPT) for k, doc in families.items()}
+        overdue = _gauge(
+            "gdx_governance_overdue_items",
+            "The department's share requests past a deadline, by deadline: reply, negotiation, explanation, decision",
+            [*DEPT, "deadline"],
+        )
         for dept in snapshot.summary.departments:
             for k, gauge in gauges.items():
                 gauge.add_metric([dept.department], getattr(dept, k))
+            for deadline in Overdue:
+                overdue.add_metric([dept.department, deadline.value], dept.overdue.get(deadline.value, 0))
         yield from gauges.values()
+        yield overdue
 
     def _reconciliation(self) -> Iterator[Any]:
         reconciler = self.monitor.reconciler

@@ -31,7 +31,7 @@ async def run(settings: Settings, host: str, port: int) -> int:
     tasks = [
         asyncio.create_task(server.serve()),
         asyncio.create_task(monitor.run_cycles(stop)),
-        asyncio.create_task(monitor.reconciler.run(monitor.providers, stop)),
+        asyncio.create_task(monitor.reconciler.run(monitor.sharing, stop)),
     ]
     await stop.wait()
     server.should_exit = True

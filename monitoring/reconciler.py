@@ -24,6 +24,7 @@ from gdx.reconcile import Tally, differences
 from monitoring.exchange_client import ExchangeClient
 from monitoring.probes import https_get
 from monitoring.settings import Settings, Target
+from monitoring.sharing import Sharing
 
 log = structlog.get_logger("gdx.monitor.reconcile")
 
@@ -53,21 +54,21 @@ class Reconciler:
         self.results: dict[Pair, PairResult] = {}
         self.rounds = 0
 
-    def pairs(self, providers: dict[str, str]) -> list[tuple[Pair, Target]]:
-        """The copies to compare: resource -> provider comes from the exchange's catalog."""
+    def pairs(self, sharing: Sharing) -> list[tuple[Pair, Target]]:
+        """The copies to compare: the providers and the live grants come from the exchange."""
         found = []
         for target in self.settings.targets:
             for code in target.publishes:
-                if providers.get(code) == target.department:
+                if sharing.providers.get(code) == target.department:
                     found.append((Pair(code, target.department, "source"), target))
                     found.append((Pair(code, target.department, "provider"), target))
             for code in target.subscribes:
-                if code in providers:
+                if sharing.granted(code, target.department):
                     found.append((Pair(code, target.department, "subscriber"), target))
         return found
 
-    async def round(self, providers: dict[str, str]) -> None:
-        wanted = self.pairs(providers)
+    async def round(self, sharing: Sharing) -> None:
+        wanted = self.pairs(sharing)
         for pair in set(self.results) - {p for p, _ in wanted}:
             del self.results[pair]
         for pair, target in wanted:
@@ -102,9 +103,9 @@ class Reconciler:
         )
         return copy, central
 
-    async def run(self, providers_now: Callable[[], dict[str, str]], stop: asyncio.Event) -> None:
+    async def run(self, sharing_now: Callable[[], Sharing], stop: asyncio.Event) -> None:
         while not stop.is_set():
-            providers = providers_now()
-            if providers:
-                await self.round(providers)
+            sharing = sharing_now()
+            if sharing.providers:
+                await self.round(sharing)
             await pause(stop, self.settings.reconcile_interval_s)

@@ -11,11 +11,21 @@ from psycopg.rows import dict_row
 from exchange import audit, grants, resources
 from exchange.deps import Calendar, Pool
 from exchange.errors import conflict, forbidden, not_found
-from exchange.identity import Anyone, Department
+from exchange.identity import Anyone, Department, Principal
 from exchange.routes.requests import file, unknown_fields
 from exchange.strict_json import StrictJsonRoute
 from gdx.pki import Role
-from gdx.protocol import Amend, Grant, GrantStatus, RequestKind, Revoke, ShareRequest, ShareType, Subscribe
+from gdx.protocol import (
+    Amend,
+    Grant,
+    GrantStatus,
+    RequestKind,
+    Restore,
+    Revoke,
+    ShareRequest,
+    ShareType,
+    Subscribe,
+)
 
 router = APIRouter(tags=["grants"], route_class=StrictJsonRoute)
 
@@ -38,6 +48,19 @@ async def subscribe(code: str, body: Subscribe, who: Department, pool: Pool) -> 
             )
         if stored.spec.share_type is ShareType.CONDITIONAL:
             raise conflict(f"resource {code!r} is shared on conditions; file a request: POST /v1/requests")
+        cur = await conn.execute(
+            "SELECT id FROM grants WHERE resource_id = %s AND consumer = %s AND purpose = %s AND status = 'revoked'",
+            (stored.id, who.name, body.purpose),
+        )
+        revoked = await cur.fetchone()
+        if revoked:
+            # A revocation is not undone by subscribing again: the provider or an administrator restores.
+            held = await grants.load(conn, revoked[0])
+            assert held is not None
+            raise forbidden(
+                f"{held.ended_because()}; only the provider or an administrator restores it "
+                f"(POST /v1/grants/{held.id}/restore)"
+            )
         grant = await grants.give(conn, stored.id, who.name, body.purpose, None, None)
         await audit.record(conn, who, "grant.subscribe", resource=code, purpose=body.purpose)
     return grant
@@ -73,15 +96,32 @@ async def revoke(grant_id: int, body: Revoke, who: Anyone, pool: Pool) -> Grant:
     read path refuses the grant from this moment; the subscriber's node stops and keeps or purges
     the rows it holds, as the grant (or this call) says."""
     async with pool.connection() as conn, conn.transaction():
-        grant = await grants.load(conn, grant_id, lock=True)
-        provider = await grants.provider_of(conn, grant_id)
-        if grant is None or (who.role is Role.DEPARTMENT and who.name not in (provider, grant.consumer)):
-            raise not_found(f"grant {grant_id}")
-        if who.role is not Role.ADMIN and who.name != provider:
-            raise forbidden(f"only the provider of {grant.resource!r} ({provider}) or an administrator revokes a grant")
+        grant = await _ended_by_provider_or_admin(conn, grant_id, who)
         if grant.status is GrantStatus.REVOKED:
             raise conflict(f"grant {grant_id} was already revoked: {grant.end_reason}")
         return await grants.end(conn, who, grant, GrantStatus.REVOKED, body.reason, on_revoke=body.on_revoke)
+
+
+@router.post("/v1/grants/{grant_id}/restore", response_model=Grant, summary="Restore a revoked grant, with a reason")
+async def restore(grant_id: int, body: Restore, who: Anyone, pool: Pool) -> Grant:
+    """The provider or an administrator lifts a revocation (a suspension ends by an approved
+    request instead). The subscriber's node reads on from where it stopped, or from the start
+    if it purged its rows."""
+    async with pool.connection() as conn, conn.transaction():
+        grant = await _ended_by_provider_or_admin(conn, grant_id, who)
+        if grant.status is not GrantStatus.REVOKED:
+            raise conflict(f"grant {grant_id} is {grant.status.value}, not revoked")
+        return await grants.resume(conn, who, grant, body.reason)
+
+
+async def _ended_by_provider_or_admin(conn: grants.Conn, grant_id: int, who: Principal) -> Grant:
+    grant = await grants.load(conn, grant_id, lock=True)
+    provider = await grants.provider_of(conn, grant_id)
+    if grant is None or (who.role is Role.DEPARTMENT and who.name not in (provider, grant.consumer)):
+        raise not_found(f"grant {grant_id}")
+    if who.role is not Role.ADMIN and who.name != provider:
+        raise forbidden(f"only the provider of {grant.resource!r} ({provider}) or an administrator may do this")
+    return grant
 
 
 @router.post(
@@ -96,7 +136,7 @@ async def amend(grant_id: int, body: Amend, who: Department, pool: Pool, calenda
         if grant is None or grant.consumer != who.name:
             raise not_found(f"grant {grant_id}")
         if grant.status is not GrantStatus.ACTIVE:
-            raise conflict(f"{grants.ended_because(grant)}; file a new request instead")
+            raise conflict(f"{grant.ended_because()}; file a new request instead")
         if grant.fields is None:
             raise conflict(f"grant {grant_id} covers every field of {grant.resource!r} already")
         stored = await resources.load(conn, grant.resource)

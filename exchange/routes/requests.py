@@ -167,7 +167,7 @@ async def _grant_for(
         assert found.grant_id is not None
         held = await grants.load(conn, found.grant_id, lock=True)
         if held is None or held.status is not GrantStatus.ACTIVE:
-            why = grants.ended_because(held) if held else "it no longer exists"
+            why = held.ended_because() if held else "it no longer exists"
             raise conflict(f"the amendment widens grant {found.grant_id}, which has ended: {why}")
         if not terms_set:
             terms = GrantTerms(expires_on=held.expires_on, on_revoke=held.on_revoke)

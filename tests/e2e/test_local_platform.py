@@ -67,6 +67,19 @@ def register(state: LocalState, person: dict[str, Any]) -> None:
         )
 
 
+def tables_equal(state: LocalState) -> bool:
+    return all(c.equal for c in checks.compare(state))
+
+
+def differing(state: LocalState) -> str:
+    """What differs, and what the nodes say of their hops: the story of a wait that timed out."""
+    found = [repr(c) for c in checks.compare(state) if not c.equal]
+    for node in ("gdx-fe-gaj", "gdx-fe-wjw"):
+        found.append(podman("exec", node, "journalctl", "-u", "gdx-agent", "-n", "15", "--no-pager",
+                            check=False).stdout)  # fmt: skip
+    return "\n".join(found)
+
+
 def alerts() -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{ports()['prometheus']}/api/v1/alerts"
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as answer:
@@ -133,7 +146,7 @@ def test_a_node_cut_off_fires_node_down_and_stalled_then_resolves_and_data_flows
     finally:
         set_link(gaj, up=True)
     wait(lambda: not wanted & firing(), 240, f"{wanted} to resolve", lambda: repr(alerts()))
-    wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the newcomer to reach the consumer")
+    wait(lambda: tables_equal(state), 180, "the newcomer to reach the consumer", lambda: differing(state))
 
 
 def test_a_stopped_database_container_comes_back_within_seconds(platform: dict[str, Any]) -> None:
@@ -148,7 +161,7 @@ def test_a_stopped_database_container_comes_back_within_seconds(platform: dict[s
     assert time.monotonic() - stopped < 30, "back within seconds, not at the next make up"
     running = podman("pod", "inspect", "gdx-db-pod-0", "--format", "{{.State}}").stdout.strip()
     assert running == "Running"
-    wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the tables equal again")
+    wait(lambda: tables_equal(state), 180, "the tables equal again", lambda: differing(state))
 
 
 def test_a_stopped_business_database_comes_back_at_its_address(platform: dict[str, Any]) -> None:
@@ -175,7 +188,7 @@ def test_a_stopped_business_database_comes_back_at_its_address(platform: dict[st
 
     wait(reachable, 60, f"{db.container} to answer at {db.address}", network)
     register(state, resident(RESIDENTS + 2))
-    wait(lambda: all(c.equal for c in checks.compare(state)), 180, "the new row to reach the consumer")
+    wait(lambda: tables_equal(state), 180, "the new row to reach the consumer", lambda: differing(state))
 
 
 def test_down_removes_everything_up_made_and_nothing_else(platform: dict[str, Any]) -> None:

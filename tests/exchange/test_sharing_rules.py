@@ -288,3 +288,19 @@ def test_a_bad_revocation_is_refused_with_the_field_named(exchange: RunningExcha
     answer = exchange.client("zjg-gaj").post(f"/v1/grants/{grant['id']}/revoke", json=body)
     assert answer.status_code == 422
     assert "reason" in answer.text or "on_revoke" in answer.text
+
+
+def test_a_revoked_subscription_is_not_undone_by_subscribing_again(exchange: RunningExchange) -> None:
+    code = register(exchange, "zjg-gaj", "unconditional")
+    wjw = exchange.client("zjg-wjw")
+    grant = ok(wjw.post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE}), 201)
+    ok(exchange.client("zjg-gaj").post(f"/v1/grants/{grant['id']}/revoke", json={"reason": "违规转给第三方"}))
+    again = wjw.post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE})
+    assert again.status_code == 403
+    assert f"/v1/grants/{grant['id']}/restore" in again.json()["message"]
+    assert wjw.post(f"/v1/grants/{grant['id']}/restore", json={"reason": "x"}).status_code == 403
+    restored = ok(exchange.client("alice").post(f"/v1/grants/{grant['id']}/restore", json={"reason": "整改完成"}))
+    assert restored["status"] == "active"
+    assert reads(exchange, code)["pull"] == 200
+    entry = [e for e in audit_of(exchange, code) if e["action"] == "grant.resume"][-1]
+    assert (entry["actor"], entry["scope"]["was"]) == ("alice", "revoked")
