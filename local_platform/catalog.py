@@ -1,7 +1,10 @@
 """The departments' business on the exchange, done as they would do it through its API with their
 own certificates: the providers register their catalog entries (资源目录), the health commission
 subscribes to the unconditional one and files a request for the conditional one, which the market
-regulation bureau approves for some of the fields asked for.
+regulation bureau approves for some of the fields asked for. Then the governance the sharing rules
+ask for, once each, so that the platform shows it: the health commission asks for a not-shared
+entry of the public security bureau, which opens a negotiation; and the bureau revokes a
+subscription the market regulation bureau took for a purpose outside its duties.
 
 Idempotent: an entry, a grant or a request that exists already is left as it is.
 """
@@ -25,6 +28,11 @@ RESOURCES: dict[str, dict[str, Any]] = {
     POPULATION: population_entry(POPULATION, leave_out=("income", "is_resident", "remark"), update_period="realtime"),
     LEGAL_ENTITY: legal_entity_entry(LEGAL_ENTITY, update_period="realtime"),
 }
+# Not shared (ZJG Art. 10): a catalog entry only, no data; asking for it opens a negotiation.
+NOT_SHARED = "zjg-gaj.population-sensitive"
+NOT_SHARED_ENTRY = population_entry(NOT_SHARED, "not_shared", name="人口敏感信息", update_period="yearly")
+ASKED_FOR = ("zjg-wjw", "严重精神障碍患者医疗救助核验")  # who asks for the not-shared entry, and why
+REVOKED = ("zjg-scjgj", "企业住所登记核验", "用途超出登记职责，违反 ZJG 第二十一条")  # whose grant, purpose, reason
 
 
 def client(exchange_url: str, pki: Path, department: str) -> httpx.Client:
@@ -51,6 +59,53 @@ def share(exchange_url: str, pki: Path, progress: Progress = print) -> None:
                     progress(f"{consumer.id} subscribed to {sub.resource} (unconditional: granted at once)")
                 else:
                     _request_and_approve(exchange_url, pki, http, consumer.id, sub, progress)
+    _negotiation(exchange_url, pki, progress)
+    _revocation(exchange_url, pki, progress)
+
+
+def _negotiation(exchange_url: str, pki: Path, progress: Progress) -> None:
+    with client(exchange_url, pki, provider_of(POPULATION).id) as provider:
+        _register(provider, NOT_SHARED_ENTRY, progress)
+    consumer, purpose = ASKED_FOR
+    with client(exchange_url, pki, consumer) as http:
+        asked = [r for r in _ok(http.get("/v1/requests", params={"side": "consumer"})) if r["resource"] == NOT_SHARED]
+        if asked:
+            progress(f"{consumer}'s request for {NOT_SHARED} is {asked[0]['status']} already")
+            return
+        request = _ok(http.post("/v1/requests", json={"resource": NOT_SHARED, "purpose": purpose}))
+    progress(f"{consumer} asked for {NOT_SHARED} (not shared): request {request['id']} is {request['status']}")
+
+
+def _revocation(exchange_url: str, pki: Path, progress: Progress) -> None:
+    consumer, purpose, reason = REVOKED
+    with client(exchange_url, pki, consumer) as http:
+        held = [g for g in _ok(http.get("/v1/grants")) if g["resource"] == POPULATION and g["purpose"] == purpose]
+        if held and held[0]["status"] == "revoked":
+            progress(f"{consumer}'s grant {held[0]['id']} on {POPULATION} is revoked already")
+            return
+        grant = (
+            held[0] if held else _ok(http.post(f"/v1/resources/{POPULATION}/subscriptions", json={"purpose": purpose}))
+        )
+    with client(exchange_url, pki, provider_of(POPULATION).id) as provider:
+        _ok(provider.post(f"/v1/grants/{grant['id']}/revoke", json={"reason": reason}))
+    progress(f"{provider_of(POPULATION).id} revoked {consumer}'s grant {grant['id']} on {POPULATION}: {reason}")
+
+
+def governance(exchange_url: str, pki: Path) -> dict[str, list[dict[str, Any]]]:
+    """What waits on the coordination, and the grants ended, as the operator sees them."""
+    with client(exchange_url, pki, "monitor") as http:
+        negotiating = _ok(http.get("/v1/requests", params={"status": "negotiating"}))
+        revoked = _ok(http.get("/v1/grants", params={"status": "revoked"}))
+    return {
+        "in negotiation": [
+            {"request": r["id"], "resource": r["resource"], "consumer": r["consumer"], "provider": r["provider"]}
+            for r in negotiating
+        ],
+        "revoked grants": [
+            {"grant": g["id"], "resource": g["resource"], "consumer": g["consumer"], "reason": g["end_reason"]}
+            for g in revoked
+        ],
+    }
 
 
 def _register(provider: httpx.Client, spec: dict[str, Any], progress: Progress) -> None:

@@ -76,5 +76,13 @@ def _print_platform(summary: dict[str, object]) -> None:
             f"{row['consumer']} holds {held} rows of {row['resource']} (provider: {row['provider rows']:,})"
             + (", equal by checksum" if row["equal"] else "")
         )
+    governance: dict[str, object] = summary.get("governance", {})  # type: ignore[assignment]
+    if "error" in governance:
+        typer.echo(f"governance: {governance['error']}")
+    for item in governance.get("in negotiation", []):  # type: ignore[attr-defined]
+        typer.echo(f"in negotiation: request {item['request']}, {item['consumer']} asks {item['provider']} "
+                   f"for {item['resource']} (not shared)")  # fmt: skip
+    for item in governance.get("revoked grants", []):  # type: ignore[attr-defined]
+        typer.echo(f"revoked: grant {item['grant']} of {item['consumer']} on {item['resource']}: {item['reason']}")
     for what, url in summary["urls"].items():  # type: ignore[attr-defined]
         typer.echo(f"{what:>18}: {url}")

@@ -205,8 +205,13 @@ def status(state: LocalState | None = None, shared: list[checks.Comparison] | No
         ]  # fmt: skip
     except Exception as exc:  # a summary says what it cannot see rather than fail
         tables = [{"error": f"cannot compare the tables: {exc}"}]
+    try:
+        coordination: dict[str, Any] = catalog.governance(f"https://127.0.0.1:{wanted['exchange']}", state.pki)
+    except Exception as exc:  # as above
+        coordination = {"error": f"cannot read the exchange: {exc}"}
     return {
         "exchange": answer.get("exchange", "unknown (the monitor does not answer)"),
+        "governance": coordination,
         "departments": [
             {"department": row["department"], "state": row["state"], "health": row["health"], "lag": row["lag"]}
             for row in answer.get("departments", [])

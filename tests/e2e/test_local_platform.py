@@ -18,6 +18,7 @@ import pymysql
 import pytest
 
 from local_platform import business, checks, load
+from local_platform.catalog import NOT_SHARED
 from local_platform.nodes import set_link
 from local_platform.podman import answers, podman
 from local_platform.sample_data import resident
@@ -102,6 +103,10 @@ def test_up_reports_every_department_healthy_and_the_consumer_holding_the_provid
     assert [(s["resource"], s["provider rows"], s["equal"]) for s in summary["shared"]] == [
         (POPULATION, RESIDENTS, True), ("zjg-scjgj.legal-entity", ENTITIES, True),
     ]  # fmt: skip
+    # The sharing rules at work: a request for a not-shared entry negotiating, a grant revoked.
+    governance = summary["governance"]
+    assert [(n["consumer"], n["resource"]) for n in governance["in negotiation"]] == [("zjg-wjw", NOT_SHARED)]
+    assert [(g["consumer"], g["resource"]) for g in governance["revoked grants"]] == [("zjg-scjgj", POPULATION)]
     progress = "\n".join(platform["progress"])
     for step in ("site.yml: gdx_agent", "approved request", "data reached the consumer", "load generator started"):
         assert step in progress
