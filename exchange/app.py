@@ -19,7 +19,18 @@ from exchange.limits import RequestLimits
 from exchange.pool import open_pool
 from exchange.registry import Registry
 from exchange.retention import keep_compacting
-from exchange.routes import audit_log, catalog, changes, disputes, grants, monitoring, ops, records, requests
+from exchange.routes import (
+    audit_log,
+    catalog,
+    catalog_items,
+    changes,
+    disputes,
+    grants,
+    monitoring,
+    ops,
+    records,
+    requests,
+)
 from exchange.settings import Settings
 from gdx import __version__
 from gdx.protocol import ChangeBatch
@@ -66,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
     refusals.install(app)
-    for module in (catalog, grants, requests, changes, records, disputes, audit_log, monitoring, ops):
+    for module in (catalog, catalog_items, grants, requests, changes, records, disputes, audit_log, monitoring, ops):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -240,6 +240,47 @@ class Subscribe(_Model):
     purpose: Purpose
 
 
+class Drift(_Model):
+    """How a provider's published table differs from its catalog entry, as its node found it."""
+
+    schema_version: int = Field(ge=1, description="The catalog version the node compared against")
+    missing: list[FieldName] = Field(default_factory=list, description="Fields of the entry the table lacks")
+    added: list[str] = Field(default_factory=list, description="Columns the table gained since that version")
+    dropped: list[str] = Field(default_factory=list, description="Columns the table lost since that version")
+    retyped: list[str] = Field(default_factory=list, description="Columns whose type changed since that version")
+
+    def empty(self) -> bool:
+        return not (self.missing or self.added or self.dropped or self.retyped)
+
+
+class CatalogCause(StrEnum):
+    DRIFT = "drift"  # the provider's table no longer matches its entry
+    DUTIES = "duties"  # the department's duties changed (Ningxia Art. 8, Wushen Art. 7)
+    LAW = "law"  # a law or regulation changed (Ningxia Art. 8)
+
+
+class CatalogItemIn(_Model):
+    department: DepartmentId
+    cause: Literal["duties", "law"]
+    detail: Text
+
+
+class CatalogItem(_Model):
+    id: int
+    department: str
+    resource: str | None
+    cause: CatalogCause
+    detail: dict[str, Any]
+    opened_at: dt.datetime
+    opened_by: str
+    due_date: dt.date | None = Field(description="The catalog must follow by then; none where no rule sets a deadline")
+    due_date_estimated: bool
+    closed_at: dt.datetime | None
+    closed_by: str | None
+    closed_reason: str | None
+    overdue: bool = False
+
+
 class Review(_Model):
     note: Text | None = Field(default=None, description="What was checked, for the audit trail")
 
@@ -462,6 +503,7 @@ class DepartmentGovernance(_Model):
         default_factory=dict, description="Its requests past a deadline, by deadline (reply, negotiation, ...)"
     )
     grants_expiring: int = Field(default=0, description="Grants it holds that expire within 30 days")
+    catalog_updates_overdue: int = Field(default=0, description="Catalog-update items past their deadline")
 
 
 class MonitoringSummary(_Model):

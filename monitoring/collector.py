@@ -155,6 +155,7 @@ class MonitorCollector(Collector):
             "not_updated_resources": "The department's resources without data changes within their update period",
             "open_disputes": "Open disputes about the department's resources",
             "grants_expiring": "Grants the department holds that end within 30 days",
+            "catalog_updates_overdue": "The department's catalog-update items (drift, duties, law) past their deadline",
         }
         gauges = {k: _gauge(f"gdx_governance_{k}", doc, DEPT) for k, doc in families.items()}
         overdue = _gauge(

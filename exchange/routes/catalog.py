@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 
-from exchange import audit, grants, resources
-from exchange.deps import Pool
+from exchange import audit, catalog_items, grants, resources
+from exchange.deps import Calendar, Pool
 from exchange.errors import conflict, forbidden
 from exchange.identity import Anyone, Department
 from exchange.strict_json import StrictJsonRoute
-from gdx.protocol import DepartmentId, Resource, ResourceSpec, Review
+from gdx.protocol import CatalogCause, CatalogItem, DepartmentId, Drift, Resource, ResourceSpec, Review
 
 router = APIRouter(prefix="/v1/resources", tags=["catalog"], route_class=StrictJsonRoute)
 
@@ -42,6 +42,7 @@ async def register(spec: ResourceSpec, who: Department, pool: Pool) -> Resource:
             (row[0], _spec_json(spec), who.name),
         )
         await audit.record(conn, who, "catalog.register", resource=spec.code, scope={"version": 1})
+        await catalog_items.followed(conn, who, row[0], who.name, 1)
         stored = await resources.load(conn, spec.code)
     return stored.public()
 
@@ -77,8 +78,38 @@ async def update(code: str, spec: ResourceSpec, who: Department, pool: Pool) -> 
         await audit.record(conn, who, "catalog.update", resource=code, scope={"version": version})
         if spec.share_type is not old.share_type:
             await grants.reclassified(conn, who, current.id, old.share_type, spec.share_type, version)
+        await catalog_items.followed(conn, who, current.id, who.name, version)
         stored = await resources.load(conn, code)
     return stored.public()
+
+
+@router.post(
+    "/{code}/drift",
+    response_model=CatalogItem | None,
+    summary="Report how the published table differs from the entry (the provider's node)",
+)
+async def drift(code: str, body: Drift, who: Department, pool: Pool, calendar: Calendar) -> CatalogItem | None:
+    """A drift opens a catalog-update item with the deadline of the provider's jurisdiction (or
+    updates the open one); a report that the table matches again closes it. None: nothing open."""
+    async with pool.connection() as conn, conn.transaction():
+        current = await resources.load(conn, code, for_update=True)
+        if current.provider != who.name:
+            raise forbidden(f"resource {code!r} is provided by {current.provider}, not by you")
+        if body.schema_version != current.schema_version:
+            raise conflict(
+                f"the drift was found against version {body.schema_version} of {code!r}; the catalog is at "
+                f"version {current.schema_version}: compare again"
+            )
+        if body.empty():
+            await catalog_items.close(
+                conn, who, "i.cause = 'drift' AND i.resource_id = %(resource)s", {"resource": current.id},
+                "the table matches the catalog entry again",
+            )  # fmt: skip
+            return None
+        detail = body.model_dump(exclude={"schema_version"}) | {"schema_version": body.schema_version}
+        return await catalog_items.open_item(
+            conn, who, calendar, who.name, CatalogCause.DRIFT, detail, resource=(current.id, code)
+        )
 
 
 @router.post(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from exchange import resources, share_requests
+from exchange import catalog_items, resources, share_requests
 from exchange.deps import Pool
 from exchange.errors import ApiError
 from exchange.grants import EXPIRING_WITHIN_DAYS
@@ -50,6 +50,13 @@ WHERE """
     + share_requests.OVERDUE_SQL
     + " GROUP BY 1, 2"
 )
+_CATALOG_OVERDUE = (
+    """
+SELECT i.department, count(*) FROM catalog_item i
+WHERE """
+    + catalog_items.OVERDUE_SQL
+    + " GROUP BY 1"
+)
 _EXPIRING = """
 SELECT consumer, count(*) FROM grants
 WHERE status = 'active' AND expires_on BETWEEN %(today)s AND %(until)s GROUP BY consumer
@@ -71,6 +78,7 @@ async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
             overdue.setdefault(dept, {})[kind] = int(count)
         until = day + dt.timedelta(days=EXPIRING_WITHIN_DAYS)
         expiring = dict(await (await conn.execute(_EXPIRING, {"today": day, "until": until})).fetchall())
+        catalog_late = dict(await (await conn.execute(_CATALOG_OVERDUE, {"today": day})).fetchall())
         disputes = dict(await (await conn.execute(_DISPUTES)).fetchall())
         departments = [r[0] for r in await (await conn.execute("SELECT id FROM department WHERE active")).fetchall()]
     statuses = []
@@ -99,6 +107,7 @@ async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
             overdue_requests=overdue.get(dept, {}).get("reply", 0),
             overdue=overdue.get(dept, {}),
             grants_expiring=int(expiring.get(dept, 0)),
+            catalog_updates_overdue=int(catalog_late.get(dept, 0)),
             catalog_review_overdue=sum(s.catalog_review_overdue for s in statuses if s.provider == dept),
             not_updated_resources=sum(s.not_updated for s in statuses if s.provider == dept),
             open_disputes=int(disputes.get(dept, 0)),

@@ -304,3 +304,62 @@ def test_a_revoked_subscription_is_not_undone_by_subscribing_again(exchange: Run
     assert reads(exchange, code)["pull"] == 200
     entry = [e for e in audit_of(exchange, code) if e["action"] == "grant.resume"][-1]
     assert (entry["actor"], entry["scope"]["was"]) == ("alice", "revoked")
+
+
+# Catalog deadlines
+
+
+def test_a_drift_opens_one_catalog_item_due_in_working_days_and_a_new_version_closes_it(
+    exchange: RunningExchange,
+) -> None:
+    code = register(exchange, "zjg-gaj", "conditional")
+    gaj = exchange.client("zjg-gaj")
+    drift = {"schema_version": 1, "added": ["mobile"], "missing": ["income"]}
+    item = ok(gaj.post(f"/v1/resources/{code}/drift", json=drift))
+    assert (item["cause"], item["resource"], item["detail"]["added"]) == ("drift", code, ["mobile"])
+    assert item["due_date"] == WorkCalendar().add_working_days(today(), 3).due.isoformat()  # ZJG Art. 12
+    again = ok(gaj.post(f"/v1/resources/{code}/drift", json={**drift, "retyped": ["income"]}))
+    assert again["id"] == item["id"]  # one open item per resource, its detail kept current
+    assert again["detail"]["retyped"] == ["income"]
+    assert exchange.client("zjg-wjw").post(f"/v1/resources/{code}/drift", json=drift).status_code == 403
+    stale = gaj.post(f"/v1/resources/{code}/drift", json={**drift, "schema_version": 7})
+    assert stale.status_code == 409
+
+    late = (dt.date.fromisoformat(item["due_date"]) + dt.timedelta(days=1)).isoformat()
+    overdue = exchange.client("carol").get("/v1/catalog-items", params={"overdue_as_of": late}).json()
+    assert item["id"] in [i["id"] for i in overdue]
+    assert item["id"] in [i["id"] for i in gaj.get("/v1/catalog-items").json()]
+    assert item["id"] not in [i["id"] for i in exchange.client("zjg-wjw").get("/v1/catalog-items").json()]
+
+    renamed = population_entry(code, "conditional", name="常住人口基本信息（新增手机号）")
+    ok(gaj.put(f"/v1/resources/{code}", json=renamed))
+    closed = exchange.client("carol").get("/v1/catalog-items", params={"status": "closed"}).json()
+    mine = next(i for i in closed if i["id"] == item["id"])
+    assert mine["closed_reason"] == "catalog version 2 published"
+
+
+def test_a_table_matching_again_closes_its_drift_item(exchange: RunningExchange) -> None:
+    code = register(exchange, "ws-gaj", "conditional")
+    provider = exchange.client("ws-gaj")
+    item = ok(provider.post(f"/v1/resources/{code}/drift", json={"schema_version": 1, "dropped": ["remark"]}))
+    assert item["due_date"] == WorkCalendar().add_working_days(today(), 15).due.isoformat()  # Wushen Art. 7
+    assert provider.post(f"/v1/resources/{code}/drift", json={"schema_version": 1}).json() is None
+    assert item["id"] not in [i["id"] for i in provider.get("/v1/catalog-items").json()]
+
+
+def test_an_administrator_records_a_change_of_duties_and_the_next_version_closes_it(
+    exchange: RunningExchange,
+) -> None:
+    body = {"department": "nx-gat", "cause": "duties", "detail": "机构改革：承接出入境管理职能"}
+    assert exchange.client("nx-gat").post("/v1/catalog-items", json=body).status_code == 403
+    item = ok(exchange.client("alice").post("/v1/catalog-items", json=body), 201)
+    assert item["due_date"] == WorkCalendar().add_working_days(today(), 15).due.isoformat()  # Ningxia Art. 8
+    unknown = exchange.client("alice").post("/v1/catalog-items", json={**body, "department": "nx-none"})
+    assert unknown.status_code == 404
+    with psycopg.connect(exchange.database_url) as conn:
+        yesterday = today() - dt.timedelta(days=1)
+        conn.execute("UPDATE catalog_item SET due_date = %s WHERE id = %s", (yesterday, item["id"]))
+    summary = exchange.client("carol").get("/v1/monitoring/summary").json()
+    assert next(d for d in summary["departments"] if d["department"] == "nx-gat")["catalog_updates_overdue"] >= 1
+    register(exchange, "nx-gat", "unconditional")  # a new entry for the new duty
+    assert item["id"] not in [i["id"] for i in exchange.client("nx-gat").get("/v1/catalog-items").json()]
