@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import structlog
 
-from front_end_node import catalog, store
+from front_end_node import catalog, drift, store
 from front_end_node.config import NodeConfig
 from front_end_node.errors import Waiting, Withdrawn
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
@@ -176,7 +176,9 @@ def _extract_loop(
         if deletions_only:  # compares keys only, whatever the other fields
             spec = await catalog.resource_spec(conn, client, pub.resource, config.department)
         else:  # prepared again every catalog_check_interval_s
-            spec = await catalog.follow(conn, client, pub.resource, config.department)
+            spec, version = await catalog.follow(conn, client, pub.resource, config.department)
+            if version is not None:
+                await drift.check(conn, client, source, pub.resource, pub.table, spec, version)
             if current is not None and current.fields_record == store.field_record(spec):
                 return current  # the same fields: what it holds in memory still serves
         extractor = Extractor(

@@ -26,6 +26,14 @@ CHECK_WITH_KEPT_ENTRY_S = 3.0
 async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
     """The catalog entry from the exchange (kept in the front-end DB), or the kept one while
     the exchange is unreachable or slow to answer, so extraction goes on without it."""
+    spec, _ = await entry(conn, client, code, department)
+    return spec
+
+
+async def entry(
+    conn: store.Conn, client: ExchangeClient, code: str, department: str
+) -> tuple[ResourceSpec, int | None]:
+    """As resource_spec, with the entry's version: None when the kept entry stood in."""
     cached = await store.cached_spec(conn, code)
     try:
         resource = await client.resource(code, timeout_s=CHECK_WITH_KEPT_ENTRY_S if cached else None)
@@ -34,18 +42,20 @@ async def resource_spec(conn: store.Conn, client: ExchangeClient, code: str, dep
             raise Waiting(f"{code}: {exc}; register the resource in the exchange's catalog first") from None
         if cached is None:
             raise Waiting(f"{code}: the exchange has never been reached and no catalog entry is kept: {exc}") from None
-        return cached
+        return cached, None
     if resource.provider != department:
         raise Waiting(f"{code} is provided by {resource.provider}, not by this node's department {department}")
     spec = ResourceSpec.model_validate(resource.model_dump(include=set(ResourceSpec.model_fields)))
     await store.cache_spec(conn, code, spec)
-    return spec
+    return spec, resource.schema_version
 
 
-async def follow(conn: store.Conn, client: ExchangeClient, code: str, department: str) -> ResourceSpec:
-    """The catalog entry of a resource this node publishes, with the node's rows of it made to
-    follow its fields."""
-    spec = await resource_spec(conn, client, code, department)
+async def follow(
+    conn: store.Conn, client: ExchangeClient, code: str, department: str
+) -> tuple[ResourceSpec, int | None]:
+    """The catalog entry of a resource this node publishes (and its version, None when the kept
+    entry stood in), with the node's rows of it made to follow its fields."""
+    spec, version = await entry(conn, client, code, department)
     change = await store.follow_fields(conn, code, spec)
     if change is not None:
         log.warning(
@@ -55,4 +65,4 @@ async def follow(conn: store.Conn, client: ExchangeClient, code: str, department
             dropped_from_waiting_rows=change.dropped,
             read_again=bool(change.added),
         )
-    return spec
+    return spec, version

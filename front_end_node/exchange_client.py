@@ -9,7 +9,7 @@ import httpx
 import orjson
 
 from front_end_node.config import ExchangeSettings
-from gdx.protocol import BatchReceipt, ChangePage, Grant, Resource
+from gdx.protocol import BatchReceipt, ChangePage, Drift, Grant, Resource
 
 
 class ExchangeError(Exception):
@@ -64,6 +64,9 @@ class ExchangeClient:
         something to go on with when the exchange is slow to answer."""
         extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         return Resource.model_validate(await self._call("GET", f"/v1/resources/{code}", **extra))
+
+    async def report_drift(self, code: str, drift: Drift) -> None:
+        await self._call("POST", f"/v1/resources/{code}/drift", json=drift.model_dump(mode="json"))
 
     async def grants(self) -> list[Grant]:
         return [Grant.model_validate(g) for g in await self._call("GET", "/v1/grants")]

@@ -34,7 +34,7 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
     conn = await store.connect(config.front_end_db)
     try:
         await store.migrate(conn)
-        spec = await catalog.follow(conn, client, code, config.department)
+        spec, _ = await catalog.follow(conn, client, code, config.department)
         fields = store.field_record(spec)
         columns = [f.name for f in spec.fields]
         maker = RowMaker([(f.name, f.type) for f in spec.fields], zone, key=(spec.primary_key, spec.key_kind))

@@ -109,3 +109,12 @@ CREATE TABLE IF NOT EXISTS gdx.heartbeat (
     seen_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (hop, resource)
 );
+
+-- The published table's columns (name -> type) when the node first saw each catalog version,
+-- and the drift last reported to the exchange (front_end_node/drift.py).
+CREATE TABLE IF NOT EXISTS gdx.source_columns (
+    resource        text PRIMARY KEY,
+    schema_version  integer NOT NULL,
+    columns         jsonb NOT NULL,
+    reported        jsonb
+);

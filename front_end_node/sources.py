@@ -99,6 +99,20 @@ class Source(abc.ABC):
     def now(self) -> dt.datetime:
         """The database's clock (aware, UTC)."""
 
+    # The schema an unqualified table name is found in.
+    _CURRENT_SCHEMA = "current_schema()"
+
+    def columns(self, table: str) -> dict[str, str]:
+        """The table's columns and their types, as the database's information_schema names them
+        (empty when the table is not there or not visible to this account)."""
+        schema, _, name = table.rpartition(".")
+        where = "table_schema = %s" if schema else f"table_schema = {self._CURRENT_SCHEMA}"
+        rows = self._query(
+            f"SELECT column_name, data_type FROM information_schema.columns WHERE {where} AND table_name = %s",  # noqa: S608
+            [schema, name] if schema else [name],
+        )
+        return {str(column): str(kind) for column, kind in rows}
+
     @abc.abstractmethod
     def read_keys(
         self, table: str, columns: Sequence[str], change_column: str, key: str, keys: Sequence[Any]
@@ -329,6 +343,8 @@ class MariaDbSource(Source):
                 return list(cur.fetchall())
         except pymysql.MySQLError as exc:
             raise self._described(exc) from None
+
+    _CURRENT_SCHEMA = "DATABASE()"
 
     @staticmethod
     def _name(identifier: str) -> str:

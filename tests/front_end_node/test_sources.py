@@ -49,6 +49,11 @@ def test_a_table_without_a_fields_column_says_what_the_table_needs(pg: PostgresS
                 assert "nickname" in message or "persons" in message, message
                 assert "firewall" not in message
             assert source.read_by_key("people", ["id", "name"], "id", None, 10) == [("1", "张三")]
+            # What the drift check compares: the columns, unqualified or in the current schema by name.
+            assert set(source.columns("people")) == {"id", "name"}
+            assert source.columns("persons") == {}
+        assert set(sources[0].columns("public.people")) == {"id", "name"}
+        assert set(sources[1].columns(f"{name}.people")) == {"id", "name"}
     finally:
         for source in sources:
             source.close()
