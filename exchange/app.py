@@ -15,6 +15,7 @@ from psycopg.types.json import set_json_dumps
 from pydantic import BaseModel
 
 from exchange import metrics, refusals
+from exchange.inbox_webhooks import keep_notifying
 from exchange.limits import RequestLimits
 from exchange.pool import open_pool
 from exchange.registry import Registry
@@ -26,6 +27,7 @@ from exchange.routes import (
     changes,
     disputes,
     grants,
+    inbox,
     monitoring,
     ops,
     records,
@@ -59,12 +61,14 @@ def create_app(settings: Settings) -> FastAPI:
             compactor = asyncio.create_task(
                 keep_compacting(settings.database_url, retention, settings.compact_every_s, stop)
             )
+        notifier = asyncio.create_task(keep_notifying(settings.database_url, settings.inbox_notify_every_s, stop))
         try:
             yield
         finally:
             stop.set()
             if compactor is not None:
                 await compactor
+            await notifier
             await pool.close()
 
     set_json_dumps(orjson.dumps)
@@ -77,7 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
     refusals.install(app)
-    for module in (catalog, catalog_items, grants, requests, changes, records, disputes, audit_log, monitoring, ops):
+    routers = (catalog, catalog_items, grants, requests, inbox, changes, records, disputes, audit_log, monitoring, ops)
+    for module in routers:
         app.include_router(module.router)
 
     app.add_middleware(

@@ -22,6 +22,9 @@ PULLED = Counter("gdx_exchange_changes_pulled_total", "Changes handed to consume
 COMPACTED = Counter(
     "gdx_exchange_changes_compacted_total", "Superseded versions removed from the change log after the retention period"
 )
+INBOX_NOTICES = Counter(
+    "gdx_exchange_inbox_notices_total", "Inbox notices posted to departments' webhooks, by outcome", ["outcome"]
+)
 AUDIT_FAILURES = Counter(
     "gdx_exchange_audit_failures_total", "Refusals answered whose audit entry could not be written (see the log)"
 )

@@ -21,20 +21,21 @@ def sync_from_inventory(conninfo: str, inventory: Inventory) -> tuple[int, int]:
             conn.execute(
                 """
                 INSERT INTO department (id, name, jurisdiction, reply_working_days, negotiation_working_days,
-                    explanation_days, decision_days, catalog_update_working_days, active)
+                    explanation_days, decision_days, catalog_update_working_days, inbox_webhook, active)
                 VALUES (%(id)s, %(name)s, %(jurisdiction)s, %(reply_working_days)s, %(negotiation_working_days)s,
-                    %(explanation_days)s, %(decision_days)s, %(catalog_update_working_days)s, true)
+                    %(explanation_days)s, %(decision_days)s, %(catalog_update_working_days)s, %(inbox_webhook)s, true)
                 ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, jurisdiction = EXCLUDED.jurisdiction,
                     reply_working_days = EXCLUDED.reply_working_days,
                     negotiation_working_days = EXCLUDED.negotiation_working_days,
                     explanation_days = EXCLUDED.explanation_days, decision_days = EXCLUDED.decision_days,
                     catalog_update_working_days = EXCLUDED.catalog_update_working_days,
-                    active = true, updated_at = now()
+                    inbox_webhook = EXCLUDED.inbox_webhook, active = true, updated_at = now()
                 """,
                 {
                     "id": node.department_id,
                     "name": node.department_name,
                     "jurisdiction": node.jurisdiction,
+                    "inbox_webhook": node.inbox_webhook,
                     **rules.model_dump(exclude={"name"}),
                 },
             )

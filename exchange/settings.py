@@ -28,3 +28,5 @@ class Settings:
     # Superseded versions older than this leave the change log (exchange/retention.py); 0 keeps all.
     change_retention_days: int = DEFAULT_RETENTION_DAYS
     compact_every_s: float = 3600
+    # How often new inbox items are posted to the departments' webhooks (exchange/inbox_webhooks.py).
+    inbox_notify_every_s: float = 10

@@ -91,3 +91,47 @@ def node_sync(
     except FieldsChanged as exc:
         raise fail(f"{exc}: run the same command again, it goes on with the new fields") from None
     console.print(f"{resource}: {rows:,} rows read; the agent pushes the changes to the exchange", highlight=False)
+
+
+def inbox(
+    config: NodeConfigPath = Path("/etc/gdx/node.yml"),
+    as_json: Annotated[bool, typer.Option("--json", help="The items as JSON, as GET /v1/inbox gives them.")] = False,
+) -> None:
+    """What waits for this node's department at the exchange: requests to answer, negotiations,
+    explanations owed to the authority, disputes, catalog updates due, grants expiring; the
+    nearest deadline first, overdue ones marked. Uses the node's certificate (its config).
+
+    Exit 0 with an empty inbox, 1 when something is overdue, 2 when the exchange cannot be asked.
+    """
+    import ssl
+
+    import httpx
+    from rich.table import Table
+
+    from gdx.protocol import InboxItem
+
+    exchange = _node_config(config).exchange
+    context = ssl.create_default_context(cafile=str(exchange.ca))
+    context.load_cert_chain(str(exchange.cert), str(exchange.key))
+    try:
+        with httpx.Client(base_url=exchange.url, verify=context, timeout=exchange.timeout_s, trust_env=False) as http:
+            answer = http.get("/v1/inbox")
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the exchange at {exchange.url}: {exc}", 2) from None
+    if answer.status_code != 200:
+        raise fail(f"the exchange answered {answer.status_code}: {answer.text[:300]}", 2)
+    items = [InboxItem.model_validate(item) for item in answer.json()]
+    if as_json:
+        typer.echo(answer.text)
+    else:
+        table = Table("deadline", "what", "resource", "with", "about", "to do", title=f"inbox of {exchange.url}")
+        for item in items:
+            deadline = "—" if item.deadline is None else str(item.deadline)
+            if item.overdue:
+                deadline = f"[red]{deadline} overdue[/red]"
+            table.add_row(
+                deadline, f"{item.kind.value} {item.id}", escape(item.resource or "—"), escape(item.counterpart or "—"),
+                escape(item.about or ""), escape(item.action),
+            )  # fmt: skip
+        console.print(table if items else "nothing waits for this department")
+    raise typer.Exit(1 if any(item.overdue for item in items) else 0)

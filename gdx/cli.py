@@ -108,6 +108,7 @@ MOUNTS = (
     ("exchange", "exchange.cli", "app", "The central exchange service."),
     ("audit", "exchange.cli", "audit_app", "The exchange's audit trail."),
     ("node", "front_end_node.cli", "app", "The front-end node agent (前置机): extract, push, pull."),
+    ("inbox", "front_end_node.cli", "inbox", "What waits for this node's department at the exchange."),
     ("monitor", "monitoring.cli", "app", "The monitoring agent: node health, lag per hop, reconciliation."),
     ("render", "infra.cli", "render_stack", "Write and check the Kubernetes manifests of a stack."),
     ("platform", "local_platform.cli", "app", "The whole platform on this machine (make up / down / status)."),

@@ -116,6 +116,10 @@ class DepartmentSpec(_Strict):
     id: str = Field(pattern=DEPARTMENT_PATTERN)
     name: str = Field(min_length=1, max_length=200)
     jurisdiction: str = Field(min_length=1)
+    inbox_webhook: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=500,
+        description="Where the exchange posts each new item of the department's inbox (JSON)",
+    )  # fmt: skip
 
 
 class BusinessDb(DatabaseAddress):
@@ -147,6 +151,7 @@ class Node:
     department_id: str
     department_name: str
     jurisdiction: str
+    inbox_webhook: str | None
     agent_port: int
     business_db: BusinessDb | None
     publishes: tuple[Publication, ...]
@@ -336,6 +341,7 @@ def load_inventory(path: Path, *, require_secrets: bool = True) -> Inventory:
                 department_id=dept.id,
                 department_name=dept.name,
                 jurisdiction=dept.jurisdiction,
+                inbox_webhook=dept.inbox_webhook,
                 agent_port=parsed_node.gdx_agent_port,
                 business_db=db,
                 publishes=tuple(parsed_node.gdx_publishes),

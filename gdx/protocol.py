@@ -281,6 +281,37 @@ class CatalogItem(_Model):
     overdue: bool = False
 
 
+class InboxKind(StrEnum):
+    REPLY = "reply"  # a request to answer (the provider)
+    NEGOTIATION = "negotiation"  # a not-shared resource asked for (both parties)
+    EXPLANATION = "explanation"  # an escalated request to explain to the authority (the provider)
+    DECISION = "decision"  # an escalated request to decide (the coordinating authority)
+    DISPUTE = "dispute"  # doubtful data to check (the provider)
+    CATALOG = "catalog"  # a catalog-update item (the department)
+    GRANT_EXPIRING = "grant_expiring"  # a grant held that ends within 30 days (the consumer)
+
+
+class InboxItem(_Model):
+    key: str = Field(description="Stable across reads, e.g. request:42:reply")
+    kind: InboxKind
+    id: int = Field(description="The record's id: request, dispute, catalog item or grant")
+    resource: str | None
+    counterpart: str | None = Field(description="The other department, if any")
+    about: str | None = Field(description="The purpose, reason or cause")
+    deadline: dt.date | None
+    overdue: bool
+    action: str = Field(description="What to do, as the API call that does it")
+
+
+class InboxNotice(_Model):
+    item: str
+    created_at: dt.datetime
+    attempts: int
+    next_attempt_at: dt.datetime
+    delivered_at: dt.datetime | None
+    last_error: str | None
+
+
 class Review(_Model):
     note: Text | None = Field(default=None, description="What was checked, for the audit trail")
 
@@ -504,6 +535,8 @@ class DepartmentGovernance(_Model):
     )
     grants_expiring: int = Field(default=0, description="Grants it holds that expire within 30 days")
     catalog_updates_overdue: int = Field(default=0, description="Catalog-update items past their deadline")
+    inbox: int = Field(default=0, description="Items waiting for the department (GET /v1/inbox)")
+    webhook_failing: int = Field(default=0, description="Inbox notices its webhook has not taken after retries")
 
 
 class MonitoringSummary(_Model):

@@ -156,6 +156,8 @@ class MonitorCollector(Collector):
             "open_disputes": "Open disputes about the department's resources",
             "grants_expiring": "Grants the department holds that end within 30 days",
             "catalog_updates_overdue": "The department's catalog-update items (drift, duties, law) past their deadline",
+            "inbox": "Items waiting for the department in its inbox (GET /v1/inbox)",
+            "webhook_failing": "Inbox notices the department's webhook has not taken after retries",
         }
         gauges = {k: _gauge(f"gdx_governance_{k}", doc, DEPT) for k, doc in families.items()}
         overdue = _gauge(

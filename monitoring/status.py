@@ -29,6 +29,9 @@ class DepartmentRow:
     catalog_review_overdue: int = 0
     not_updated_resources: int = 0
     open_disputes: int = 0
+    inbox: int = 0  # items waiting for the department (GET /v1/inbox)
+    overdue_coordination: int = 0  # negotiations, explanations and decisions past their deadline
+    catalog_updates_overdue: int = 0
     mismatched_ranges: int = 0
     quarantined_rows: int = 0  # held back at the node for failing the catalog's checks
     rows_ahead: int = 0  # stamped ahead of the business database's clock, waiting for it
@@ -70,6 +73,8 @@ def rows(monitor: Monitor, lag_warn_s: float = 60.0) -> list[DepartmentRow]:
             g = governance[d]
             row.overdue_requests, row.open_disputes = g.overdue_requests, g.open_disputes
             row.catalog_review_overdue, row.not_updated_resources = g.catalog_review_overdue, g.not_updated_resources
+            row.inbox, row.catalog_updates_overdue = g.inbox, g.catalog_updates_overdue
+            row.overdue_coordination = sum(n for kind, n in g.overdue.items() if kind != "reply")
         row.mismatched_ranges = sum(
             len(r.mismatched) for p, r in monitor.reconciler.results.items() if p.department == d
         )
@@ -103,7 +108,10 @@ def _judge(row: DepartmentRow, up: bool, unprobed: bool, lag_warn_s: float) -> t
         warning.append(f"{row.quarantined_rows} source rows quarantined at the node")
     if row.rows_ahead:
         warning.append(f"{row.rows_ahead} source rows stamped ahead of the business database's clock")
-    overdue = row.overdue_requests + row.catalog_review_overdue + row.not_updated_resources
+    overdue = (
+        row.overdue_requests + row.overdue_coordination + row.catalog_review_overdue + row.catalog_updates_overdue
+        + row.not_updated_resources
+    )  # fmt: skip
     if overdue:
         warning.append(f"{overdue} overdue governance items")
     return critical + warning, "critical" if critical else "warning" if warning else "ok"

@@ -95,7 +95,7 @@ def render(monitor: Monitor) -> str:
 <p class="meta">As of {escape(when)} · central exchange {exchange} · {len(monitor.targets)} departments</p>
 <table><thead><tr><th>department</th><th>state</th><th>agent</th>{hop_heads}<th>stalled</th>
 <th>certificate (days)</th><th>clock offset (s)</th><th>disk free</th><th>overdue requests</th>
-<th>catalog review overdue</th><th>not updated</th><th>open disputes</th><th>mismatched ranges</th>
+<th>catalog review overdue</th><th>not updated</th><th>open disputes</th><th>inbox</th><th>mismatched ranges</th>
 <th>quarantined rows</th><th>problems</th></tr></thead>
 <tbody>
 {table}
@@ -123,6 +123,7 @@ def _row(row: DepartmentRow) -> str:
     cells.append(_cell(None if row.disk_free_ratio is None else f"{row.disk_free_ratio:.0%}"))
     for count in (row.overdue_requests, row.catalog_review_overdue, row.not_updated_resources, row.open_disputes):
         cells.append(_cell(count, "num warn" if count else "num"))
+    cells.append(_cell(row.inbox))
     cells.append(_cell(row.mismatched_ranges, "num bad" if row.mismatched_ranges else "num"))
     cells.append(_cell(row.quarantined_rows, "num warn" if row.quarantined_rows else "num"))
     problems = "".join(f"<li>{escape(p)}</li>" for p in row.problems)

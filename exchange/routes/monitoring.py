@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from exchange import catalog_items, resources, share_requests
+from exchange import catalog_items, inbox, resources, share_requests
 from exchange.deps import Pool
 from exchange.errors import ApiError
 from exchange.grants import EXPIRING_WITHIN_DAYS
@@ -57,6 +57,10 @@ WHERE """
     + catalog_items.OVERDUE_SQL
     + " GROUP BY 1"
 )
+# Notices a webhook has refused or not answered, still undelivered.
+_WEBHOOK_FAILING = """
+SELECT department, count(*) FROM inbox_notice WHERE delivered_at IS NULL AND attempts > 0 GROUP BY department
+"""
 _EXPIRING = """
 SELECT consumer, count(*) FROM grants
 WHERE status = 'active' AND expires_on BETWEEN %(today)s AND %(until)s GROUP BY consumer
@@ -79,8 +83,13 @@ async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
         until = day + dt.timedelta(days=EXPIRING_WITHIN_DAYS)
         expiring = dict(await (await conn.execute(_EXPIRING, {"today": day, "until": until})).fetchall())
         catalog_late = dict(await (await conn.execute(_CATALOG_OVERDUE, {"today": day})).fetchall())
+        failing = dict(await (await conn.execute(_WEBHOOK_FAILING)).fetchall())
         disputes = dict(await (await conn.execute(_DISPUTES)).fetchall())
         departments = [r[0] for r in await (await conn.execute("SELECT id FROM department WHERE active")).fetchall()]
+        waiting = {}
+        for dept in departments:  # the same reading as GET /v1/inbox, counted
+            items = await (await conn.execute(inbox.DEPARTMENT_SQL, inbox.params(dept, day))).fetchall()
+            waiting[dept] = len(items)
     statuses = []
     for code, provider, period, last_seq, last_change, created, reviewed, hb_seq, hb_source, hb_received, subs in rows:
         period = UpdatePeriod(period)
@@ -108,6 +117,8 @@ async def summary(_: Operator, pool: Pool) -> MonitoringSummary:
             overdue=overdue.get(dept, {}),
             grants_expiring=int(expiring.get(dept, 0)),
             catalog_updates_overdue=int(catalog_late.get(dept, 0)),
+            inbox=waiting.get(dept, 0),
+            webhook_failing=int(failing.get(dept, 0)),
             catalog_review_overdue=sum(s.catalog_review_overdue for s in statuses if s.provider == dept),
             not_updated_resources=sum(s.not_updated for s in statuses if s.provider == dept),
             open_disputes=int(disputes.get(dept, 0)),

@@ -140,6 +140,8 @@ def start_exchange(
         tls_key=pki / "exchange.key",
         ca_cert=pki / "ca.crt",
         pool_max=pool_max,
+        # Tests post inbox notices themselves (exchange.inbox_webhooks.notify), when they want them.
+        inbox_notify_every_s=3600,
         **limits,
     )
     port = free_port()
