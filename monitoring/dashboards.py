@@ -136,6 +136,21 @@ def overview() -> dashboard.Dashboard:
                 ("gdx_governance_catalog_review_overdue", "catalog review {{department}}"),
                 ("gdx_governance_not_updated_resources", "not updated {{department}}"),
                 ("gdx_governance_open_disputes", "disputes {{department}}"),
+                (
+                    'gdx_governance_overdue_items{deadline=~"negotiation|explanation|decision"}',
+                    "{{deadline}} {{department}}",
+                ),
+                ("gdx_governance_catalog_updates_overdue", "catalog updates {{department}}"),
+            )
+        )
+        .with_panel(
+            _series(
+                "Inbox and grants ending",
+                "none",
+                24,
+                ("gdx_governance_inbox", "inbox {{department}}"),
+                ("gdx_governance_grants_expiring", "grants ending within 30 days {{department}}"),
+                ("gdx_governance_webhook_failing", "webhook failing {{department}}"),
             )
         )
     )
@@ -211,6 +226,9 @@ def department() -> dashboard.Dashboard:
                 (f"gdx_governance_catalog_review_overdue{{{d}}}", "catalog review"),
                 (f"gdx_governance_not_updated_resources{{{d}}}", "not updated"),
                 (f"gdx_governance_open_disputes{{{d}}}", "open disputes"),
+                (f"gdx_governance_overdue_items{{{d}}}", "{{deadline}} deadline"),
+                (f"gdx_governance_catalog_updates_overdue{{{d}}}", "catalog updates"),
+                (f"gdx_governance_inbox{{{d}}}", "inbox"),
             )
         )
         .with_panel(
