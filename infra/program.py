@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 
@@ -15,7 +16,7 @@ from infra.components.foundation import Foundation, FoundationArgs
 from infra.components.ingress import IngressArgs, MutualTlsIngress
 from infra.components.monitoring import PROMETHEUS_SECRET_DIR, Monitoring, MonitoringArgs, PrometheusInputs
 from infra.components.network import NetworkPolicies, NetworkPoliciesArgs
-from infra.settings import NAMESPACE, StackSettings
+from infra.settings import NAMESPACE, SettingsError, StackSettings
 
 
 def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
@@ -114,6 +115,8 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             object_storage_cidr=settings.database.backup.object_storage_cidr if settings.database.backup else None,
             database_operator_namespace=settings.database.operator_namespace if kind == "cloudnative-pg" else None,
             api_server_cidr=settings.database.api_server_cidr,
+            webhook_cidrs=settings.exchange.webhook_cidrs,
+            webhook_ports=webhook_ports(settings, inventory),
         ),
     )
     outputs = {"exchange_url": exchange_url, "ca_bundle": foundation.ca_bundle, "dashboards": dashboards}
@@ -146,6 +149,21 @@ def prometheus_inputs(settings: StackSettings, inventory: Inventory, exchange_po
         exchange_job=scrape.EXCHANGE_JOB,
         node_exporter_job=scrape.NODE_EXPORTER_JOB,
     )
+
+
+def webhook_ports(settings: StackSettings, inventory: Inventory) -> list[int]:
+    """The ports of the departments' inbox webhooks, which the exchange's NetworkPolicy opens
+    towards gdx:exchange.webhookCidrs; a stack that names none while the inventory names webhooks
+    would deploy an exchange whose notices are all blocked, so it is refused."""
+    urls = {node.department_id: node.inbox_webhook for node in inventory.nodes if node.inbox_webhook}
+    if urls and not settings.exchange.webhook_cidrs:
+        named = ", ".join(f"{dept}: {url}" for dept, url in sorted(urls.items()))
+        raise SettingsError(
+            settings.stack,
+            [f"the inventory names inbox webhooks ({named}); set gdx:exchange.webhookCidrs to the networks "
+             "they are in, or the exchange's NetworkPolicy blocks every notice"],
+        )  # fmt: skip
+    return sorted({urlsplit(url).port or (443 if url.startswith("https:") else 80) for url in urls.values()})
 
 
 def node_networks(inventory: Inventory) -> list[str]:

@@ -55,6 +55,9 @@ class ExchangeSettings(_Section):
     request_timeout_s: int = Field(120, ge=10, le=600)
     # Days a superseded version stays in the change log (docs/exchange.md, "Retention"); 0: for ever.
     change_retention_days: int = Field(30, ge=0, le=3650)
+    # The networks of the departments' inbox webhooks (the inventory's gdx_department.inbox_webhook):
+    # the exchange's NetworkPolicy lets it reach them, on the ports their URLs name, and nothing else.
+    webhook_cidrs: list[str] = Field(default_factory=list)
     resources: Resources = Resources()
 
     @model_validator(mode="after")

@@ -1,6 +1,7 @@
 """NetworkPolicies: nothing moves in the namespace unless a policy here says so.
 
-Allowed: the ingress controller -> exchange; exchange and migration Job -> database; the monitor ->
+Allowed: the ingress controller -> exchange; exchange and migration Job -> database; the exchange ->
+the departments' inbox webhooks (their networks a stack setting, their ports from the inventory); the monitor ->
 exchange and -> the front-end nodes' health ports; Prometheus -> monitor, exchange and the database's
 exporters; the database (CloudNativePG) -> the API server and the backup store only; DNS for all.
 """
@@ -33,6 +34,8 @@ class NetworkPoliciesArgs:
     object_storage_cidr: str | None = None  # the database's backups
     database_operator_namespace: str | None = None
     api_server_cidr: str | None = None  # cloudnative-pg: where its instance managers reach the API server
+    webhook_cidrs: list[str] | None = None  # the departments' inbox webhooks (the exchange posts to them)
+    webhook_ports: list[int] | None = None
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -65,11 +68,15 @@ class NetworkPolicies(pulumi.ComponentResource):
             if db.pod_selector
             else [{"ip_block": {"cidr": db.cidr}}]
         )
+        exchange_to: list[dict[str, Any]] = [{"to": to_database, "ports": _tcp(db.port)}]
+        if args.webhook_cidrs and args.webhook_ports:
+            webhooks = [{"ip_block": {"cidr": cidr}} for cidr in args.webhook_cidrs]
+            exchange_to.append({"to": webhooks, "ports": _tcp(*args.webhook_ports)})
         self._policy(
             "exchange",
             exchange,
             ingress=[{"from": exchange_from, "ports": _tcp(args.exchange_port)}],
-            egress=[{"to": to_database, "ports": _tcp(db.port)}],
+            egress=exchange_to,
         )
         self._policy("exchange-migrate", migrate, egress=[{"to": to_database, "ports": _tcp(db.port)}])
         if db.pod_selector:

@@ -378,6 +378,8 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_of_the_design(
                 prometheus_namespace="monitoring",
                 node_networks=["10.40.1.10/32"],
                 node_ports=[9470],
+                webhook_cidrs=["10.50.0.0/24"],
+                webhook_ports=[443],
             ),
         )
         return policies.names.apply(lambda names: assert_equal(len(names), 6))
@@ -389,6 +391,12 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_of_the_design(
     sources = exchange["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in sources
     assert exchange["egress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
+    # The departments' inbox webhooks, and nothing else beyond the database.
+    assert exchange["egress"][1] == {
+        "to": [{"ipBlock": {"cidr": "10.50.0.0/24"}}],
+        "ports": [{"protocol": "TCP", "port": 443}],
+    }
+    assert len(exchange["egress"]) == 2
     database = by_name["gdx-database"]
     allowed = [s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in database["ingress"][0]["from"]]
     assert allowed == ["gdx-exchange", "gdx-exchange-migrate"]

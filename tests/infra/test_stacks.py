@@ -247,3 +247,24 @@ def test_production_pins_its_images_by_digest_and_guards_its_namespace(
     at_most = (autoscaler["spec"]["maxReplicas"] + 1) * per_pod + database
     assert quantity(hard["requests.cpu"]) >= at_most, "the quota lets every exchange pod and the database run"
     assert {m["kind"] for m in prod} >= {"PriorityClass", "LimitRange"}
+
+
+def test_inbox_webhooks_need_their_networks_and_get_an_egress_to_them(pki: Path, tmp_path: Path) -> None:
+    with_hook = tmp_path / "inventory.yml"
+    text = INVENTORY.read_text(encoding="utf-8")
+    marker = "jurisdiction: zhangjiagang}"
+    assert marker in text
+    with_hook.write_text(
+        text.replace(marker, "jurisdiction: zhangjiagang, inbox_webhook: 'https://oa.zjg.gov.cn:8443/inbox'}", 1),
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError, match=r"names inbox webhooks .*set gdx:exchange.webhookCidrs"):
+        render("dev", pki_dir=pki, inventory=with_hook, secrets=SECRETS)
+    cidrs = {"exchange": {"webhookCidrs": ["10.50.0.0/24"]}}
+    rendering = render("dev", pki_dir=pki, inventory=with_hook, overrides=cidrs, secrets=SECRETS)
+    (policy,) = [
+        m for m in rendering.manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "gdx-exchange"
+    ]
+    assert {"to": [{"ipBlock": {"cidr": "10.50.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 8443}]} in policy[
+        "spec"
+    ]["egress"]
