@@ -66,6 +66,25 @@ def grant(world: World, code: str, asked: list[str], approved: list[str]) -> Non
         assert decision.status_code == 200, decision.text
 
 
+def amend(world: World, code: str, more: list[str], approved: list[str]) -> None:
+    """zjg-wjw asks for more fields on its grant (an amendment); zjg-scjgj approves these."""
+    with exchange_client(world.exchange, "zjg-wjw") as wjw, exchange_client(world.exchange, "zjg-scjgj") as scj:
+        held = next(g for g in wjw.get("/v1/grants").json() if g["resource"] == code)
+        request = wjw.post(f"/v1/grants/{held['id']}/amend", json={"fields": more, "reason": "业务需要"})
+        assert request.status_code == 201, request.text
+        decision = scj.post(f"/v1/requests/{request.json()['id']}/approve", json={"fields": approved})
+        assert decision.status_code == 200, decision.text
+
+
+def grant_again(world: World, code: str, asked: list[str], approved: list[str]) -> None:
+    """zjg-scjgj revokes zjg-wjw's grant, which asks again for fewer fields and gets some."""
+    with exchange_client(world.exchange, "zjg-wjw") as wjw, exchange_client(world.exchange, "zjg-scjgj") as scj:
+        held = next(g for g in wjw.get("/v1/grants").json() if g["resource"] == code)
+        revoked = scj.post(f"/v1/grants/{held['id']}/revoke", json={"reason": "共享条件调整"})
+        assert revoked.status_code == 200, revoked.text
+    grant(world, code, asked, approved)
+
+
 BAD = credit_code(999)[:-1] + ("0" if credit_code(999)[-1] != "0" else "1")  # a wrong check digit
 
 
@@ -254,8 +273,8 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
 
     converge(["credit_code", "name"])
 
-    # Widened while the agent runs: the next row it reads carries the new fields.
-    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
+    # Widened while the agent runs (an amendment): the next row it reads carries the new fields.
+    amend(world, code, more=["status", "established"], approved=["name", "status", "established"])
     with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
         cur.execute(
             "UPDATE legal_entity SET name = '改名公司', updated_at = NOW(6) WHERE credit_code = %s", (credit_code(7),)
@@ -265,8 +284,8 @@ def test_a_wider_grant_fills_its_fields_in_every_row_and_a_narrower_one_clears_t
     converge(wanted)  # every row, not only the changed one
     assert "the subscription's fields changed" in consumer.log()
 
-    # Narrowed: at its next look at the grant, the agent clears what the grant no longer covers.
-    grant(world, code, asked=["name", "status"], approved=["status"])
+    # Narrowed (revoked, then granted again for less): the agent clears what the grant no longer covers.
+    grant_again(world, code, asked=["name", "status"], approved=["status"])
     wait_for(lambda: held("established") == [(0,)], 30, "the withdrawn field cleared", on_timeout=world.logs)
     assert held("name") == [(0,)]
     converge(["credit_code", "status"])
