@@ -54,7 +54,7 @@ podman: apt ## podman's runtime and limits for systemd containers (/etc/containe
 
 base-image: podman ## the Debian 12 systemd image of test nodes, made with debootstrap (about a minute, once)
 	@bash scripts/build-base-image.sh
-	@mkdir -p $(APT_CACHE)/gdx-site-gaj $(APT_CACHE)/gdx-site-wjw
+	@mkdir -p $(APT_CACHE)/gdx-site-gaj $(APT_CACHE)/gdx-site-wjw $(APT_CACHE)/gdx-db-node-ssh
 
 bundle: $(BUNDLE) ## the agent release bundle the Ansible agent role installs (dist/gdx-node-VERSION.tar.gz)
 BUNDLE_SOURCES := pyproject.toml $(shell find gdx exchange front_end_node monitoring infra -name node_modules -prune -o \( -name '*.py' -o -name '*.sql' -o -name '*.yml' \) -print)

@@ -3,7 +3,7 @@ another host, its host key checked strictly; a changed host key stops the copy a
 
 from __future__ import annotations
 
-testinfra_hosts = ["ansible://gdx-db-node-ssh"]
+testinfra_hosts = ["gdx-db-node-ssh"]
 
 
 def copied_at(host):

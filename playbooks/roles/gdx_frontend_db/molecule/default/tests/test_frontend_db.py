@@ -4,7 +4,7 @@ authentication, memory settings, and a nightly backup that restores and keeps wh
 from __future__ import annotations
 
 DB = "gdx_frontend"
-testinfra_hosts = ["ansible://gdx-db-node"]
+testinfra_hosts = ["gdx-db-node"]  # through the scenario's connection (podman exec)
 
 
 def sql(host, query: str, user: str = "gdx"):
