@@ -240,14 +240,25 @@ class Subscribe(_Model):
     purpose: Purpose
 
 
+Column = Annotated[str, Field(min_length=1, max_length=128)]  # a column as the source database names it
+
+
 class Drift(_Model):
     """How a provider's published table differs from its catalog entry, as its node found it."""
 
     schema_version: int = Field(ge=1, description="The catalog version the node compared against")
-    missing: list[FieldName] = Field(default_factory=list, description="Fields of the entry the table lacks")
-    added: list[str] = Field(default_factory=list, description="Columns the table gained since that version")
-    dropped: list[str] = Field(default_factory=list, description="Columns the table lost since that version")
-    retyped: list[str] = Field(default_factory=list, description="Columns whose type changed since that version")
+    missing: list[FieldName] = Field(
+        default_factory=list, max_length=1000, description="Fields of the entry the table lacks"
+    )
+    added: list[Column] = Field(
+        default_factory=list, max_length=1000, description="Columns the table gained since that version"
+    )
+    dropped: list[Column] = Field(
+        default_factory=list, max_length=1000, description="Columns the table lost since that version"
+    )
+    retyped: list[Column] = Field(
+        default_factory=list, max_length=1000, description="Columns whose type changed since that version"
+    )
 
     def empty(self) -> bool:
         return not (self.missing or self.added or self.dropped or self.retyped)

@@ -162,6 +162,10 @@ async def _grant_for(
     conn: Conn, found: ShareRequest, fields: list[str] | None, terms: GrantTerms, terms_set: bool
 ) -> None:
     """Give the grant a request asked for; an amendment widens the grant it names, which must still live."""
+    if terms.expires_on is not None and terms.expires_on < today():
+        raise ApiError(
+            422, "expired_terms", f"expires_on {terms.expires_on} has passed: a grant's last day is today or later"
+        )
     stored = await resources.load(conn, found.resource)
     if found.kind is RequestKind.AMENDMENT:
         assert found.grant_id is not None

@@ -363,3 +363,15 @@ def test_an_administrator_records_a_change_of_duties_and_the_next_version_closes
     assert next(d for d in summary["departments"] if d["department"] == "nx-gat")["catalog_updates_overdue"] >= 1
     register(exchange, "nx-gat", "unconditional")  # a new entry for the new duty
     assert item["id"] not in [i["id"] for i in exchange.client("nx-gat").get("/v1/catalog-items").json()]
+
+
+def test_a_grant_cannot_be_given_already_expired(exchange: RunningExchange) -> None:
+    code = register(exchange, "zjg-gaj", "conditional")
+    request = file_request(exchange, code)
+    yesterday = (today() - dt.timedelta(days=1)).isoformat()
+    answer = exchange.client("zjg-gaj").post(f"/v1/requests/{request['id']}/approve", json={"expires_on": yesterday})
+    assert (answer.status_code, answer.json()["error"]) == (422, "expired_terms")
+    assert exchange.client("zjg-wjw").get(f"/v1/requests/{request['id']}").json()["status"] == "pending"
+    last_day = {"expires_on": today().isoformat()}
+    ok(exchange.client("zjg-gaj").post(f"/v1/requests/{request['id']}/approve", json=last_day))
+    assert grant_on(exchange, code)["status"] == "active"  # its last day is today
