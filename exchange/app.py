@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from exchange import metrics, refusals
 from exchange.inbox_webhooks import keep_notifying
-from exchange.limits import RequestLimits
+from exchange.limits import LargeBodies, RequestLimits
 from exchange.pool import open_pool
 from exchange.registry import Registry
 from exchange.retention import keep_compacting
@@ -32,8 +32,10 @@ from exchange.routes import (
     ops,
     records,
     requests,
+    uploads,
 )
 from exchange.settings import Settings
+from exchange.uploads import Limits
 from gdx import __version__
 from gdx.protocol import ChangeBatch
 from gdx.workdays import WorkCalendar
@@ -80,8 +82,25 @@ def create_app(settings: Settings) -> FastAPI:
     )  # fmt: skip
     app.state.ca_cert = x509.load_pem_x509_certificate(settings.ca_cert.read_bytes())
     app.state.calendar = WorkCalendar.from_file(settings.calendar_file) if settings.calendar_file else WorkCalendar()
+    app.state.upload_limits = Limits(
+        settings.upload_max_bytes, settings.upload_max_rows, settings.upload_max_workbook_rows
+    )
+    app.state.upload_dir = settings.upload_dir
     refusals.install(app)
-    routers = (catalog, catalog_items, grants, requests, inbox, changes, records, disputes, audit_log, monitoring, ops)
+    routers = (
+        catalog,
+        catalog_items,
+        grants,
+        requests,
+        inbox,
+        changes,
+        records,
+        uploads,
+        disputes,
+        audit_log,
+        monitoring,
+        ops,
+    )
     for module in routers:
         app.include_router(module.router)
 
@@ -90,6 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         idle_s=settings.body_idle_s,
         total_s=settings.body_total_s,
+        # Files come larger and slower than batches (their limit is settings.upload_max_bytes).
+        large=LargeBodies(uploads.UPLOAD_PATH, settings.upload_max_bytes, settings.upload_total_s),
     )
     app.add_middleware(metrics.RequestMetrics)
     _document_models(app, ChangeBatch)

@@ -11,7 +11,9 @@ answer in the documented shape and are audited, like every other (exchange.refus
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -28,12 +30,21 @@ DEFAULT_BODY_TOTAL_S = 120.0
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         mib = limit / (1024 * 1024)
-        super().__init__(413, f"the body is larger than {mib:g} MiB; split the batch")
+        super().__init__(413, f"the body is larger than {mib:g} MiB; split it (a batch, or a file)")
 
 
 class BodyTimeout(HTTPException):
     def __init__(self, why: str) -> None:
         super().__init__(408, f"the request body {why}; send it again")
+
+
+@dataclass(frozen=True)
+class LargeBodies:
+    """The paths (a regular expression) whose bodies may be larger and take longer."""
+
+    path: str
+    max_bytes: int
+    total_s: float
 
 
 class RequestLimits:
@@ -46,20 +57,26 @@ class RequestLimits:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         idle_s: float = DEFAULT_BODY_IDLE_S,
         total_s: float = DEFAULT_BODY_TOTAL_S,
+        large: LargeBodies | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.idle_s = idle_s
         self.total_s = total_s
+        self.large = large
+        self._large_path = re.compile(large.path) if large else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, total_s = self.max_body_bytes, self.total_s
+        if self.large is not None and self._large_path and self._large_path.match(scope.get("path", "")):
+            max_bytes, total_s = self.large.max_bytes, self.large.total_s
         announced = _content_length(scope)
-        if announced is not None and announced > self.max_body_bytes:
+        if announced is not None and announced > max_bytes:
             # Refused before the route is even chosen: the audit entry names the path.
-            error = BodyTooLarge(self.max_body_bytes)
+            error = BodyTooLarge(max_bytes)
             request = Request(scope, receive)
             response = await refusals.refuse(request, 413, "body_too_large", str(error.detail))
             response.headers["connection"] = "close"
@@ -70,19 +87,17 @@ class RequestLimits:
 
         async def limited_receive() -> Message:
             nonlocal received
-            left = self.total_s - (time.monotonic() - started)
+            left = total_s - (time.monotonic() - started)
             try:
                 async with asyncio.timeout(min(self.idle_s, max(left, 0.0))):
                     message = await receive()
             except TimeoutError:
-                why = (
-                    f"took longer than {self.total_s:g} s" if left <= self.idle_s else f"stalled for {self.idle_s:g} s"
-                )
+                why = f"took longer than {total_s:g} s" if left <= self.idle_s else f"stalled for {self.idle_s:g} s"
                 raise BodyTimeout(why) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         await self.app(scope, limited_receive, send)

@@ -554,3 +554,39 @@ class MonitoringSummary(_Model):
     as_of: dt.datetime
     resources: list[ResourceStatus]
     departments: list[DepartmentGovernance]
+
+
+class UploadMode(StrEnum):
+    CHANGES = "changes"  # upserts, and deletions marked in the _delete column
+    REPLACE = "replace"  # the file is the whole resource: keys it leaves out are deleted
+
+
+class UploadCounts(_Model):
+    rows: int = Field(description="Data rows in the file (notes and blank rows not counted)")
+    upserted: int = Field(description="Rows new or different from what the exchange held: each a change")
+    unchanged: int = Field(description="Rows equal to what the exchange held: no change logged")
+    deleted: int = Field(description="Keys deleted: marked in the file, or (replace) left out of it")
+    absent: int = Field(description="Deletions of keys the exchange did not hold")
+    notes: int = Field(description="Note rows skipped: first cell beginning with #, right below the header")
+    blank: int = Field(description="Empty rows skipped")
+
+
+class Upload(_Model):
+    """A file uploaded to a resource (模板导入 / 文件上传), applied whole or refused whole."""
+
+    id: int
+    resource: str
+    department: str
+    mode: UploadMode
+    format: Literal["csv", "xlsx", "xls"]
+    encoding: str | None = Field(description="The text encoding found in a CSV file (utf-8 or gb18030)")
+    timezone: str = Field(description="The zone of timestamps written without a UTC offset")
+    sha256: str
+    bytes: int
+    outcome: Literal["applied", "refused"]
+    counts: UploadCounts | None
+    first_seq: int | None
+    last_seq: int | None
+    problems: int = Field(description="Bad cells found (the report lists up to 1,000)")
+    reason: str | None = Field(description="Why the file was refused")
+    received_at: dt.datetime

@@ -18,16 +18,20 @@ from exchange.tls import MutualTlsHttpTools
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer
 from tests.support.promtool import lint_metrics
+from tests.support.samples import population_entry, resident_id, unique_code
 
 MAX_BODY = 64 * 1024
+MAX_UPLOAD = 4 * MAX_BODY
+MAX_UPLOAD_ROWS = 1000
 IDLE_S = 0.5
 
 
 @pytest.fixture(scope="module")
 def strict(pg: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningExchange]:
     running = start_exchange(
-        pg, tmp_path_factory.mktemp("limits"), "exchange_limits", max_body_bytes=MAX_BODY, body_idle_s=IDLE_S
-    )
+        pg, tmp_path_factory.mktemp("limits"), "exchange_limits", max_body_bytes=MAX_BODY, body_idle_s=IDLE_S,
+        upload_max_bytes=MAX_UPLOAD, upload_max_rows=MAX_UPLOAD_ROWS, upload_max_workbook_rows=2,
+    )  # fmt: skip
     yield running
     running.stop()
 
@@ -145,3 +149,31 @@ def test_a_client_going_away_mid_body_is_no_server_error(strict: RunningExchange
 def test_the_exchange_metrics_pass_promtool(strict: RunningExchange) -> None:
     strict.client("zjg-gaj").get("/v1/nothing-here")  # a refusal counted, so its series exist
     assert lint_metrics(strict.client("carol").get("/metrics").text) == []
+
+
+def test_a_file_may_be_larger_than_a_batch_up_to_its_own_limits(strict: RunningExchange) -> None:
+    code = unique_code("zjg-gaj")
+    gaj = strict.client("zjg-gaj")
+    assert gaj.post("/v1/resources", json=population_entry(code)).status_code == 201
+    template = gaj.get(f"/v1/resources/{code}/template.csv").content
+    header = template.split(b"\r\n")[0]
+    row = ",".join([resident_id(1), "居民", "", "", "x" * 200, "", "", "", "", ""]).encode()
+    larger_than_a_batch = b"\r\n".join([header, row])
+    padded = larger_than_a_batch + b"\r\n" * (MAX_BODY + 1)  # the row's end, then blank rows: skipped, counted
+    answer = gaj.post(f"/v1/resources/{code}/uploads", content=padded, headers={"content-type": "text/csv"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["counts"]["blank"] == MAX_BODY
+    too_large = gaj.post(f"/v1/resources/{code}/uploads", content=b"x" * (MAX_UPLOAD + 1))
+    assert too_large.status_code == 413
+    assert too_large.json()["error"] == "body_too_large"
+    many = b"\r\n".join([header, *(row.replace(resident_id(1).encode(), resident_id(n).encode())
+                                     for n in range(MAX_UPLOAD_ROWS + 1))])  # fmt: skip
+    assert len(many) <= MAX_UPLOAD
+    refused = gaj.post(f"/v1/resources/{code}/uploads", content=many, headers={"content-type": "text/csv"})
+    assert refused.status_code == 413
+    assert refused.json()["error"] == "too_many_rows"
+    assert f"{MAX_UPLOAD_ROWS:,}" in refused.json()["message"]
+    # A batch keeps the batch's limit.
+    batch_body = b"{" + b" " * MAX_BODY + b"}"
+    pushed = gaj.post(f"/v1/resources/{code}/changes", content=batch_body, headers={"content-type": "application/json"})
+    assert pushed.status_code == 413
