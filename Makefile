@@ -23,7 +23,7 @@ export GDX_BASE_IMAGE := $(BASE_IMAGE)
 export GDX_APT_CACHE := $(APT_CACHE)
 
 .PHONY: help setup apt venv podman crd-schemas base-image bundle lint lint-playbooks typecheck test test-fast test-exchange \
-        test-node test-provision test-monitoring test-infra dashboards images render bench-exchange bench-sync \
+        test-node test-provision test-monitoring test-infra dashboards images render bench-exchange bench-sync bench-upload \
         bench-provision bench-monitor bench-infra bench-up test-e2e \
         up down status clean
 
@@ -104,6 +104,9 @@ bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last 
 
 bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)
 	$(PY) -m benchmarks.node_sync
+
+bench-upload: setup ## a 1,000,000-row CSV and a 100,000-row workbook uploaded and applied, next to a raw COPY (last line: JSON)
+	$(PY) -m benchmarks.upload $(ARGS)
 
 bench-monitor: setup ## one monitor probing 1,000 and 5,000 simulated nodes (last line: JSON)
 	$(PY) -m benchmarks.monitor --nodes 1000 5000

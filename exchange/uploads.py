@@ -63,8 +63,10 @@ _CREATE_KEYS = 'CREATE TEMPORARY TABLE upload_key (key text COLLATE "C") ON COMM
 # log and become their keys' current versions. A file of replacement also keeps its keys.
 _APPLY = """
     WITH staged AS MATERIALIZED (
-        SELECT n AS ord, o AS op, k COLLATE "C" AS key, r::jsonb AS row
-        FROM unnest(%(ops)b::text[], %(keys)b::text[], %(rows)b::text[]) WITH ORDINALITY AS t(o, k, r, n)
+        -- The rows come as one JSON document (orjson writes it in C, PostgreSQL takes it apart).
+        SELECT n AS ord, o AS op, k COLLATE "C" AS key, nullif(r, 'null') AS row
+        FROM ROWS FROM (unnest(%(ops)b::text[]), unnest(%(keys)b::text[]), jsonb_array_elements(%(rows)s))
+            WITH ORDINALITY AS t(o, k, r, n)
     ), kept AS (
         INSERT INTO upload_key (key) SELECT key FROM staged WHERE %(replace)s
     ), held AS (
@@ -100,6 +102,31 @@ _APPLY = """
     SELECT applied, first, last, deleted,
         (SELECT count(*) FROM held WHERE op = 'd' AND (held IS NULL OR was_deleted)) AS absent
     FROM counted
+"""
+
+# The same into a resource that held no key when the upload began (its first load): every row is
+# a new key (a file names a key once), so nothing is looked up, and the numbers follow the rows.
+_APPLY_TO_EMPTY = """
+    WITH staged AS MATERIALIZED (
+        SELECT r.last_seq + n AS seq, o AS op, k COLLATE "C" AS key, nullif(j, 'null') AS row
+        FROM ROWS FROM (unnest(%(ops)b::text[]), unnest(%(keys)b::text[]), jsonb_array_elements(%(rows)s))
+            WITH ORDINALITY AS t(o, k, j, n), resource r
+        WHERE r.id = %(resource)s AND o = 'u'
+    ), kept AS (
+        INSERT INTO upload_key (key) SELECT key FROM staged WHERE %(replace)s
+    ), logged AS (
+        INSERT INTO change (resource_id, seq, op, key, row, source_version, source_commit_time)
+        SELECT %(resource)s, seq, 'u', key, row, 1, %(now)s FROM staged
+    ), added AS (
+        INSERT INTO current_key (resource_id, key, source_version, seq, deleted)
+        SELECT %(resource)s, key, 1, seq, false FROM staged
+    ), counted AS (
+        SELECT count(*) AS applied, min(seq) AS first, max(seq) AS last FROM staged
+    ), moved_on AS (
+        UPDATE resource SET last_seq = counted.last, last_change_at = now()
+        FROM counted WHERE id = %(resource)s AND counted.applied > 0
+    )
+    SELECT applied, first, last, 0, %(deletes)s FROM counted
 """
 
 # A replacement's last step: every live key the file left out is deleted.
@@ -169,6 +196,8 @@ async def apply_file(conn: Conn, received: Received, limits: Limits) -> tuple[Up
         reader = RowReader(stored.spec, deletions=received.mode is UploadMode.CHANGES, zone=received.zone)
         chunks = read_changes(sheet.rows, reader, tally, max_rows=max_rows, chunk_rows=CHUNK_ROWS)
         await conn.execute(_CREATE_KEYS)
+        cur = await conn.execute("SELECT NOT EXISTS (SELECT FROM current_key WHERE resource_id = %s)", (stored.id,))
+        statement = _APPLY_TO_EMPTY if (await cur.fetchone() or (False,))[0] else _APPLY
         applied = Applied()
         now = dt.datetime.now(dt.UTC)
         params = {"resource": stored.id, "replace": received.mode is UploadMode.REPLACE, "now": now}
@@ -179,7 +208,9 @@ async def apply_file(conn: Conn, received: Received, limits: Limits) -> tuple[Up
                 reading = asyncio.create_task(asyncio.to_thread(_next, chunks))
                 if tally.bad_rows:
                     continue  # nothing more is applied; the rest is read for the report
-                cur = await conn.execute(_APPLY, {**params, "ops": chunk.ops, "keys": chunk.keys, "rows": chunk.rows})
+                cur = await conn.execute(
+                    _APPLY, {**params, "ops": chunk.ops, "keys": chunk.keys, "rows": Jsonb(chunk.rows)}
+                )
                 row = await cur.fetchone()
                 assert row is not None
                 done, first, last, deleted, absent = row

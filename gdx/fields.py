@@ -137,6 +137,8 @@ def tidy_key(kind: KeyKind, value: Any) -> Any:
         return value
     if kind is KeyKind.PLAIN:
         return value.strip()
+    if value.isascii():  # nothing full-width to translate (the translation is most of the cost)
+        return value.strip().upper()
     return value.translate(_FULL_WIDTH).strip().upper()
 
 

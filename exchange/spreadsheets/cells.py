@@ -9,6 +9,7 @@ that comes out is the one a front-end node would push (gdx.fields checks it afte
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -48,7 +49,10 @@ def _text(value: Any) -> str:
 
 
 def to_string(value: Any, zone: ZoneInfo) -> str:
-    return _text(value)
+    text = value.strip() if type(value) is str else _text(value).strip()
+    if "\x00" in text:
+        raise CellError("text may not contain NUL characters")
+    return text
 
 
 def to_integer(value: Any, zone: ZoneInfo) -> int:
@@ -84,14 +88,16 @@ def to_number(value: Any, zone: ZoneInfo) -> int | float:
     return number
 
 
+_BOOLEANS = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
+
+
 def to_boolean(value: Any, zone: ZoneInfo) -> bool:
     if isinstance(value, bool):
         return value
     text = _text(value).strip().lower()
-    if text in TRUE_WORDS:
-        return True
-    if text in FALSE_WORDS:
-        return False
+    found = _BOOLEANS.get(text)
+    if found is not None:
+        return found
     raise CellError(f"expected 是/否 (or true/false, 1/0), got {text!r}")
 
 
@@ -106,6 +112,13 @@ def _date_of(text: str) -> dt.date:
 
 
 def to_date(value: Any, zone: ZoneInfo) -> str:
+    if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        # Already YYYY-MM-DD (as most files write it): checked, and kept as it is.
+        try:
+            dt.date.fromisoformat(value)
+            return value
+        except ValueError:
+            pass  # named below
     if isinstance(value, dt.datetime):
         if value.time() != dt.time(0):
             raise CellError(f"expected a date, got a date and time {value.isoformat(sep=' ')}")
@@ -115,9 +128,23 @@ def to_date(value: Any, zone: ZoneInfo) -> str:
     return _date_of(_text(value).strip()).isoformat()
 
 
+@functools.lru_cache(maxsize=4096)
+def _offset(hour: str, zone: ZoneInfo) -> str:
+    """The zone's UTC offset in the hour ``hour`` (YYYY-MM-DD HH), as ISO 8601 writes it."""
+    moment = dt.datetime.fromisoformat(f"{hour[:10]}T{hour[11:13]}:30").replace(tzinfo=zone)
+    return moment.isoformat()[19:]
+
+
 def to_timestamp(value: Any, zone: ZoneInfo) -> str:
     """ISO 8601 with the offset; a time without one is the upload's time zone (Beijing time
     unless the upload says otherwise), as a person in an office types it."""
+    if type(value) is str and len(value) == 19 and value[10] in " T":
+        # YYYY-MM-DD HH:MM:SS, as most files write it: checked, and the zone's offset added to it.
+        try:
+            dt.datetime.fromisoformat(value)
+            return f"{value[:10]}T{value[11:]}{_offset(value[:13], zone)}"
+        except ValueError:
+            pass  # named below
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, dt.date):
