@@ -111,7 +111,7 @@ _APPLY_TO_EMPTY = """
         SELECT r.last_seq + n AS seq, o AS op, k COLLATE "C" AS key, nullif(j, 'null') AS row
         FROM ROWS FROM (unnest(%(ops)b::text[]), unnest(%(keys)b::text[]), jsonb_array_elements(%(rows)s))
             WITH ORDINALITY AS t(o, k, j, n), resource r
-        WHERE r.id = %(resource)s AND o = 'u'
+        WHERE r.id = %(resource)s
     ), kept AS (
         INSERT INTO upload_key (key) SELECT key FROM staged WHERE %(replace)s
     ), logged AS (
@@ -126,7 +126,7 @@ _APPLY_TO_EMPTY = """
         UPDATE resource SET last_seq = counted.last, last_change_at = now()
         FROM counted WHERE id = %(resource)s AND counted.applied > 0
     )
-    SELECT applied, first, last, 0, %(deletes)s FROM counted
+    SELECT applied, first, last, 0, %(deletes)s::bigint FROM counted
 """
 
 # A replacement's last step: every live key the file left out is deleted.
@@ -208,9 +208,11 @@ async def apply_file(conn: Conn, received: Received, limits: Limits) -> tuple[Up
                 reading = asyncio.create_task(asyncio.to_thread(_next, chunks))
                 if tally.bad_rows:
                     continue  # nothing more is applied; the rest is read for the report
-                cur = await conn.execute(
-                    _APPLY, {**params, "ops": chunk.ops, "keys": chunk.keys, "rows": Jsonb(chunk.rows)}
-                )
+                deletes = chunk.ops.count("d")
+                if statement is _APPLY_TO_EMPTY and deletes:
+                    chunk = chunk.upserts()  # deleting what is not there: counted, not logged
+                values = {"ops": chunk.ops, "keys": chunk.keys, "rows": Jsonb(chunk.rows), "deletes": deletes}
+                cur = await conn.execute(statement, {**params, **values})
                 row = await cur.fetchone()
                 assert row is not None
                 done, first, last, deleted, absent = row

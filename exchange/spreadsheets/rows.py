@@ -78,6 +78,10 @@ class Chunk:
     keys: list[str]
     rows: list[dict[str, Any] | None]
 
+    def upserts(self) -> Chunk:
+        kept = [i for i, op in enumerate(self.ops) if op == "u"]
+        return Chunk(["u"] * len(kept), [self.keys[i] for i in kept], [self.rows[i] for i in kept])
+
 
 def column_letter(index: int) -> str:
     letters = ""
