@@ -103,21 +103,14 @@ def inbox(
 
     Exit 0 with an empty inbox, 1 when something is overdue, 2 when the exchange cannot be asked.
     """
-    import ssl
-
-    import httpx
     from rich.table import Table
 
+    from front_end_node.file_commands import http_client, reach
     from gdx.protocol import InboxItem
 
     exchange = _node_config(config).exchange
-    context = ssl.create_default_context(cafile=str(exchange.ca))
-    context.load_cert_chain(str(exchange.cert), str(exchange.key))
-    try:
-        with httpx.Client(base_url=exchange.url, verify=context, timeout=exchange.timeout_s, trust_env=False) as http:
-            answer = http.get("/v1/inbox")
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach the exchange at {exchange.url}: {exc}", 2) from None
+    with http_client(exchange) as http:
+        answer = reach(exchange, lambda: http.get("/v1/inbox"))
     if answer.status_code != 200:
         raise fail(f"the exchange answered {answer.status_code}: {answer.text[:300]}", 2)
     items = [InboxItem.model_validate(item) for item in answer.json()]

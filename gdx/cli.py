@@ -109,6 +109,8 @@ MOUNTS = (
     ("audit", "exchange.cli", "audit_app", "The exchange's audit trail."),
     ("node", "front_end_node.cli", "app", "The front-end node agent (前置机): extract, push, pull."),
     ("inbox", "front_end_node.cli", "inbox", "What waits for this node's department at the exchange."),
+    ("template", "front_end_node.file_commands", "template", "Download a resource's template to fill."),
+    ("upload", "front_end_node.file_commands", "upload", "Upload a filled template: applied whole or refused whole."),
     ("monitor", "monitoring.cli", "app", "The monitoring agent: node health, lag per hop, reconciliation."),
     ("render", "infra.cli", "render_stack", "Write and check the Kubernetes manifests of a stack."),
     ("platform", "local_platform.cli", "app", "The whole platform on this machine (make up / down / status)."),

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import python_calamine
 import xlsxwriter
+from typer.testing import CliRunner
 
 from exchange.spreadsheets.write import XLSX_MEDIA_TYPE
+from gdx.cli import app
 from tests.support.exchange import RunningExchange
 from tests.support.samples import PURPOSE, batch, population_entry, resident_id, unique_code, upsert
 
@@ -326,3 +328,26 @@ def test_a_subscriber_downloads_its_granted_fields_as_csv_or_a_workbook(exchange
     ]  # fmt: skip
     assert entries[0]["scope"]["fields"] == ["name", "income"]
     assert entries[0]["purpose"] == PURPOSE
+
+
+def test_gdx_template_and_gdx_upload_from_a_desk(exchange: RunningExchange, resource: str, tmp_path: Any) -> None:
+    identity = ["--exchange", exchange.url, "--cert", str(exchange.pki / "zjg-gaj.crt"),
+                "--key", str(exchange.pki / "zjg-gaj.key"), "--ca", str(exchange.pki / "ca.crt")]  # fmt: skip
+    runner = CliRunner()
+    template = tmp_path / "filled.csv"
+    made = runner.invoke(app, ["template", resource, "--out", str(template), *identity])
+    assert made.exit_code == 0, made.output
+    lines = template.read_text(encoding="utf-8-sig").splitlines()
+    template.write_text("\n".join([*lines, ",".join(_person(1))[:-1], ",".join(_person(2, name=""))]), "utf-8")
+    refused = runner.invoke(app, ["upload", resource, str(template), *identity])
+    assert refused.exit_code == 1, refused.output
+    assert "row 5, column B (name): required" in refused.output
+    report = tmp_path / "filled-report.xlsx"
+    assert python_calamine.CalamineWorkbook.from_path(str(report)).sheet_names == ["错误", "数据"]
+    template.write_text("\n".join([*lines, ",".join(_person(1))[:-1], ",".join(_person(2))[:-1]]), "utf-8")
+    applied = runner.invoke(app, ["upload", resource, str(template), *identity])
+    assert applied.exit_code == 0, applied.output
+    assert "2 rows, 2 new or changed" in applied.output
+    incomplete = runner.invoke(app, ["upload", resource, str(template), "--exchange", exchange.url])
+    assert incomplete.exit_code == 2
+    assert "--cert, --key, --ca" in incomplete.output

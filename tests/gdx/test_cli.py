@@ -51,7 +51,7 @@ def test_the_help_lists_every_package_command_and_marks_a_missing_one() -> None:
 
 def test_with_everything_installed_each_command_has_its_own_help() -> None:
     runner = CliRunner()
-    for command in ("exchange", "audit", "node", "monitor", "render", "platform"):
+    for command in ("exchange", "audit", "node", "inbox", "template", "upload", "monitor", "render", "platform"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0, (command, result.output)
         assert "not installed here" not in result.output
