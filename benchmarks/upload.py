@@ -83,9 +83,12 @@ def copy_file(url: str, path: Path) -> float:
         )
         conn.commit()
         started = time.perf_counter()
-        with path.open("rb") as source, conn.cursor().copy(
-            f"COPY copy_bench ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv, HEADER true)"
-        ) as copy:
+        with (
+            path.open("rb") as source,
+            conn.cursor().copy(
+                f"COPY copy_bench ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+            ) as copy,
+        ):
             while block := source.read(1 << 20):
                 copy.write(block)
         conn.commit()

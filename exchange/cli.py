@@ -9,6 +9,7 @@ import typer
 
 from gdx import logs
 from gdx.inventory import InventoryError, load_inventory
+from gdx.protocol import UPLOAD_MAX_BYTES, UPLOAD_MAX_ROWS
 from gdx.terminal import console, fail, reported
 
 app = typer.Typer(help="The central exchange service.", no_args_is_help=True)
@@ -89,6 +90,15 @@ def exchange_serve(
             "version of every key, deletions included, always stays.",
         ),
     ] = 30,
+    upload_max_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="GDX_UPLOAD_MAX_BYTES", min=1, help="The largest file a department may upload (413 beyond)."
+        ),
+    ] = UPLOAD_MAX_BYTES,
+    upload_max_rows: Annotated[
+        int, typer.Option(envvar="GDX_UPLOAD_MAX_ROWS", min=1, help="The most rows of an uploaded CSV file.")
+    ] = UPLOAD_MAX_ROWS,
     tls_alerts: Annotated[
         bool,
         typer.Option(
@@ -116,6 +126,8 @@ def exchange_serve(
         pool_max=pool_max,
         tls_alerts=tls_alerts,
         change_retention_days=change_retention_days,
+        upload_max_bytes=upload_max_bytes,
+        upload_max_rows=upload_max_rows,
     )
     serve(settings, host, port, workers=workers)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exchange.limits import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, DEFAULT_MAX_BODY_BYTES
 from exchange.retention import DEFAULT_RETENTION_DAYS
-from exchange.uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, DEFAULT_MAX_WORKBOOK_ROWS
+from gdx.protocol import UPLOAD_MAX_BYTES, UPLOAD_MAX_ROWS, UPLOAD_MAX_WORKBOOK_ROWS
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Settings:
     inbox_notify_every_s: float = 10
     # Uploaded files (exchange/uploads.py): the largest body, and rows in a CSV file and a workbook
     # (413 beyond them); where the body is spooled while it is read (the system's temporary folder).
-    upload_max_bytes: int = DEFAULT_MAX_BYTES
-    upload_max_rows: int = DEFAULT_MAX_ROWS
-    upload_max_workbook_rows: int = DEFAULT_MAX_WORKBOOK_ROWS
+    upload_max_bytes: int = UPLOAD_MAX_BYTES
+    upload_max_rows: int = UPLOAD_MAX_ROWS
+    upload_max_workbook_rows: int = UPLOAD_MAX_WORKBOOK_ROWS
     upload_total_s: float = 1800
     upload_dir: Path | None = None

@@ -27,15 +27,18 @@ from exchange.errors import ApiError
 from exchange.identity import Principal
 from exchange.spreadsheets.read import FileError, Spool, open_sheet
 from exchange.spreadsheets.rows import Chunk, HeaderError, RowReader, Tally, TooManyRows, read_changes
-from gdx.protocol import Upload, UploadCounts, UploadMode
+from gdx.protocol import (
+    UPLOAD_MAX_BYTES,
+    UPLOAD_MAX_ROWS,
+    UPLOAD_MAX_WORKBOOK_ROWS,
+    Upload,
+    UploadCounts,
+    UploadMode,
+)
 
 Conn = psycopg.AsyncConnection[Any]
 
 CHUNK_ROWS = 5000
-DEFAULT_MAX_ROWS = 2_000_000
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
-# A workbook is unpacked whole in memory (calamine): it gets a lower row limit than CSV.
-DEFAULT_MAX_WORKBOOK_ROWS = 200_000
 # A resource whose node sent a heartbeat this recently is fed by that node: rows changed by a file
 # would be overwritten by the node's next change of the same key, or refused as stale.
 NODE_PUBLISHES_WITHIN = dt.timedelta(hours=1)
@@ -43,9 +46,9 @@ NODE_PUBLISHES_WITHIN = dt.timedelta(hours=1)
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_rows: int = DEFAULT_MAX_ROWS
-    max_workbook_rows: int = DEFAULT_MAX_WORKBOOK_ROWS
+    max_bytes: int = UPLOAD_MAX_BYTES
+    max_rows: int = UPLOAD_MAX_ROWS
+    max_workbook_rows: int = UPLOAD_MAX_WORKBOOK_ROWS
 
 
 class Refused(Exception):

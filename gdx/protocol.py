@@ -19,6 +19,11 @@ from gdx.fields import FieldType, KeyKind, RowSchema
 MAX_BATCH_CHANGES = 5000
 MAX_PAGE_CHANGES = 5000
 MAX_FIELDS = 200
+# An uploaded file's default limits (the exchange's settings may lower or raise them): its size, and
+# its rows in CSV and in a workbook (unpacked whole to be read).
+UPLOAD_MAX_BYTES = 512 * 1024 * 1024
+UPLOAD_MAX_ROWS = 2_000_000
+UPLOAD_MAX_WORKBOOK_ROWS = 200_000
 # Sequence numbers and ids are PostgreSQL's bigint: a cursor beyond it is refused (422).
 MAX_SEQ = 2**63 - 1
 

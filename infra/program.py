@@ -77,6 +77,7 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
                 exchange_port=exchange.port,
                 server_tls_secret=exchange.tls_secret,
                 request_timeout_s=settings.exchange.request_timeout_s,
+                body_max_mib=settings.exchange.upload_max_mib,
             ),
         )
         exchange_url = ingress.url

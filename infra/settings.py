@@ -55,6 +55,10 @@ class ExchangeSettings(_Section):
     request_timeout_s: int = Field(120, ge=10, le=600)
     # Days a superseded version stays in the change log (docs/exchange.md, "Retention"); 0: for ever.
     change_retention_days: int = Field(30, ge=0, le=3650)
+    # Files uploaded by departments without a front-end node (docs/exchange.md, "Files"): the largest
+    # body the ingress and the exchange take, spooled in the pod's scratch volume; rows of a CSV file.
+    upload_max_mib: int = Field(512, ge=1, le=4096)
+    upload_max_rows: int = Field(2_000_000, ge=1, le=100_000_000)
     # The networks of the departments' inbox webhooks (the inventory's gdx_department.inbox_webhook):
     # the exchange's NetworkPolicy lets it reach them, on the ports their URLs name, and nothing else.
     webhook_cidrs: list[str] = Field(default_factory=list)

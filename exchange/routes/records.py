@@ -17,11 +17,11 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from exchange import access, audit, resources
-from exchange.deps import Pool
+from exchange.deps import Pool, refused
 from exchange.errors import ApiError, not_found
 from exchange.identity import Anyone
 from exchange.spreadsheets.template import label
-from exchange.spreadsheets.write import XLSX_MEDIA_TYPE, RowsWorkbook
+from exchange.spreadsheets.write import LAST_ROW, XLSX_MEDIA_TYPE, RowsWorkbook
 from exchange.strict_json import StrictJsonRoute
 from gdx.fields import RowError
 from gdx.protocol import Purpose, Record, ShareMethod
@@ -94,6 +94,16 @@ async def download(
     if format != "ndjson" and ShareMethod.FILE in stored.spec.share_methods:
         method = ShareMethod.FILE
     fields = await access.granted_fields(pool, who, stored, purpose, method, "download")
+    if format == "xlsx":
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) FROM current_key WHERE resource_id = %s AND NOT deleted", (stored.id,)
+            )
+            rows = (await cur.fetchone() or (0,))[0]
+        if rows > LAST_ROW:
+            message = f"{code!r} has {rows:,} rows, more than a worksheet holds ({LAST_ROW:,}): download it as format=csv"
+            raise await refused(pool, who, "download", ApiError(413, "too_many_rows", message), resource=code,
+                                purpose=purpose)  # fmt: skip
     async with pool.connection() as conn, conn.transaction():
         await audit.record(
             conn,

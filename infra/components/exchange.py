@@ -191,6 +191,8 @@ class Exchange(pulumi.ComponentResource):
                 GDX_POOL_MAX=str(s.pool_max),
                 GDX_TLS_ALERTS=str(s.tls_alerts).lower(),
                 GDX_CHANGE_RETENTION_DAYS=str(s.change_retention_days),
+                GDX_UPLOAD_MAX_BYTES=str(s.upload_max_mib * 1024 * 1024),
+                GDX_UPLOAD_MAX_ROWS=str(s.upload_max_rows),
             ),
             ports=[{"name": "https", "container_port": s.port}],
             volume_mounts=[
@@ -224,7 +226,11 @@ class Exchange(pulumi.ComponentResource):
                             }
                         ],
                         "containers": [serve],
-                        "volumes": [scratch_volume(), secret_volume("tls", tls.metadata.name)],
+                        # An upload is spooled here while it is read (and a workbook download written).
+                        "volumes": [
+                            scratch_volume(size=f"{s.upload_max_mib + 64}Mi"),
+                            secret_volume("tls", tls.metadata.name),
+                        ],
                     },
                 },
             },

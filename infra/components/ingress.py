@@ -32,10 +32,11 @@ class IngressArgs:
     exchange_port: int
     server_tls_secret: pulumi.Input[str]  # the exchange's server certificate, also served by the ingress
     request_timeout_s: int = 120  # the exchange's settings.request_timeout_s
+    body_max_mib: int = 512  # the exchange's settings.upload_max_mib: files are its largest bodies
 
 
 def nginx_annotations(
-    namespace: str, ca_bundle: str, client_secret: str, service: str, timeout_s: int = 120
+    namespace: str, ca_bundle: str, client_secret: str, service: str, timeout_s: int = 120, body_max_mib: int = 512
 ) -> dict[str, str]:
     return {
         # Caller -> ingress: a certificate issued by the platform CA, or no entry.
@@ -49,7 +50,10 @@ def nginx_annotations(
         NGINX + "proxy-ssl-verify": "on",
         NGINX + "proxy-ssl-name": f"{service}.{namespace}.svc",
         NGINX + "proxy-ssl-server-name": "on",
-        NGINX + "proxy-body-size": "64m",
+        # The exchange limits each route's body itself (a batch 16 MiB, a file more) and audits
+        # the refusal; the ingress passes bodies up to the largest, as they come, not buffered.
+        NGINX + "proxy-body-size": f"{body_max_mib}m",
+        NGINX + "proxy-request-buffering": "off",
         NGINX + "proxy-read-timeout": str(timeout_s),
         NGINX + "proxy-send-timeout": str(timeout_s),
     }
@@ -67,7 +71,9 @@ class MutualTlsIngress(pulumi.ComponentResource):
             args.ca_certificate,
         )  # fmt: skip
         notes = pulumi.Output.all(args.namespace, args.ca_bundle, client.metadata.name, args.exchange_service).apply(
-            lambda v: nginx_annotations(v[0], v[1], v[2], v[3], timeout_s=args.request_timeout_s)
+            lambda v: nginx_annotations(
+                v[0], v[1], v[2], v[3], timeout_s=args.request_timeout_s, body_max_mib=args.body_max_mib
+            )
         )
         ingress = k8s.networking.v1.Ingress(
             f"{name}-ingress",

@@ -117,6 +117,9 @@ def test_exchange_runs_migrations_before_serving_and_reads_the_database_secret(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     env = {e["name"]: e for e in container["env"]}
     assert env["GDX_CHANGE_RETENTION_DAYS"]["value"] == "30"
+    assert env["GDX_UPLOAD_MAX_BYTES"]["value"] == str(512 * 1024 * 1024)
+    scratch = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert scratch["emptyDir"]["sizeLimit"] == "576Mi"  # the largest upload spooled, and room besides
     assert env["GDX_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "gdx-db-credentials", "key": "uri"}
 
     (deployment_reg,) = registered(monitor, "Deployment")
@@ -272,6 +275,7 @@ def test_ingress_verifies_client_certificates_and_forwards_them_over_its_own_tls
                 exchange_service="gdx-exchange",
                 exchange_port=8443,
                 server_tls_secret="gdx-exchange-tls",
+                body_max_mib=100,
             ),
         )
         return ingress.url.apply(lambda url: assert_equal(url, "https://exchange.zjg.gov.cn/"))
@@ -285,6 +289,9 @@ def test_ingress_verifies_client_certificates_and_forwards_them_over_its_own_tls
     assert notes[NGINX + "backend-protocol"] == "HTTPS"
     assert notes[NGINX + "proxy-ssl-secret"] == "gdx/gdx-ingress-client"
     assert notes[NGINX + "proxy-ssl-verify"] == "on"
+    # Files are the largest bodies; the exchange refuses a batch over its own limit itself.
+    assert notes[NGINX + "proxy-body-size"] == "100m"
+    assert notes[NGINX + "proxy-request-buffering"] == "off"
     assert ingress["spec"]["tls"] == [{"hosts": ["exchange.zjg.gov.cn"], "secretName": "gdx-exchange-tls"}]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "gdx-exchange", "port": {"number": 8443}}
