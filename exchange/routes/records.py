@@ -101,7 +101,7 @@ async def download(
             )
             rows = (await cur.fetchone() or (0,))[0]
         if rows > LAST_ROW:
-            message = f"{code!r} has {rows:,} rows, more than a worksheet holds ({LAST_ROW:,}): download it as format=csv"
+            message = f"{code!r} has {rows:,} rows, more than a worksheet holds ({LAST_ROW:,}): use format=csv"
             raise await refused(pool, who, "download", ApiError(413, "too_many_rows", message), resource=code,
                                 purpose=purpose)  # fmt: skip
     async with pool.connection() as conn, conn.transaction():
