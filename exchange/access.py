@@ -59,6 +59,13 @@ async def granted_fields(
     raise await refused(pool, who, action, forbidden(reason), resource=stored.code, purpose=purpose)
 
 
+def columns(stored: StoredResource, fields: list[str] | None) -> list[str]:
+    """The columns a caller reads: the key's field, then the granted ones in the catalog's order."""
+    key_field = stored.spec.primary_key
+    granted = [f.name for f in stored.spec.fields if f.name != key_field and (fields is None or f.name in fields)]
+    return [key_field, *granted]
+
+
 def project(row: dict[str, Any] | None, fields: list[str] | None, key_field: str) -> dict[str, Any] | None:
     """Only the granted fields of a row; the primary key always, since it names the row."""
     if row is None or fields is None:

@@ -32,6 +32,7 @@ from exchange.routes import (
     ops,
     records,
     requests,
+    snapshots,
     uploads,
 )
 from exchange.settings import Settings
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         requests,
         inbox,
         changes,
+        snapshots,
         records,
         uploads,
         disputes,

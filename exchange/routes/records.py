@@ -114,10 +114,7 @@ async def download(
             scope={"fields": fields, "up_to_seq": stored.last_seq, "format": format},
         )
     key_field = stored.spec.primary_key
-    columns = [
-        key_field,
-        *(f.name for f in stored.spec.fields if f.name != key_field and (fields is None or f.name in fields)),
-    ]
+    columns = access.columns(stored, fields)
 
     async def pages() -> AsyncIterator[list[tuple[Any, ...]]]:
         async with pool.connection() as conn, conn.transaction(), conn.cursor(name="download") as cur:

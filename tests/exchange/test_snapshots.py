@@ -1,0 +1,67 @@
+"""GET /v1/resources/{code}/snapshot: a subscriber's first load, key range by key range."""
+
+from __future__ import annotations
+
+import csv
+import io
+from urllib.parse import unquote
+
+from tests.support.exchange import RunningExchange
+from tests.support.samples import PURPOSE, batch, delete, population_entry, resident_id, unique_code, upsert
+
+
+def test_chunks_of_current_rows_with_granted_fields_and_the_position_they_are_at(exchange: RunningExchange) -> None:
+    code = unique_code("zjg-gaj")
+    gaj, wjw = exchange.client("zjg-gaj"), exchange.client("zjg-wjw")
+    assert gaj.post("/v1/resources", json=population_entry(code, "conditional")).status_code == 201
+    pushed = gaj.post(f"/v1/resources/{code}/changes", json=batch(*(upsert(n, 1) for n in range(25))))
+    assert pushed.status_code == 200
+    gaj.post(f"/v1/resources/{code}/changes", json=batch(delete(3, 2), delete(4, 2), upsert(5, 2, name="改名")))
+    filed = wjw.post("/v1/requests", json={"resource": code, "purpose": PURPOSE, "fields": ["name", "birth_date"]})
+    gaj.post(f"/v1/requests/{filed.json()['id']}/approve", json={})
+
+    rows: list[list[str]] = []
+    after = None
+    seqs = []
+    while True:
+        params = {"purpose": PURPOSE, "limit": 10, **({"after_key": after} if after else {})}
+        chunk = wjw.get(f"/v1/resources/{code}/snapshot", params=params)
+        assert chunk.status_code == 200, chunk.text
+        assert chunk.headers["content-encoding"] == "gzip"
+        assert chunk.headers["x-gdx-columns"] == "id_number,name,birth_date"
+        got = list(csv.reader(io.StringIO(chunk.text)))
+        assert int(chunk.headers["x-gdx-rows"]) == len(got)
+        rows += got
+        seqs.append(int(chunk.headers["x-gdx-seq"]))
+        if chunk.headers["x-gdx-more"] == "false":
+            assert "x-gdx-last-key" not in chunk.headers
+            break
+        after = unquote(chunk.headers["x-gdx-last-key"])
+        assert after == got[-1][0]
+        if len(seqs) == 1:  # a change between two chunks: the later chunk is at a later position
+            gaj.post(f"/v1/resources/{code}/changes", json=batch(upsert(24, 3, name="后来的")))
+    assert [len(rows), seqs[0]] == [23, 28]
+    assert seqs[1] == 29
+    expected = {resident_id(n): f"居民{n}" for n in range(25) if n not in (3, 4)} | {resident_id(5): "改名"}
+    expected[resident_id(24)] = "后来的" if resident_id(24) > rows[9][0] else "居民24"
+    assert {r[0]: r[1] for r in rows} == expected
+    assert [r[0] for r in rows] == sorted(expected)
+    assert {r[2] for r in rows} == {"1980-05-17"}
+
+    entries = exchange.client("bob").get("/v1/audit", params={"resource": code, "action": "snapshot"}).json()
+    assert [e["scope"]["rows"] for e in entries] == [10, 10, 3]
+    assert entries[0]["scope"]["fields"] == ["name", "birth_date"]
+    assert entries[0]["purpose"] == PURPOSE
+
+
+def test_a_snapshot_needs_the_grant_a_pull_needs(exchange: RunningExchange) -> None:
+    code = unique_code("zjg-gaj")
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=population_entry(code)).status_code == 201
+    refused = exchange.client("zjg-wjw").get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert refused.status_code == 403
+    assert "subscribe" in refused.json()["message"]
+    entries = exchange.client("bob").get("/v1/audit", params={"resource": code, "action": "snapshot"}).json()
+    assert [e["outcome"] for e in entries] == ["refused"]
+    empty = exchange.client("zjg-gaj").get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert empty.status_code == 200
+    assert (empty.text, empty.headers["x-gdx-more"], empty.headers["x-gdx-seq"]) == ("", "false", "0")
