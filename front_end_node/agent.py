@@ -220,7 +220,7 @@ def hops(config: NodeConfig, client: ExchangeClient, state: AgentState, stop: as
             loops.append(Loop("compare", pub.resource, scan, config, state, stop))
         loops.append(Loop("push", pub.resource, _push_loop(config, pub, client, state), config, state, stop))
     for sub in config.subscribes:
-        puller = Puller(sub, client, state)
+        puller = Puller(sub, client, state, snapshot_rows=config.snapshot_rows)
 
         async def prepare_pull(conn: store.Conn, puller: Puller = puller) -> Step:
             await puller.prepare(conn)

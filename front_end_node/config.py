@@ -58,6 +58,9 @@ class NodeConfig(Strict):
     subscribes: list[Subscription] = Field(default_factory=list)
     listen: Listen = Listen()
     batch_size: int = Field(default=2000, ge=1, le=5000)
+    snapshot_rows: int = Field(
+        default=50_000, ge=100, le=200_000, description="Rows per chunk of a subscription's first load (snapshot)"
+    )
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     max_backoff_s: float = Field(default=30.0, gt=0)

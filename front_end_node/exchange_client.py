@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -23,6 +25,15 @@ class ExchangeError(Exception):
     @property
     def retryable(self) -> bool:
         return self.status is None or self.status >= 500 or self.status == 429
+
+
+@dataclass(frozen=True)
+class SnapshotChunk:
+    seq: int  # the resource's position at which these rows are its state
+    rows: int
+    columns: list[str]  # the key's field, then the granted fields
+    last_key: str | None  # where the next chunk begins; None: the last chunk
+    body: bytes  # CSV, no header
 
 
 class ExchangeClient:
@@ -47,17 +58,21 @@ class ExchangeClient:
         except httpx.TransportError as exc:
             raise ExchangeError(f"the exchange at {self.url} is unreachable: {exc!r}") from None
         if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"message": response.text[:300]}
-            message = body.get("message", response.reason_phrase) if isinstance(body, dict) else str(body)
-            raise ExchangeError(
-                f"{method} {path}: {response.status_code} {message}",
-                status=response.status_code,
-                body=body if isinstance(body, dict) else {},
-            )
+            self._raise(response, method, path)
         return response.content
+
+    @staticmethod
+    def _raise(response: httpx.Response, method: str, path: str) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text[:300]}
+        message = body.get("message", response.reason_phrase) if isinstance(body, dict) else str(body)
+        raise ExchangeError(
+            f"{method} {path}: {response.status_code} {message}",
+            status=response.status_code,
+            body=body if isinstance(body, dict) else {},
+        )
 
     async def resource(self, code: str, *, timeout_s: float | None = None) -> Resource:
         """The catalog entry; ``timeout_s`` instead of the client's own, for a caller that has
@@ -76,6 +91,27 @@ class ExchangeClient:
             "POST", f"/v1/resources/{code}/changes", content=body, headers={"content-type": "application/json"}
         )
         return BatchReceipt.model_validate(data)
+
+    async def snapshot(self, code: str, purpose: str, after_key: str | None, limit: int) -> SnapshotChunk:
+        """A key range of the resource's current rows (exchange/routes/snapshots.py), CSV."""
+        params: dict[str, str | int] = {"purpose": purpose, "limit": limit}
+        if after_key is not None:
+            params["after_key"] = after_key
+        try:
+            response = await self._http.get(f"/v1/resources/{code}/snapshot", params=params)
+        except httpx.TransportError as exc:
+            raise ExchangeError(f"the exchange at {self.url} is unreachable: {exc!r}") from None
+        if response.status_code >= 400:
+            self._raise(response, "GET", f"/v1/resources/{code}/snapshot")
+        headers = response.headers
+        last_key = headers.get("x-gdx-last-key")
+        return SnapshotChunk(
+            seq=int(headers["x-gdx-seq"]),
+            rows=int(headers["x-gdx-rows"]),
+            columns=headers["x-gdx-columns"].split(","),
+            last_key=unquote(last_key) if last_key is not None else None,
+            body=response.content,
+        )
 
     async def pull(self, code: str, purpose: str, after: int, limit: int, *, latest: bool = False) -> ChangePage:
         params: dict[str, str | int] = {"purpose": purpose, "after": after, "limit": limit}

@@ -21,6 +21,8 @@ from gdx.protocol import MAX_PAGE_CHANGES, ChangeOut, Grant, GrantStatus, OnRevo
 from gdx.sharing import Subscription
 
 HOP = "pull"
+# Rows of a snapshot chunk: about 10 MB of CSV for a 10-field table, a second's work or less.
+SNAPSHOT_ROWS = 50_000
 
 log = structlog.get_logger("gdx.node")
 
@@ -44,8 +46,11 @@ async def _columns(conn: store.Conn, table: str) -> list[str]:
 
 
 class Puller:
-    def __init__(self, sub: Subscription, client: ExchangeClient, state: AgentState) -> None:
+    def __init__(
+        self, sub: Subscription, client: ExchangeClient, state: AgentState, snapshot_rows: int = SNAPSHOT_ROWS
+    ) -> None:
         self.sub = sub
+        self.snapshot_rows = snapshot_rows
         self.code = sub.resource
         self.table = sub.table_name()
         self.client = client
@@ -137,7 +142,8 @@ class Puller:
                             resource=self.code, table=self.table, grant=grant.id, status=grant.status.value,
                         )  # fmt: skip
                 await conn.execute(
-                    "UPDATE gdx.subscription_state SET after_seq = 0, refilling = false WHERE resource = %s",
+                    "UPDATE gdx.subscription_state SET after_seq = 0, refilling = false, snapshot_seq = NULL, "
+                    "snapshot_after = NULL WHERE resource = %s",
                     (self.code,),
                 )
         rows = "purged" if purge else "kept"
@@ -152,15 +158,18 @@ class Puller:
         if time.monotonic() - self._grant_checked >= self.sub.grant_check_interval_s:
             await self.prepare(conn)  # a grant changed meanwhile: the table follows it
         cur = await conn.execute(
-            "SELECT after_seq, refilling FROM gdx.subscription_state WHERE resource = %s", (self.code,)
+            "SELECT after_seq, refilling, snapshot_seq, snapshot_after FROM gdx.subscription_state WHERE resource = %s",
+            (self.code,),
         )
         row = await cur.fetchone()
         after, refilling = (int(row[0]), bool(row[1])) if row else (0, False)
+        if after == 0 and not refilling:
+            # Nothing applied yet: the resource's current rows in bulk, then the change log from there.
+            return await self._load_snapshot(conn, row[2] if row else None, row[3] if row else None)
         try:
             page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
         except ExchangeError as exc:
-            if exc.status == 403 and str(exc.body.get("error", "")).startswith("grant_"):
-                await self.prepare(conn)  # the grant ended: prepare() says how, and stops the hop
+            await self._grant_ended(conn, exc)
             raise
         unknown = self._unknown_fields(page.changes)
         if unknown:
@@ -177,6 +186,66 @@ class Puller:
         data = sum(1 for c in page.changes if c.op != "heartbeat")
         self.state.ok(HOP, self.code, rows=data, batches=1 if page.changes else 0)
         return page.has_more
+
+    async def _grant_ended(self, conn: store.Conn, exc: ExchangeError) -> None:
+        if exc.status == 403 and str(exc.body.get("error", "")).startswith("grant_"):
+            await self.prepare(conn)  # the grant ended: prepare() says how, and stops the hop
+
+    async def _load_snapshot(self, conn: store.Conn, started_at: int | None, after_key: str | None) -> bool:
+        """One chunk of the resource's snapshot, copied into the table with the load's progress in
+        one transaction: a killed agent goes on after the last chunk it committed. The load's
+        position is its first chunk's; when the last chunk is in, the change log is read from there
+        (every later chunk is as new or newer, and the changes after that position bring each key
+        to where the log says). True while there is more to read."""
+        try:
+            chunk = await self.client.snapshot(self.code, self.sub.purpose, after_key, self.snapshot_rows)
+        except ExchangeError as exc:
+            await self._grant_ended(conn, exc)
+            raise
+        if set(chunk.columns) != set(self.columns):
+            # The grant or the schema changed: the table follows it, and the load starts again.
+            await self.prepare(conn)
+            await conn.execute(
+                "UPDATE gdx.subscription_state SET snapshot_seq = NULL, snapshot_after = NULL "
+                "WHERE resource = %s AND after_seq = 0",
+                (self.code,),
+            )
+            return True
+        table = store.quote(self.table)
+        position = chunk.seq if started_at is None else started_at
+        async with conn.transaction():
+            if after_key is None:
+                held = await conn.execute(f"SELECT EXISTS (SELECT FROM {table})")  # noqa: S608
+                if (await held.fetchone() or [False])[0]:
+                    log.warning("the subscription's table held rows before its first load; emptied",
+                                resource=self.code, table=self.table)  # fmt: skip
+                    await conn.execute(f"TRUNCATE {table}")
+            if chunk.rows:
+                columns = ", ".join(f'"{c}"' for c in chunk.columns)
+                async with (
+                    conn.cursor() as cur,
+                    cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
+                ):
+                    await copy.write(chunk.body)
+            if chunk.last_key is not None:
+                moved = await conn.execute(
+                    "UPDATE gdx.subscription_state SET snapshot_seq = %s, snapshot_after = %s "
+                    "WHERE resource = %s AND after_seq = 0",
+                    (position, chunk.last_key, self.code),
+                )
+            else:
+                moved = await conn.execute(
+                    "UPDATE gdx.subscription_state SET after_seq = %s, snapshot_seq = NULL, snapshot_after = NULL "
+                    "WHERE resource = %s AND after_seq = 0",
+                    (position, self.code),
+                )
+            if moved.rowcount != 1:
+                raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")
+        if chunk.rows:
+            log.info("snapshot chunk loaded", resource=self.code, rows=chunk.rows, up_to_key=chunk.last_key,
+                     position=position, done=chunk.last_key is None)  # fmt: skip
+        self.state.ok(HOP, self.code, rows=chunk.rows, batches=1 if chunk.rows else 0)
+        return chunk.last_key is not None or position > 0
 
     def _unknown_fields(self, changes: list[ChangeOut]) -> set[str]:
         expected = self._ignored.union(self.columns)

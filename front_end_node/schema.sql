@@ -98,6 +98,10 @@ CREATE TABLE IF NOT EXISTS gdx.subscription_state (
 -- Reading the resource again from 0, the newest change of each key only, for fields the table
 -- gained (a wider grant, a schema version with more fields); done when it reaches the head.
 ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS refilling boolean NOT NULL DEFAULT false;
+-- A subscription that starts from nothing (after_seq 0) loads the resource's snapshot first, a key
+-- range at a time: the position of its first chunk, and the last key loaded (front_end_node/pull.py).
+ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_seq bigint;
+ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_after text;
 
 -- The newest heartbeat seen per hop: extract (business DB -> here), push (here -> central,
 -- acknowledged), pull (central -> here, applied).
