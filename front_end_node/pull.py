@@ -7,10 +7,13 @@ rows it had applied are exactly those before it.
 
 from __future__ import annotations
 
+import bisect
 import time
+from typing import Any
 
 import orjson
 import structlog
+from psycopg.types.json import Jsonb
 
 from front_end_node import store
 from front_end_node.errors import Waiting, Withdrawn
@@ -45,6 +48,22 @@ async def _columns(conn: store.Conn, table: str) -> list[str]:
     return [name for (name,) in await cur.fetchall()]
 
 
+class LoadedChunks:
+    """The chunks a snapshot loaded: each one's last key (None for the last chunk: to the end) and
+    the position it was read at. A change the log replays after the load is already in the table
+    when its key's chunk was read at or after the change's position."""
+
+    def __init__(self, chunks: list[list[Any]]) -> None:
+        self.uppers = [str(upper) for upper, _ in chunks[:-1]]
+        self.positions = [int(position) for _, position in chunks]
+        self.last_position = max(self.positions)
+
+    def holds(self, key: str, seq: int) -> bool:
+        # Keys compare as the exchange orders them: by their text's bytes, which UTF-8 keeps in
+        # code point order, Python's order for str.
+        return seq <= self.positions[bisect.bisect_left(self.uppers, key)]
+
+
 class Puller:
     def __init__(
         self, sub: Subscription, client: ExchangeClient, state: AgentState, snapshot_rows: int = SNAPSHOT_ROWS
@@ -59,6 +78,7 @@ class Puller:
         self.key = ""
         self.integer_key = False
         self._ignored: frozenset[str] = frozenset()  # fields in old rows that the resource dropped
+        self._loaded: LoadedChunks | None = None  # what the snapshot loaded, while the log replays past it
         self._grant_checked = 0.0
 
     async def prepare(self, conn: store.Conn) -> None:
@@ -158,7 +178,8 @@ class Puller:
         if time.monotonic() - self._grant_checked >= self.sub.grant_check_interval_s:
             await self.prepare(conn)  # a grant changed meanwhile: the table follows it
         cur = await conn.execute(
-            "SELECT after_seq, refilling, snapshot_seq, snapshot_after FROM gdx.subscription_state WHERE resource = %s",
+            "SELECT after_seq, refilling, snapshot_seq, snapshot_after, snapshot_chunks FROM gdx.subscription_state "
+            "WHERE resource = %s",
             (self.code,),
         )
         row = await cur.fetchone()
@@ -166,6 +187,7 @@ class Puller:
         if after == 0 and not refilling:
             # Nothing applied yet: the resource's current rows in bulk, then the change log from there.
             return await self._load_snapshot(conn, row[2] if row else None, row[3] if row else None)
+        self._loaded = LoadedChunks(row[4]) if row and row[4] else None
         try:
             page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
         except ExchangeError as exc:
@@ -227,17 +249,20 @@ class Puller:
                     cur.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)") as copy,
                 ):
                     await copy.write(chunk.body)
+            loaded = Jsonb([[chunk.last_key, chunk.seq]])
             if chunk.last_key is not None:
                 moved = await conn.execute(
-                    "UPDATE gdx.subscription_state SET snapshot_seq = %s, snapshot_after = %s "
+                    "UPDATE gdx.subscription_state SET snapshot_seq = %s, snapshot_after = %s, snapshot_chunks = "
+                    "CASE WHEN snapshot_after IS NULL THEN %s ELSE snapshot_chunks || %s END "
                     "WHERE resource = %s AND after_seq = 0",
-                    (position, chunk.last_key, self.code),
+                    (position, chunk.last_key, loaded, loaded, self.code),
                 )
             else:
                 moved = await conn.execute(
-                    "UPDATE gdx.subscription_state SET after_seq = %s, snapshot_seq = NULL, snapshot_after = NULL "
+                    "UPDATE gdx.subscription_state SET after_seq = %s, snapshot_seq = NULL, snapshot_after = NULL, "
+                    "snapshot_chunks = CASE WHEN snapshot_after IS NULL THEN %s ELSE snapshot_chunks || %s END "
                     "WHERE resource = %s AND after_seq = 0",
-                    (position, self.code),
+                    (position, loaded, loaded, self.code),
                 )
             if moved.rowcount != 1:
                 raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")
@@ -260,10 +285,11 @@ class Puller:
     ) -> None:
         latest: dict[str, ChangeOut] = {}
         beat = None
+        loaded = self._loaded
         for change in changes:
             if change.heartbeat is not None:
                 beat = change.heartbeat
-            else:
+            elif loaded is None or not loaded.holds(str(change.key), change.seq):
                 latest[str(change.key)] = change
         upserts = [c.row for c in latest.values() if c.op == "upsert"]
         deletes = [c.key for c in latest.values() if c.op == "delete"]
@@ -276,6 +302,10 @@ class Puller:
             )
             if cur.rowcount != 1:
                 raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")
+            if loaded is not None and next_after >= loaded.last_position:
+                await conn.execute(
+                    "UPDATE gdx.subscription_state SET snapshot_chunks = NULL WHERE resource = %s", (self.code,)
+                )
             if deletes:
                 await conn.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (deletes,))  # noqa: S608
             if upserts:

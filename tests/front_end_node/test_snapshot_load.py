@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
+from front_end_node.pull import LoadedChunks
 from tests.support.nodes import POPULATION_COLUMNS, wait_for
 from tests.support.samples import PURPOSE, resident_id
 from tests.support.world import World
@@ -86,3 +87,18 @@ def test_a_late_subscriber_starts_from_a_snapshot_and_survives_a_kill_in_the_mid
     assert state is not None
     assert state[1:] == (None, None)
     assert state[0] >= 3000
+
+
+def test_a_replayed_change_is_applied_only_where_its_chunk_was_read_before_it() -> None:
+    loaded = LoadedChunks([["b", 10], ["d", 15], [None, 20]])
+    assert loaded.last_position == 20
+    assert loaded.holds("a", 10)  # the first chunk was read at 10: a change at 10 is in it
+    assert not loaded.holds("a", 11)
+    assert loaded.holds("b", 10)
+    assert not loaded.holds("b", 12)
+    assert loaded.holds("c", 15)
+    assert not loaded.holds("c", 16)
+    assert loaded.holds("z", 20)
+    assert not loaded.holds("z", 21)
+    assert loaded.holds("张", 20)  # past every last key: the last chunk
+    assert LoadedChunks([[None, 7]]).holds("anything", 7)
