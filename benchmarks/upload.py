@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 import xlsxwriter
 
-from benchmarks.exchange_ingest import checkpoint, client, start_server
+from benchmarks.exchange_ingest import COPY_TABLE, checkpoint, client, start_server
 from exchange.spreadsheets.write import XLSX_MEDIA_TYPE
 from tests.support.postgres import PostgresServer
 from tests.support.samples import person, population_entry
@@ -76,11 +76,7 @@ def upload(base: str, pki: Path, code: str, path: Path, media_type: str) -> tupl
 
 def copy_file(url: str, path: Path) -> float:
     with psycopg.connect(url) as conn:
-        conn.execute(
-            "CREATE TABLE copy_bench (id_number text PRIMARY KEY, name text, gender text, birth_date date, "
-            "address text, household_size integer, income double precision, is_resident boolean, "
-            "updated_at timestamptz, remark text)"
-        )
+        conn.execute(COPY_TABLE)
         conn.commit()
         started = time.perf_counter()
         with (
