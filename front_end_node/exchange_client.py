@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -11,7 +12,7 @@ import httpx
 import orjson
 
 from front_end_node.config import ExchangeSettings
-from gdx.protocol import BatchReceipt, ChangePage, Drift, Grant, Resource
+from gdx.protocol import BatchReceipt, ChangePage, Drift, Grant, Load, Resource
 
 
 class ExchangeError(Exception):
@@ -112,6 +113,14 @@ class ExchangeClient:
             last_key=unquote(last_key) if last_key is not None else None,
             body=response.content,
         )
+
+    async def open_load(self, code: str) -> Load:
+        """Open a full load of the resource at the exchange, or resume the open one."""
+        return Load.model_validate(await self._call("POST", f"/v1/resources/{code}/loads"))
+
+    async def load_progress(self, code: str, load: uuid.UUID, rows: int, *, finished: bool = False) -> Load:
+        body = {"rows": rows, "finished": finished}
+        return Load.model_validate(await self._call("POST", f"/v1/resources/{code}/loads/{load}", json=body))
 
     async def pull(self, code: str, purpose: str, after: int, limit: int, *, latest: bool = False) -> ChangePage:
         params: dict[str, str | int] = {"purpose": purpose, "after": after, "limit": limit}

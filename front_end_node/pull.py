@@ -222,6 +222,10 @@ class Puller:
         try:
             chunk = await self.client.snapshot(self.code, self.sub.purpose, after_key, self.snapshot_rows)
         except ExchangeError as exc:
+            if exc.status == 409 and exc.body.get("error") == "load_in_progress":
+                # The provider is loading the resource in full: its rows are loaded once it ends.
+                self.state.waiting(HOP, self.code, str(exc.body.get("message", exc)))
+                return False
             await self._grant_ended(conn, exc)
             raise
         if set(chunk.columns) != set(self.columns):

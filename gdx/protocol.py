@@ -595,3 +595,21 @@ class Upload(_Model):
     problems: int = Field(description="Bad cells found (the report lists up to 1,000)")
     reason: str | None = Field(description="Why the file was refused")
     received_at: dt.datetime
+
+
+class Load(_Model):
+    """A provider's full load at the exchange (gdx node sync --full): its rows arrive as pushes."""
+
+    id: uuid.UUID
+    resource: str
+    department: str
+    started_at: dt.datetime
+    progressed_at: dt.datetime
+    finished_at: dt.datetime | None
+    rows: int = Field(description="Rows the provider sent so far")
+    position: int | None = Field(description="The resource's last sequence number when the load finished")
+
+
+class LoadProgress(_Model):
+    rows: StrictInt = Field(ge=0, description="Rows sent so far")
+    finished: bool = False

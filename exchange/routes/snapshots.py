@@ -8,8 +8,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 
-from exchange import access, audit, metrics, resources, snapshots
+from exchange import access, audit, loads, metrics, resources, snapshots
 from exchange.deps import Pool
+from exchange.errors import ApiError
 from exchange.identity import Anyone
 from exchange.strict_json import StrictJsonRoute
 from gdx.protocol import Purpose, ShareMethod
@@ -36,6 +37,15 @@ async def snapshot(
     async with pool.connection() as conn:
         stored = await resources.load(conn, code)
     fields = await access.granted_fields(pool, who, stored, purpose, ShareMethod.FRONT_END, "snapshot")
+    if who.name != stored.provider:
+        async with pool.connection() as conn:
+            load = await loads.moving(conn, stored.id)
+        if load is not None:
+            # Loaded now, the rows would be loaded again as the change log replays the load's pushes.
+            raise ApiError(409, "load_in_progress", (
+                f"{stored.provider} is loading {code!r} in full ({load.rows:,} rows sent, the last at "
+                f"{load.progressed_at:%H:%M:%S %Z}): the snapshot waits for the load to end"
+            ))  # fmt: skip
     columns = access.columns(stored, fields)
     async with pool.connection() as conn:
         chunk = await snapshots.read_chunk(conn, stored.id, columns, after_key=after_key, limit=limit)

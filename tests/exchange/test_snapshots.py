@@ -65,3 +65,35 @@ def test_a_snapshot_needs_the_grant_a_pull_needs(exchange: RunningExchange) -> N
     empty = exchange.client("zjg-gaj").get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
     assert empty.status_code == 200
     assert (empty.text, empty.headers["x-gdx-more"], empty.headers["x-gdx-seq"]) == ("", "false", "0")
+
+
+def test_a_subscriber_waits_for_the_providers_full_load_then_loads_once(exchange: RunningExchange) -> None:
+    code = unique_code("zjg-gaj")
+    gaj, wjw = exchange.client("zjg-gaj"), exchange.client("zjg-wjw")
+    assert gaj.post("/v1/resources", json=population_entry(code)).status_code == 201
+    assert wjw.post(f"/v1/resources/{code}/subscriptions", json={"purpose": PURPOSE}).status_code == 201
+    opened = gaj.post(f"/v1/resources/{code}/loads")
+    assert opened.status_code == 201
+    load = opened.json()
+    assert gaj.post(f"/v1/resources/{code}/loads").json()["id"] == load["id"]  # resumed, not a second one
+    assert wjw.post(f"/v1/resources/{code}/loads").status_code == 403
+    gaj.post(f"/v1/resources/{code}/changes", json=batch(*(upsert(n, 1) for n in range(5))))
+    gaj.post(f"/v1/resources/{code}/loads/{load['id']}", json={"rows": 5})
+
+    waiting = wjw.get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert waiting.status_code == 409
+    assert waiting.json()["error"] == "load_in_progress"
+    assert "5 rows sent" in waiting.json()["message"]
+    own = gaj.get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert own.status_code == 200  # the provider reads its own rows whenever it likes
+
+    finished = gaj.post(f"/v1/resources/{code}/loads/{load['id']}", json={"rows": 5, "finished": True}).json()
+    assert finished["position"] == 5
+    assert finished["finished_at"] is not None
+    assert gaj.post(f"/v1/resources/{code}/loads/{load['id']}", json={"rows": 6}).status_code == 404
+    loaded = wjw.get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert loaded.status_code == 200
+    assert (loaded.headers["x-gdx-rows"], loaded.headers["x-gdx-seq"]) == ("5", "5")
+    steps = exchange.client("bob").get("/v1/audit", params={"resource": code, "action": "load"}).json()
+    assert [(e["scope"].get("step"), e["outcome"]) for e in steps] == [("open", "ok"), (None, "refused"),
+                                                                        ("finish", "ok")]  # fmt: skip
