@@ -126,6 +126,7 @@ class Puller:
                 "VALUES (%(code)s, %(table)s, %(fields)s) ON CONFLICT (resource) DO UPDATE "
                 "SET table_name = EXCLUDED.table_name, fields = EXCLUDED.fields, "
                 "after_seq = CASE WHEN %(refill)s THEN 0 ELSE subscription_state.after_seq END, "
+                "snapshot_chunks = CASE WHEN %(refill)s THEN NULL ELSE subscription_state.snapshot_chunks END, "
                 "refilling = subscription_state.refilling OR (%(refill)s AND subscription_state.after_seq > 0)",
                 {
                     "code": self.code,
@@ -187,7 +188,12 @@ class Puller:
         if after == 0 and not refilling:
             # Nothing applied yet: the resource's current rows in bulk, then the change log from there.
             return await self._load_snapshot(conn, row[2] if row else None, row[3] if row else None)
-        self._loaded = LoadedChunks(row[4]) if row and row[4] else None
+        self._loaded = LoadedChunks(row[4]) if row and row[4] and not refilling else None
+        if self._loaded is not None and after >= self._loaded.last_position:
+            self._loaded = None  # the log has replayed past every chunk
+            await conn.execute(
+                "UPDATE gdx.subscription_state SET snapshot_chunks = NULL WHERE resource = %s", (self.code,)
+            )
         try:
             page = await self.client.pull(self.code, self.sub.purpose, after, MAX_PAGE_CHANGES, latest=refilling)
         except ExchangeError as exc:
