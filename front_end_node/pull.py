@@ -79,6 +79,7 @@ class Puller:
         self.integer_key = False
         self._ignored: frozenset[str] = frozenset()  # fields in old rows that the resource dropped
         self._loaded: LoadedChunks | None = None  # what the snapshot loaded, while the log replays past it
+        self._follow_log = False  # a full load was moving when the subscription began: no snapshot
         self._grant_checked = 0.0
 
     async def prepare(self, conn: store.Conn) -> None:
@@ -185,7 +186,7 @@ class Puller:
         )
         row = await cur.fetchone()
         after, refilling = (int(row[0]), bool(row[1])) if row else (0, False)
-        if after == 0 and not refilling:
+        if after == 0 and not refilling and not self._follow_log:
             # Nothing applied yet: the resource's current rows in bulk, then the change log from there.
             return await self._load_snapshot(conn, row[2] if row else None, row[3] if row else None)
         self._loaded = LoadedChunks(row[4]) if row and row[4] and not refilling else None
@@ -229,9 +230,12 @@ class Puller:
             chunk = await self.client.snapshot(self.code, self.sub.purpose, after_key, self.snapshot_rows)
         except ExchangeError as exc:
             if exc.status == 409 and exc.body.get("error") == "load_in_progress":
-                # The provider is loading the resource in full: its rows are loaded once it ends.
-                self.state.waiting(HOP, self.code, str(exc.body.get("message", exc)))
-                return False
+                # The provider is loading the resource in full: its rows come through the change
+                # log as they are loaded, read as they come (a snapshot now would read them twice).
+                log.info("the provider is loading the resource in full: the subscription reads the change log",
+                         resource=self.code, reason=str(exc.body.get("message", "")))  # fmt: skip
+                self._follow_log = True
+                return True
             await self._grant_ended(conn, exc)
             raise
         if set(chunk.columns) != set(self.columns):
