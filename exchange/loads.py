@@ -1,8 +1,8 @@
 """A provider's full load, as the exchange sees it: opened, kept moving, finished.
 
 The rows themselves arrive as pushed batches (exchange/change_log.py); the load only says that
-more are coming, so that a subscriber starting from nothing waits and then loads the snapshot
-once, rather than loading the rows as they trickle in and again as the change log replays them.
+more are coming, so that a subscriber starting from nothing meanwhile reads the change log as the
+rows arrive, rather than a snapshot taken mid-load that the log's replay would read again.
 A load that made no progress for LOAD_STALLS_AFTER no longer holds anyone back (the agent was
 killed and not restarted, say); the agent that comes back resumes it.
 """

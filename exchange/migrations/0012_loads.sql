@@ -1,6 +1,6 @@
 -- A provider's full load (gdx node sync --full): open while its rows arrive as pushed batches.
--- Subscribers that start from nothing wait for it to end, then load the resource's snapshot once
--- (exchange/routes/snapshots.py), instead of racing it.
+-- Subscribers that start from nothing meanwhile read the change log rather than a snapshot taken
+-- mid-load (exchange/routes/snapshots.py).
 CREATE TABLE resource_load (
     id             uuid PRIMARY KEY,
     resource_id    bigint NOT NULL REFERENCES resource (id),
