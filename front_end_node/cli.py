@@ -63,11 +63,15 @@ def node_sync(
     resource: Annotated[str, typer.Argument(help="The published resource's catalog code.")],
     full: Annotated[bool, typer.Option("--full", help="Copy the whole table (the initial load).")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Start over instead of resuming.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the agent has pushed every copied row, then end the load at the exchange.")
+    ] = True,
     config: NodeConfigPath = Path("/etc/gdx/node.yml"),
 ) -> None:
     """Load a published table into the front-end database; the running agent pushes it on.
 
-    Resumable: an interrupted load goes on after the last key it committed.
+    Resumable: an interrupted load goes on after the last key it committed. The exchange holds the
+    load open until every row is pushed (subscriptions that begin meanwhile read the change log).
 
     Example: gdx node sync --full zjg-gaj.population -c /etc/gdx/node.yml
     """
@@ -85,7 +89,7 @@ def node_sync(
     logs.configure(cfg.log_level)
     tune_gc()
     try:
-        rows = asyncio.run(full_sync(cfg, resource, restart=restart))
+        rows = asyncio.run(full_sync(cfg, resource, restart=restart, wait=wait))
     except (ConfigError, SourceError, Waiting) as exc:
         raise fail(str(exc)) from None
     except FieldsChanged as exc:

@@ -1,15 +1,13 @@
 """`gdx node sync --full RESOURCE`: the initial load of a large published table.
 
 Reads the source table in key order, a page at a time; each page goes through the same
-comparison with the mirror as incremental extraction and is written to the mirror, then sent to
-the exchange as one batch, straight, not through the outbox (which would write, read and delete
-every row once more). The exchange holds the load open meanwhile (exchange/loads.py): subscribers
-starting from nothing wait for it, then load the snapshot once. A page commits with the last key
-copied and its batch's id and keys, which stay until the exchange acknowledged the batch: an
-interrupted load sends the unacknowledged batches again from the mirror, under their ids (applied
-once), and resumes after that key. One batch is in flight while the next page is read. Rows that
-changed during the load are caught by incremental extraction, whose watermark is set before the
-load begins.
+comparison with the mirror as incremental extraction, and commits together with the last
+key copied, so an interrupted load resumes after that key. Rows that changed during the
+load are caught by incremental extraction, whose watermark is set before the load begins.
+
+The exchange holds the load open (exchange/loads.py) until the agent has pushed every row it
+copied: a subscription that begins meanwhile reads the change log as the rows come, rather than a
+snapshot taken mid-load that the log's replay would read again.
 """
 
 from __future__ import annotations
@@ -26,21 +24,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
-from front_end_node.exchange_client import ExchangeClient, ExchangeError
+from front_end_node.exchange_client import ExchangeClient
 from front_end_node.extract import encode_watermark
-from front_end_node.push import batch_body
 from front_end_node.sources import open_source
 from front_end_node.state import utcnow
 from front_end_node.wire import RowMaker, aware
-from gdx.fields import FieldType
-from gdx.protocol import BatchReceipt
-
-PROGRESS_EVERY_S = 10.0
-# How often a batch is tried before the load stops (the exchange restarting, say): about 2 minutes.
-SEND_ATTEMPTS = 8
 
 
-async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, progress: bool = True) -> int:
+async def full_sync(
+    config: NodeConfig, code: str, *, restart: bool = False, progress: bool = True, wait: bool = True
+) -> int:
     pub = config.publication(code)
     assert config.business_db is not None
     source = open_source(config.business_db)
@@ -56,12 +49,9 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
         schema = spec.row_schema()
         key_index = columns.index(spec.primary_key)
         change_index = columns.index(pub.change_column) if pub.change_column in columns else None
-        sender = _Sender(conn, client, code, integer_key=schema.fields[spec.primary_key][0] is FieldType.INTEGER)
 
-        after, done, unacknowledged = await _resume_point(conn, code, restart)
+        after, done = await _resume_point(conn, code, restart)
         load = await client.open_load(code)
-        for batch in unacknowledged:
-            await sender.send_again(batch)
         if after is None and pub.change_column:
             newest = await asyncio.to_thread(source.max_value, pub.table, pub.change_column)
             if isinstance(newest, dt.datetime):
@@ -81,11 +71,11 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
             TextColumn(f"[bold]{code}[/bold]"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s, {task.fields[sent]} sent"),
+            TextColumn("{task.fields[rate]} rows/s"),
             TimeRemainingColumn(),
             disable=not progress,
         ) as bar:
-            task = bar.add_task("load", total=max(total, done), completed=done, rate="-", sent="0 MB")
+            task = bar.add_task("load", total=max(total, done), completed=done, rate="-")
             resumed_at = done
             noted = time.monotonic()
             while True:
@@ -102,28 +92,24 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
                     items.append((row, aware(changed_at, zone) if isinstance(changed_at, dt.datetime) else now))
                 after = rows[-1][key_index]
                 done += len(rows)
-                batch_id = uuid.uuid4()
                 async with conn.transaction():
-                    recorded = await store.record_rows(conn, code, schema, items, fields, outbox=False)
-                    entry = (
-                        [{"batch": str(batch_id), "keys": [key for key, *_ in recorded.rows]}] if recorded.rows else []
-                    )
+                    await store.record_rows(conn, code, schema, items, fields)
                     await conn.execute(
-                        "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s, progressed_at = now(), "
-                        "unacknowledged = unacknowledged || %s WHERE resource = %s",
-                        (Jsonb(after), done, Jsonb(entry), code),
+                        "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s, progressed_at = now() "
+                        "WHERE resource = %s",
+                        (Jsonb(after), done, code),
                     )
-                await sender.send(batch_id, recorded.rows)
+                elapsed = max(bar.tasks[0].elapsed or 0.0, 1e-6)
+                bar.update(task, completed=done, total=max(total, done), rate=f"{(done - resumed_at) / elapsed:,.0f}")
                 if time.monotonic() - noted >= PROGRESS_EVERY_S:
                     await client.load_progress(code, load.id, done)
                     noted = time.monotonic()
-                elapsed = max(bar.tasks[0].elapsed or 0.0, 1e-6)
-                rate, sent = f"{(done - resumed_at) / elapsed:,.0f}", f"{sender.bytes / 1e6:,.0f} MB"
-                bar.update(task, completed=done, total=max(total, done), rate=rate, sent=sent)
-            await sender.wait()
             async with conn.transaction():
                 await conn.execute("UPDATE gdx.full_sync SET finished_at = now() WHERE resource = %s", (code,))
-            await client.load_progress(code, load.id, done, finished=True)
+            if wait:
+                await _until_pushed(conn, client, code, load.id, done, bar)
+            else:
+                await client.load_progress(code, load.id, done)
         return done
     finally:
         await conn.close()
@@ -131,91 +117,51 @@ async def full_sync(config: NodeConfig, code: str, *, restart: bool = False, pro
         source.close()
 
 
-class _Sender:
-    """Sends the load's batches, one in flight while the next page is read and recorded, and
-    forgets each batch once the exchange acknowledged it."""
+PROGRESS_EVERY_S = 10.0
+PUSH_STALL_S = 30.0
 
-    def __init__(self, conn: store.Conn, client: ExchangeClient, code: str, *, integer_key: bool) -> None:
-        self.conn = conn
-        self.client = client
-        self.code = code
-        self.integer_key = integer_key
-        self.bytes = 0
-        self._flying: tuple[uuid.UUID, asyncio.Task[BatchReceipt]] | None = None
 
-    async def send(self, batch_id: uuid.UUID, rows: list[tuple[str, str, int, dt.datetime]]) -> None:
-        await self.wait()
-        if not rows:
+async def _until_pushed(
+    conn: store.Conn, client: ExchangeClient, code: str, load: uuid.UUID, done: int, bar: Progress
+) -> None:
+    """Hold the exchange's load open until the agent has pushed what the load copied; then it ends.
+    With no agent pushing (the outbox not shrinking for PUSH_STALL_S) the command returns and the
+    load stalls at the exchange, where it holds no one back after a while (exchange/loads.py)."""
+    waiting = bar.add_task("pushed by the agent", total=None)
+    least, moved = None, time.monotonic()
+    while True:
+        cur = await conn.execute("SELECT count(*) FROM gdx.outbox WHERE resource = %s AND op <> 'h'", (code,))
+        left = int((await cur.fetchone() or (0,))[0])
+        bar.update(waiting, description=f"{left:,} rows wait for the agent (gdx node run) to push them")
+        if left == 0:
+            await client.load_progress(code, load, done, finished=True)
             return
-        outgoing = store.Outgoing(
-            batch_id, [], [(0, "u", key, text, version, time) for key, text, version, time in rows]
-        )
-        body, _, _ = batch_body(outgoing, self.integer_key)
-        self.bytes += len(body)
-        self._flying = (batch_id, asyncio.create_task(self._push(body)))
-
-    async def wait(self) -> None:
-        """Until the batch in flight is acknowledged, then forget it."""
-        if self._flying is None:
+        if least is None or left < least:
+            least, moved = left, time.monotonic()
+        elif time.monotonic() - moved > PUSH_STALL_S:
+            bar.console.print(
+                f"{left:,} rows wait in the outbox: the agent (gdx node run) pushes them", highlight=False
+            )
             return
-        batch_id, flying = self._flying
-        self._flying = None
-        await flying
-        await self._forget(batch_id)
-
-    async def send_again(self, batch: dict[str, Any]) -> None:
-        """A batch a killed load recorded and may have sent: its rows as the mirror holds them."""
-        cur = await self.conn.execute(
-            "SELECT key, row::text, version, changed_at FROM gdx.mirror "
-            "WHERE resource = %s AND key = ANY(%s) AND NOT deleted ORDER BY key",
-            (self.code, batch["keys"]),
-        )
-        rows = [(key, text, version, changed_at or utcnow()) for key, text, version, changed_at in await cur.fetchall()]
-        batch_id = uuid.UUID(batch["batch"])
-        if rows:
-            await self.send(batch_id, rows)
-            await self.wait()
-        else:
-            await self._forget(batch_id)
-
-    async def _push(self, body: bytes) -> BatchReceipt:
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                return await self.client.push(self.code, body)
-            except ExchangeError as exc:
-                if not exc.retryable or attempt == SEND_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(min(2**attempt, 30))
-        raise AssertionError("unreachable")
-
-    async def _forget(self, batch_id: uuid.UUID) -> None:
-        await self.conn.execute(
-            "UPDATE gdx.full_sync SET unacknowledged = (SELECT coalesce(jsonb_agg(e), '[]') "
-            "FROM jsonb_array_elements(unacknowledged) e WHERE e->>'batch' <> %s) WHERE resource = %s",
-            (str(batch_id), self.code),
-        )
+        await client.load_progress(code, load, done)
+        await asyncio.sleep(1.0)
 
 
-async def _resume_point(conn: store.Conn, code: str, restart: bool) -> tuple[Any, int, list[dict[str, Any]]]:
+async def _resume_point(conn: store.Conn, code: str, restart: bool) -> tuple[Any, int]:
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT after_key, rows_done, finished_at, unacknowledged FROM gdx.full_sync WHERE resource = %s "
-            "FOR UPDATE",
-            (code,),
+            "SELECT after_key, rows_done, finished_at FROM gdx.full_sync WHERE resource = %s FOR UPDATE", (code,)
         )
         row = await cur.fetchone()
-        unacknowledged = list(row[3]) if row is not None else []
         # Marked as moving from the start: the agent's extractor waits from now on (see
         # store.full_sync_moving), before the watermark below is even set.
         if row is not None and row[2] is None and not restart:
             await conn.execute("UPDATE gdx.full_sync SET progressed_at = now() WHERE resource = %s", (code,))
-            return row[0], int(row[1]), unacknowledged
+            return row[0], int(row[1])
         await conn.execute(
             "INSERT INTO gdx.full_sync (resource, progressed_at) VALUES (%s, now()) ON CONFLICT (resource) "
             "DO UPDATE SET after_key = NULL, rows_done = 0, started_at = now(), progressed_at = now(), "
             "finished_at = NULL",
             (code,),
         )
-        # Batches recorded but not acknowledged are sent again even on a restart: their rows are
-        # in the mirror, and a load started over sends only what differs from it.
-        return None, 0, unacknowledged
+        return None, 0

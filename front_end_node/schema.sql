@@ -77,10 +77,6 @@ CREATE TABLE IF NOT EXISTS gdx.full_sync (
 );
 -- When the load last copied a page: a comparison for deletions waits while a load is moving.
 ALTER TABLE gdx.full_sync ADD COLUMN IF NOT EXISTS progressed_at timestamptz;
--- The load's rows go to the exchange as batches straight from the mirror, not through the outbox:
--- each batch's id and keys are kept until the exchange acknowledged it, and sent again (the same id,
--- applied once) after a crash (front_end_node/full_sync.py).
-ALTER TABLE gdx.full_sync ADD COLUMN IF NOT EXISTS unacknowledged jsonb NOT NULL DEFAULT '[]';
 
 -- Source rows that fail the resource's schema or key check; they do not block the others.
 CREATE TABLE IF NOT EXISTS gdx.quarantine (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources as package_files
 from typing import Any
 
@@ -141,8 +141,6 @@ async def save_watermark(conn: Conn, code: str, watermark: dict[str, Any], field
 class Recorded:
     changed: int
     quarantined: int
-    # Without the outbox (a full load sends them itself): key, row as JSON, version, commit time.
-    rows: list[tuple[str, str, int, dt.datetime]] = field(default_factory=list)
 
 
 async def record_rows(
@@ -151,13 +149,10 @@ async def record_rows(
     schema: RowSchema,
     rows: list[tuple[dict[str, Any], dt.datetime]],
     fields: list[list[str]],
-    *,
-    outbox: bool = True,
 ) -> Recorded:
     """Compare source rows, made with ``fields``, with the mirror; the new and changed ones go
-    to the mirror and the outbox with the key's next version (``outbox`` False: to the mirror
-    only, and handed back). Rows failing the schema go to quarantine instead. FieldsChanged if
-    the resource's fields are no longer ``fields``."""
+    to the mirror and the outbox with the key's next version. Rows failing the schema go to
+    quarantine instead. FieldsChanged if the resource's fields are no longer ``fields``."""
     await lock_resource(conn, code)
     if await _recorded_fields(conn, code) not in (None, fields):
         raise FieldsChanged(code)
@@ -216,13 +211,11 @@ async def record_rows(
                 DELETE FROM gdx.quarantine q USING changed WHERE q.resource = %(code)s AND q.key = changed.k
             )
             INSERT INTO gdx.outbox (resource, op, key, row, source_version, source_commit_time)
-            SELECT %(code)s, 'u', k, r, v, c FROM changed WHERE %(outbox)s ORDER BY n
+            SELECT %(code)s, 'u', k, r, v, c FROM changed ORDER BY n
             """,
-            {"code": code, "k": keys, "r": texts, "d": digests, "v": versions, "c": times, "outbox": outbox},
+            {"code": code, "k": keys, "r": texts, "d": digests, "v": versions, "c": times},
         )
-    if outbox:
-        return Recorded(len(keys), len(bad))
-    return Recorded(len(keys), len(bad), list(zip(keys, texts, versions, times, strict=True)))
+    return Recorded(len(keys), len(bad))
 
 
 async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, dt.datetime]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from front_end_node.pull import LoadedChunks
-from tests.support.nodes import POPULATION_COLUMNS, wait_for
+from tests.support.nodes import POPULATION_COLUMNS, exchange_client, wait_for
 from tests.support.samples import PURPOSE, resident_id
 from tests.support.world import World
 
@@ -102,3 +102,22 @@ def test_a_replayed_change_is_applied_only_where_its_chunk_was_read_before_it() 
     assert not loaded.holds("z", 21)
     assert loaded.holds("张", 20)  # past every last key: the last chunk
     assert LoadedChunks([[None, 7]]).holds("anything", 7)
+
+
+def test_a_subscription_begun_during_a_full_load_reads_the_change_log(world: World) -> None:
+    code, source, provider = world.population()
+    source.insert(range(500))
+    provider.start()
+    _exchange_holds(world, code, 500)
+    with exchange_client(world.exchange, "zjg-gaj") as gaj:
+        load = gaj.post(f"/v1/resources/{code}/loads").json()  # as `gdx node sync --full` opens it
+    consumer = world.subscriber(code)
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "gaj_population", POPULATION_COLUMNS, timeout=60)
+    assert "reads the change log" in consumer.log()
+    refusals = _audit(world, code, "snapshot")
+    assert refusals, "the agent asked for the snapshot first"
+    assert all(c.get("status") == 409 and "rows" not in c for c in refusals)  # refused while the load moves
+    assert min(int(p["after"]) for p in _audit(world, code, "pull")) == 0  # type: ignore[call-overload]
+    with exchange_client(world.exchange, "zjg-gaj") as gaj:
+        assert gaj.post(f"/v1/resources/{code}/loads/{load['id']}", json={"rows": 500, "finished": True}).is_success
