@@ -14,6 +14,7 @@ import csv
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,29 @@ def _undecodable(exc: UnicodeDecodeError) -> FileError:
     )
 
 
+# A workbook is unpacked whole to be read: refused past this, however small it is packed (a
+# "zip bomb" of a few megabytes can unpack to gigabytes).
+MAX_UNPACKED_BYTES = 1024 * 1024 * 1024
+
+
+def _check_unpacked(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as packed:
+            unpacked = sum(entry.file_size for entry in packed.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FileError(f"the workbook is not a readable ZIP file ({exc}); save it again as .xlsx") from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise FileError(
+            f"the workbook unpacks to {unpacked / 2**20:,.0f} MiB, more than {MAX_UNPACKED_BYTES / 2**20:,.0f} MiB; "
+            "send its rows as CSV"
+        )
+
+
 def _workbook_rows(path: Path) -> Iterator[tuple[int, list[Any]]]:
+    with path.open("rb") as head:
+        zipped = head.read(4) == ZIP_MAGIC
+    if zipped:
+        _check_unpacked(path)
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(os.fspath(path))
         names = workbook.sheet_names

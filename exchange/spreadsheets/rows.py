@@ -24,6 +24,9 @@ DELETE_COLUMN = "_delete"
 # The error report's column of each bad row's number in the original file (write.write_report):
 # a report put right can be uploaded as it is, and this column is skipped.
 ORIGINAL_ROW = "_row"
+# How the header's mapping names those two columns: no field can be called so (a catalog field
+# called _delete or _row keeps its name, and the columns are then named in Chinese only).
+_DELETE, _ORIGINAL = "\0delete", "\0row"
 DELETE_LABEL = "删除标记"
 DELETE_WORDS = TRUE_WORDS | {"删除", "delete", "d", "x"}
 NOTE_MARK = "#"
@@ -110,8 +113,9 @@ class RowReader:
             self._by_label[spec_field.name] = spec_field.name
             if spec_field.description and spec_field.description not in self._by_label:
                 self._by_label[spec_field.description] = spec_field.name
-        self._by_label[DELETE_COLUMN] = self._by_label[DELETE_LABEL] = DELETE_COLUMN
-        self._by_label[ORIGINAL_ROW] = self._by_label["原行号"] = ORIGINAL_ROW
+        for label_, special in ((DELETE_COLUMN, _DELETE), (DELETE_LABEL, _DELETE),
+                                (ORIGINAL_ROW, _ORIGINAL), ("原行号", _ORIGINAL)):  # fmt: skip
+            self._by_label.setdefault(label_, special)  # a field of that name keeps it
         self._columns: list[tuple[int, str, Any, bool]] = []  # (index, field, converter, nullable)
         self._delete_index: int | None = None
         self._width = 0
@@ -135,9 +139,9 @@ class RowReader:
                     f"columns {column_letter(names[name])} and {column_letter(index)} are both for field {name!r}"
                 )
             names[name] = index
-        if DELETE_COLUMN in names and not self.deletions:
+        if _DELETE in names and not self.deletions:
             raise HeaderError(
-                f"column {column_letter(names[DELETE_COLUMN])} marks deletions, but a full replacement deletes the "
+                f"column {column_letter(names[_DELETE])} marks deletions, but a full replacement deletes the "
                 "keys the file leaves out: remove that column, or upload the file as changes"
             )
         missing = [f.name for f in self.spec.fields if f.name not in names]
@@ -146,8 +150,8 @@ class RowReader:
                 f"no column for field(s) {', '.join(missing)}: every field of {self.spec.code} needs its column "
                 "(an empty cell is an empty value); download the template again"
             )
-        self._delete_index = names.pop(DELETE_COLUMN, None)
-        skipped = names.pop(ORIGINAL_ROW, None)
+        self._delete_index = names.pop(_DELETE, None)
+        skipped = names.pop(_ORIGINAL, None)
         self._columns = [(names[f.name], f.name, CONVERTERS[f.type], f.nullable) for f in self.spec.fields]
         used = [*names.values(), *(i for i in (self._delete_index, skipped) if i is not None)]
         self._width = max(used) + 1

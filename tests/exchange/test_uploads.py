@@ -351,3 +351,29 @@ def test_gdx_template_and_gdx_upload_from_a_desk(exchange: RunningExchange, reso
     incomplete = runner.invoke(app, ["upload", resource, str(template), "--exchange", exchange.url])
     assert incomplete.exit_code == 2
     assert "--cert, --key, --ca" in incomplete.output
+
+
+def test_a_workbook_that_unpacks_too_large_is_refused_before_it_is_read(
+    exchange: RunningExchange, resource: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("exchange.spreadsheets.read.MAX_UNPACKED_BYTES", 1024 * 1024)
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as bomb:
+        bomb.writestr("xl/worksheets/sheet1.xml", b"\0" * (2 * 1024 * 1024))
+    assert len(packed.getvalue()) < 10_000
+    answer = exchange.client("zjg-gaj").post(f"/v1/resources/{resource}/uploads", content=packed.getvalue(),
+                                             headers={"content-type": XLSX_MEDIA_TYPE})  # fmt: skip
+    assert answer.status_code == 422
+    assert "unpacks to 2 MiB" in answer.json()["message"]
+
+
+def test_a_field_named_like_the_deletion_column_is_a_field(exchange: RunningExchange) -> None:
+    code = unique_code("zjg-gaj", "flags")
+    entry = population_entry(code, leave_out=["remark"])
+    entry["fields"] = [*entry["fields"], {"name": "_delete", "type": "string", "description": "注销标志"}]
+    assert exchange.client("zjg-gaj").post("/v1/resources", json=entry).status_code == 201
+    header = [*HEADER[:-1], "_delete"]
+    answer = _upload(exchange, code, _csv([[*_person(1)[:-1], "删除"]], header=header))
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["counts"]["upserted"] == 1
+    assert _current(exchange, code)[resident_id(1)]["_delete"] == "删除"
