@@ -583,7 +583,7 @@ class Upload(_Model):
     resource: str
     department: str
     mode: UploadMode
-    format: Literal["csv", "xlsx", "xls"]
+    format: Literal["csv", "xlsx", "xls", "ods"]
     encoding: str | None = Field(description="The text encoding found in a CSV file (utf-8 or gb18030)")
     timezone: str = Field(description="The zone of timestamps written without a UTC offset")
     sha256: str

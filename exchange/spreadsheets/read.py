@@ -85,7 +85,7 @@ class Spool:
 
     def format(self) -> str:
         if self._head.startswith(ZIP_MAGIC):
-            return "xlsx"
+            return "ods" if _is_ods(self.path) else "xlsx"
         if self._head.startswith(OLE2_MAGIC):
             return "xls"
         return "csv"
@@ -97,6 +97,15 @@ class Spool:
         if self._is_utf8:
             return "utf-8-sig" if self._head.startswith(UTF8_BOM) else "utf-8"
         return "gb18030"
+
+
+def _is_ods(path: Path) -> bool:
+    """An OpenDocument spreadsheet (WPS and LibreOffice save them) names itself in its first entry."""
+    try:
+        with zipfile.ZipFile(path) as packed:
+            return packed.read("mimetype").startswith(b"application/vnd.oasis.opendocument.spreadsheet")
+    except (KeyError, zipfile.BadZipFile, OSError):
+        return False
 
 
 @dataclass

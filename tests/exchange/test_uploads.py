@@ -16,6 +16,7 @@ import python_calamine
 import xlsxwriter
 from typer.testing import CliRunner
 
+from exchange.spreadsheets.read import Spool
 from exchange.spreadsheets.write import XLSX_MEDIA_TYPE
 from gdx.cli import app
 from tests.support.exchange import RunningExchange
@@ -377,3 +378,22 @@ def test_a_field_named_like_the_deletion_column_is_a_field(exchange: RunningExch
     assert answer.status_code == 201, answer.text
     assert answer.json()["counts"]["upserted"] == 1
     assert _current(exchange, code)[resident_id(1)]["_delete"] == "删除"
+
+
+def test_the_format_and_encoding_are_told_by_the_bytes(tmp_path: Any) -> None:
+    def spooled(body: bytes) -> Spool:
+        spool = Spool(tmp_path)
+        for start in range(0, len(body), 3):  # in pieces, as a body arrives, a character split across two
+            spool.write(body[start : start + 3])
+        spool.finish()
+        return spool
+
+    ods = io.BytesIO()
+    with zipfile.ZipFile(ods, "w") as packed:
+        packed.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    assert spooled(ods.getvalue()).format() == "ods"
+    assert spooled(b"PK\x03\x04rest").format() == "xlsx"
+    assert spooled(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest").format() == "xls"
+    assert spooled("姓名,住址\n".encode()).encoding() == "utf-8"
+    assert spooled(b"\xef\xbb\xbf" + "姓名\n".encode()).encoding() == "utf-8-sig"
+    assert spooled("姓名,住址\n".encode("gb18030")).encoding() == "gb18030"
