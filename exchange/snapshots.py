@@ -9,6 +9,7 @@ and replaying the changes after the first chunk's number brings every key to whe
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ MAX_ROWS = 200_000
 @dataclass(frozen=True)
 class Chunk:
     seq: int  # the resource's last sequence number, at which these rows are its state
+    heartbeat: tuple[int, dt.datetime] | None  # the provider's newest heartbeat at that number
     rows: int
     last_key: str | None  # where the next chunk begins; None: this was the last one
     body: bytes  # CSV, no header: the key, then the granted fields in the catalog's order
@@ -34,8 +36,11 @@ async def read_chunk(conn: Conn, resource_id: int, columns: list[str], *, after_
     ``columns`` are the key's field and the granted ones."""
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        cur = await conn.execute("SELECT last_seq FROM resource WHERE id = %s", (resource_id,))
-        seq = int((await cur.fetchone() or (0,))[0])
+        cur = await conn.execute(
+            "SELECT last_seq, heartbeat_seq, heartbeat_source_time FROM resource WHERE id = %s", (resource_id,)
+        )
+        seq, beat_seq, beat_time = await cur.fetchone() or (0, None, None)
+        heartbeat = (int(beat_seq), beat_time) if beat_seq is not None and beat_time is not None else None
         # The chunk's last key first (an index-only walk of the keys), so that the rows can be
         # written by COPY as a key range, and the subscriber told where to go on.
         cur = await conn.execute(
@@ -63,4 +68,4 @@ async def read_chunk(conn: Conn, resource_id: int, columns: list[str], *, after_
                 async for block in copy:
                     parts.append(bytes(block))
             rows = cursor.rowcount
-    return Chunk(seq, rows, last_key, b"".join(parts))
+    return Chunk(int(seq), heartbeat, rows, last_key, b"".join(parts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class ExchangeError(Exception):
 @dataclass(frozen=True)
 class SnapshotChunk:
     seq: int  # the resource's position at which these rows are its state
+    heartbeat: tuple[int, dt.datetime] | None  # the provider's newest heartbeat at that position
     rows: int
     columns: list[str]  # the key's field, then the granted fields
     last_key: str | None  # where the next chunk begins; None: the last chunk
@@ -106,8 +108,10 @@ class ExchangeClient:
             self._raise(response, "GET", f"/v1/resources/{code}/snapshot")
         headers = response.headers
         last_key = headers.get("x-gdx-last-key")
+        beat = headers.get("x-gdx-heartbeat-seq")
         return SnapshotChunk(
             seq=int(headers["x-gdx-seq"]),
+            heartbeat=(int(beat), dt.datetime.fromisoformat(headers["x-gdx-heartbeat-time"])) if beat else None,
             rows=int(headers["x-gdx-rows"]),
             columns=headers["x-gdx-columns"].split(","),
             last_key=unquote(last_key) if last_key is not None else None,

@@ -264,6 +264,13 @@ class Puller:
                 ):
                     await copy.write(chunk.body)
             loaded = Jsonb([[chunk.last_key, chunk.seq]])
+            if after_key is None:
+                beat = chunk.heartbeat or (None, None)
+                await conn.execute(
+                    "UPDATE gdx.subscription_state SET snapshot_beat_seq = %s, snapshot_beat_time = %s "
+                    "WHERE resource = %s",
+                    (beat[0], beat[1], self.code),
+                )
             if chunk.last_key is not None:
                 moved = await conn.execute(
                     "UPDATE gdx.subscription_state SET snapshot_seq = %s, snapshot_after = %s, snapshot_chunks = "
@@ -280,6 +287,17 @@ class Puller:
                 )
             if moved.rowcount != 1:
                 raise RuntimeError(f"the cursor of {self.code} moved under this agent (is a second agent running?)")
+            if chunk.last_key is None:
+                # The load is in: the table is the state at its position, as new as the provider's
+                # heartbeat there. Without this the hop would have no heartbeat until the next one the
+                # provider sends, and would look stalled with the table complete.
+                cur = await conn.execute(
+                    "SELECT snapshot_beat_seq, snapshot_beat_time FROM gdx.subscription_state WHERE resource = %s",
+                    (self.code,),
+                )
+                beat_seq, beat_time = await cur.fetchone() or (None, None)
+                if beat_seq is not None:
+                    await store.record_heartbeat(conn, HOP, self.code, beat_seq, beat_time)
         if chunk.rows:
             log.info("snapshot chunk loaded", resource=self.code, rows=chunk.rows, up_to_key=chunk.last_key,
                      position=position, done=chunk.last_key is None)  # fmt: skip

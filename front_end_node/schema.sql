@@ -105,6 +105,9 @@ ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_after text;
 -- Each chunk's last key and the position it was read at: a change the log replays after the load
 -- is applied only where it is newer than the chunk that holds its key (front_end_node/pull.py).
 ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_chunks jsonb;
+-- The provider's heartbeat at the first chunk's position: the pull hop's heartbeat once the load is in.
+ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_beat_seq bigint;
+ALTER TABLE gdx.subscription_state ADD COLUMN IF NOT EXISTS snapshot_beat_time timestamptz;
 
 -- The newest heartbeat seen per hop: extract (business DB -> here), push (here -> central,
 -- acknowledged), pull (central -> here, applied).

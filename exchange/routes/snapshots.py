@@ -64,6 +64,11 @@ async def snapshot(
     }
     if chunk.last_key is not None:
         headers["x-gdx-last-key"] = quote(chunk.last_key, safe="")
+    if chunk.heartbeat is not None:
+        # The subscriber's pull hop takes it as its heartbeat once its load is in: the rows are then
+        # the state at this position, and the provider's source was as new as this heartbeat.
+        headers["x-gdx-heartbeat-seq"] = str(chunk.heartbeat[0])
+        headers["x-gdx-heartbeat-time"] = chunk.heartbeat[1].isoformat()
     body = chunk.body
     if "gzip" in request.headers.get("accept-encoding", ""):
         body = gzip.compress(body, compresslevel=1)  # a chunk's text shrinks about 5x, at about 100 MB/s

@@ -94,6 +94,12 @@ def test_a_subscriber_waits_for_the_providers_full_load_then_loads_once(exchange
     loaded = wjw.get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
     assert loaded.status_code == 200
     assert (loaded.headers["x-gdx-rows"], loaded.headers["x-gdx-seq"]) == ("5", "5")
+    assert "x-gdx-heartbeat-seq" not in loaded.headers  # none sent yet
+    beat = {"seq": 41, "source_time": "2026-12-07T08:00:00+08:00"}
+    assert gaj.post(f"/v1/resources/{code}/changes", json={**batch(), "heartbeat": beat}).status_code == 200
+    beaten = wjw.get(f"/v1/resources/{code}/snapshot", params={"purpose": PURPOSE})
+    assert (beaten.headers["x-gdx-seq"], beaten.headers["x-gdx-heartbeat-seq"]) == ("6", "41")
+    assert beaten.headers["x-gdx-heartbeat-time"] == "2026-12-07T00:00:00+00:00"
     steps = exchange.client("bob").get("/v1/audit", params={"resource": code, "action": "load"}).json()
     assert [(e["scope"].get("step"), e["outcome"]) for e in steps] == [("open", "ok"), (None, "refused"),
                                                                         ("finish", "ok")]  # fmt: skip
