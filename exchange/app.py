@@ -26,6 +26,7 @@ from exchange.routes import (
     catalog_items,
     changes,
     disputes,
+    files,
     grants,
     inbox,
     loads,
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         snapshots,
         records,
         uploads,
+        files,
         disputes,
         audit_log,
         monitoring,
@@ -113,8 +115,11 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         idle_s=settings.body_idle_s,
         total_s=settings.body_total_s,
-        # Files come larger and slower than batches (their limit is settings.upload_max_bytes).
-        large=LargeBodies(uploads.UPLOAD_PATH, settings.upload_max_bytes, settings.upload_total_s),
+        # Files (uploaded templates, attachments) come larger and slower than batches (their limit is
+        # settings.upload_max_bytes).
+        large=LargeBodies(
+            f"{uploads.UPLOAD_PATH}|{files.FILE_PATH}", settings.upload_max_bytes, settings.upload_total_s
+        ),
     )
     app.add_middleware(metrics.RequestMetrics)
     _document_models(app, ChangeBatch)

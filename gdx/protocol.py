@@ -37,6 +37,10 @@ DepartmentId = Annotated[str, Field(pattern=DEPARTMENT_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 Purpose = Annotated[str, Field(min_length=2, max_length=500, description="What the data is used for (ZJG Art. 21)")]
 Key = StrictStr | StrictInt
+# A file of a resource of format `file` is named by its content: the SHA-256 of its bytes, in hex.
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MEDIA_TYPE_PATTERN = r"^[a-z]+/[a-z0-9][a-z0-9.+-]{0,126}$"
+MediaType = Annotated[str, Field(pattern=MEDIA_TYPE_PATTERN, description="e.g. application/pdf, image/jpeg")]
 
 
 class _Model(BaseModel):
@@ -107,6 +111,16 @@ class ResourceSpec(_Model):
     legal_basis: str | None = Field(
         default=None, max_length=2000, description="Required for not_shared: the law or policy behind it"
     )
+    file_field: FieldName | None = Field(
+        default=None,
+        description="Format file only: the string field that holds each record's file, as the SHA-256 of its bytes",
+    )
+    file_types: list[MediaType] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Format file only: the media types its files may be, told by their bytes "
+        "(application/octet-stream admits any)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ResourceSpec:
@@ -130,7 +144,22 @@ class ResourceSpec(_Model):
             raise ValueError("a conditional resource needs share_conditions (who may use it, for what)")
         if len(set(self.share_methods)) != len(self.share_methods):
             raise ValueError("share_methods lists a method twice")
+        self._check_files(by_name)
         return self
+
+    def _check_files(self, by_name: dict[str, FieldSpec]) -> None:
+        if self.format is not DataFormat.FILE:
+            if self.file_field is not None or self.file_types:
+                raise ValueError("file_field and file_types are for a resource of format file")
+            return
+        if self.file_field is None or not self.file_types:
+            raise ValueError("a resource of format file needs file_field (the field naming each record's file) "
+                             "and file_types (the media types its files may be)")  # fmt: skip
+        field = by_name.get(self.file_field)
+        if field is None:
+            raise ValueError(f"file_field {self.file_field!r} is not one of the fields")
+        if field.type is not FieldType.STRING or self.file_field == self.primary_key:
+            raise ValueError(f"file_field {self.file_field!r} must be a string field other than the primary key")
 
     def row_schema(self) -> RowSchema:
         return RowSchema(
@@ -595,6 +624,18 @@ class Upload(_Model):
     problems: int = Field(description="Bad cells found (the report lists up to 1,000)")
     reason: str | None = Field(description="Why the file was refused")
     received_at: dt.datetime
+
+
+class StoredFile(_Model):
+    """A file of a resource of format `file` (an attachment), as the exchange holds it."""
+
+    resource: str
+    sha256: str = Field(description="The SHA-256 of its bytes: the value its record's file_field holds")
+    bytes: int
+    media_type: str = Field(description="Told by its bytes, one of the resource's file_types")
+    uploaded_by: str
+    uploaded_at: dt.datetime
+    new: bool = Field(description="False when the resource already held these bytes (an upload again changes nothing)")
 
 
 class Load(_Model):

@@ -1,5 +1,6 @@
-"""The sample catalog (资源目录): the population register of a public security bureau and the
-legal-entity register of a market regulation bureau, as catalog entries (sample_catalog.yml).
+"""The sample catalog (资源目录): the population register of a public security bureau, the
+legal-entity register of a market regulation bureau and its scans of business licences (a
+resource of format file), as catalog entries (sample_catalog.yml).
 
 One catalog for every place that needs one: `make up` registers these entries (less the fields
 its sample tables lack), the tests and the benchmarks register them under codes of their own.
@@ -43,6 +44,13 @@ def legal_entity_entry(
 ) -> dict[str, Any]:
     """Companies keyed by unified social credit code."""
     return entry("legal-entity", code, share_type, leave_out=leave_out, **extra)
+
+
+def licence_scan_entry(
+    code: str, share_type: str = "conditional", *, leave_out: Sequence[str] = (), **extra: Any
+) -> dict[str, Any]:
+    """Scans of business licences (format file): each record names its scan by the scan's SHA-256."""
+    return entry("licence-scan", code, share_type, leave_out=leave_out, **extra)
 
 
 def entry(register: str, code: str, share_type: str, *, leave_out: Sequence[str] = (), **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from exchange import access, audit, change_log, metrics, push_body, resources
+from exchange import access, audit, change_log, files, metrics, push_body, resources
 from exchange.deps import Pool, refused
 from exchange.errors import ApiError, forbidden, not_found
 from exchange.identity import Anyone, Department
@@ -68,6 +68,8 @@ async def push(code: str, request: Request, who: Department, pool: Pool) -> Batc
             if not await change_log.claim(conn, batch, checked.id):
                 metrics.BATCHES.labels("duplicate").inc()
                 return await change_log.existing_receipt(conn, batch, code)
+            if checked.spec.file_field is not None:
+                await files.check_pushed(conn, checked, batch)
             await change_log.stage(conn, newest)
             await resources.lock(conn, checked.id)
             numbered = await change_log.apply(conn, checked, batch, newest)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from local_platform.sample_catalog import legal_entity_entry, population_entry
+from local_platform.sample_catalog import legal_entity_entry, licence_scan_entry, population_entry
 from local_platform.sample_data import credit_code, resident_id
 
 __all__ = [
-    "PURPOSE", "batch", "credit_code", "delete", "legal_entity_entry", "person", "population_entry", "resident_id",
+    "PURPOSE", "batch", "credit_code", "delete", "legal_entity_entry", "licence_scan_entry", "person", "population_entry", "resident_id",
     "unique_code", "upsert",
 ]  # fmt: skip
 

@@ -1,0 +1,162 @@
+"""Attachments: the files of resources of format `file`, stored once per content (SHA-256) in chunks.
+
+A provider uploads a file to its resource under the file's digest, then pushes the record whose
+file field holds that digest; a consumer with a grant on the resource reads the file by it. The
+bytes go through in chunks of CHUNK_BYTES both ways: a 500 MiB scan never sits in memory whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import puremagic
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from exchange.errors import ApiError
+from exchange.push_body import PushedBatch
+from exchange.resources import StoredResource
+
+CHUNK_BYTES = 1 << 20
+ANY_TYPE = "application/octet-stream"
+# Enough of a file to tell its type by (an OOXML document names its parts in its first entries).
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Blob:
+    sha256: str
+    bytes: int
+    media_type: str
+    chunks: int
+
+
+def media_type_of(head: bytes) -> str:
+    """The media type a file's first bytes tell (application/octet-stream when they tell none)."""
+    if not head:
+        return ANY_TYPE
+    try:
+        return str(puremagic.from_string(head[:SNIFF_BYTES], mime=True)) or ANY_TYPE
+    except puremagic.PureError:
+        return ANY_TYPE
+
+
+def type_allowed(media_type: str, allowed: Sequence[str]) -> bool:
+    return ANY_TYPE in allowed or media_type in allowed
+
+
+async def find(conn: AsyncConnection[Any], sha256: str) -> Blob | None:
+    cur = await conn.execute("SELECT sha256, bytes, media_type, chunks FROM file_blob WHERE sha256 = %s", (sha256,))
+    row = await cur.fetchone()
+    return Blob(*row) if row else None
+
+
+async def store(
+    conn: AsyncConnection[Any], claimed: str, body: AsyncIterator[bytes], allowed: Sequence[str]
+) -> tuple[Blob, bool]:
+    """Read a file's bytes and keep them under ``claimed``, in the caller's transaction; the blob
+    and whether it is new. Refused (422/415) when the bytes are not what the digest says or not of
+    an allowed type: the caller's transaction then rolls back every chunk written."""
+    # Two uploads of the same bytes at once: the second waits, then finds them stored.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", (claimed,))
+    held = await find(conn, claimed)
+    digest = hashlib.sha256()
+    pending = bytearray()
+    size = chunks = 0
+    media_type: str | None = None
+
+    async def write(block: bytes) -> None:
+        nonlocal chunks
+        if held is None:
+            await conn.execute("INSERT INTO file_chunk (sha256, n, data) VALUES (%s, %s, %s)", (claimed, chunks, block))
+        chunks += 1
+
+    async for part in body:
+        digest.update(part)
+        size += len(part)
+        pending += part
+        if media_type is None and len(pending) >= SNIFF_BYTES:
+            media_type = _checked_type(bytes(pending), allowed)
+        while len(pending) >= CHUNK_BYTES:
+            await write(bytes(pending[:CHUNK_BYTES]))
+            del pending[:CHUNK_BYTES]
+    if media_type is None:
+        media_type = _checked_type(bytes(pending), allowed)
+    if pending:
+        await write(bytes(pending))
+    found = digest.hexdigest()
+    if found != claimed:
+        raise ApiError(422, "digest_mismatch", (
+            f"the bytes received ({size:,}) have the SHA-256 {found}, not {claimed}: the file changed or was cut "
+            "short on the way; send it again"
+        ))  # fmt: skip
+    if held is not None:
+        return held, False
+    await conn.execute(
+        "INSERT INTO file_blob (sha256, bytes, media_type, chunks) VALUES (%s, %s, %s, %s)",
+        (claimed, size, media_type, chunks),
+    )
+    return Blob(claimed, size, media_type, chunks), True
+
+
+def _checked_type(head: bytes, allowed: Sequence[str]) -> str:
+    media_type = media_type_of(head)
+    if not head:
+        raise ApiError(422, "empty_file", "the file is empty")
+    if not type_allowed(media_type, allowed):
+        told = "a type its bytes do not tell" if media_type == ANY_TYPE else media_type
+        raise ApiError(415, "file_type_not_allowed", (
+            f"the file is {told}; this resource takes {', '.join(allowed)} (its catalog entry's file_types)"
+        ))  # fmt: skip
+    return media_type
+
+
+async def chunks_of(pool: AsyncConnectionPool[Any], blob: Blob) -> AsyncIterator[bytes]:
+    """A stored file's bytes, a chunk at a time, each read on its own (no transaction held open
+    while a slow client reads)."""
+    for n in range(blob.chunks):
+        async with pool.connection() as conn:
+            cur = await conn.execute("SELECT data FROM file_chunk WHERE sha256 = %s AND n = %s", (blob.sha256, n))
+            row = await cur.fetchone()
+        if row is None:  # the blob row and its chunks are written in one transaction, never apart
+            raise RuntimeError(f"chunk {n} of file {blob.sha256} is missing")
+        yield bytes(row[0])
+
+
+async def check_pushed(conn: AsyncConnection[Any], stored: StoredResource, batch: PushedBatch) -> None:
+    """Every upserted record of a file resource names, in its file field, a file uploaded to the
+    resource before it: a subscriber must be able to read what the record names."""
+    name = stored.spec.file_field
+    if name is None:
+        return
+    named: dict[str, str] = {}
+    for change in batch.changes:
+        row = change.row
+        if row is None:
+            continue
+        # The fast reader's rows are structs (exchange.push_body); as builtins they name their fields.
+        value = (row if isinstance(row, dict) else msgspec.to_builtins(row)).get(name)
+        if value is None:
+            continue
+        if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+            raise ApiError(422, "invalid_file_digest", (
+                f"record {change.key!r}: field {name!r} holds {str(value)[:80]!r}, not the SHA-256 of a file "
+                "(64 lower-case hex digits)"
+            ))  # fmt: skip
+        named.setdefault(value, str(change.key))
+    if not named:
+        return
+    cur = await conn.execute(
+        "SELECT sha256 FROM resource_file WHERE resource_id = %s AND sha256 = ANY(%s)", (stored.id, list(named))
+    )
+    missing = sorted(set(named) - {row[0] for row in await cur.fetchall()})
+    if missing:
+        examples = ", ".join(f"{named[d]!r} ({d[:12]}…)" for d in missing[:5])
+        raise ApiError(422, "file_not_uploaded", (
+            f"{len(missing)} record(s) name files not uploaded to {stored.code!r}, e.g. {examples}: "
+            f"PUT /v1/resources/{stored.code}/files/SHA256 first, then push the records"
+        ))  # fmt: skip
