@@ -11,8 +11,8 @@ from local_platform.sample_catalog import legal_entity_entry, licence_scan_entry
 from local_platform.sample_data import credit_code, resident_id
 
 __all__ = [
-    "PURPOSE", "batch", "credit_code", "delete", "legal_entity_entry", "licence_scan_entry", "person", "population_entry", "resident_id",
-    "unique_code", "upsert",
+    "PURPOSE", "batch", "credit_code", "delete", "legal_entity_entry", "licence_scan_entry", "person",
+    "population_entry", "resident_id", "unique_code", "upsert",
 ]  # fmt: skip
 
 PURPOSE = "城乡居民医保参保登记核验"
