@@ -13,18 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import puremagic
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from exchange.errors import ApiError
 from exchange.push_body import PushedBatch
 from exchange.resources import StoredResource
+from gdx.attachments import SNIFF_BYTES, is_sha256, type_problem
 
 CHUNK_BYTES = 1 << 20
-ANY_TYPE = "application/octet-stream"
-# Enough of a file to tell its type by (an OOXML document names its parts in its first entries).
-SNIFF_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,20 +30,6 @@ class Blob:
     bytes: int
     media_type: str
     chunks: int
-
-
-def media_type_of(head: bytes) -> str:
-    """The media type a file's first bytes tell (application/octet-stream when they tell none)."""
-    if not head:
-        return ANY_TYPE
-    try:
-        return str(puremagic.from_string(head[:SNIFF_BYTES], mime=True)) or ANY_TYPE
-    except puremagic.PureError:
-        return ANY_TYPE
-
-
-def type_allowed(media_type: str, allowed: Sequence[str]) -> bool:
-    return ANY_TYPE in allowed or media_type in allowed
 
 
 async def find(conn: AsyncConnection[Any], sha256: str) -> Blob | None:
@@ -104,14 +87,9 @@ async def store(
 
 
 def _checked_type(head: bytes, allowed: Sequence[str]) -> str:
-    media_type = media_type_of(head)
-    if not head:
-        raise ApiError(422, "empty_file", "the file is empty")
-    if not type_allowed(media_type, allowed):
-        told = "a type its bytes do not tell" if media_type == ANY_TYPE else media_type
-        raise ApiError(415, "file_type_not_allowed", (
-            f"the file is {told}; this resource takes {', '.join(allowed)} (its catalog entry's file_types)"
-        ))  # fmt: skip
+    media_type, problem = type_problem(head, allowed)
+    if problem is not None:
+        raise ApiError(422 if not head else 415, "empty_file" if not head else "file_type_not_allowed", problem)
     return media_type
 
 
@@ -142,7 +120,7 @@ async def check_pushed(conn: AsyncConnection[Any], stored: StoredResource, batch
         value = (row if isinstance(row, dict) else msgspec.to_builtins(row)).get(name)
         if value is None:
             continue
-        if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        if not is_sha256(value):
             raise ApiError(422, "invalid_file_digest", (
                 f"record {change.key!r}: field {name!r} holds {str(value)[:80]!r}, not the SHA-256 of a file "
                 "(64 lower-case hex digits)"

@@ -13,6 +13,7 @@ import httpx
 import orjson
 
 from front_end_node.config import ExchangeSettings
+from gdx.attachments import sha256_of
 from gdx.protocol import BatchReceipt, ChangePage, Drift, Grant, Load, Resource
 
 
@@ -117,6 +118,18 @@ class ExchangeClient:
             last_key=unquote(last_key) if last_key is not None else None,
             body=response.content,
         )
+
+    async def put_file(self, code: str, sha256: str, data: bytes) -> None:
+        """Upload a file of a resource of format file (the exchange keeps one copy per content)."""
+        await self._call_raw("PUT", f"/v1/resources/{code}/files/{sha256}", content=data,
+                             headers={"content-type": "application/octet-stream"})  # fmt: skip
+
+    async def get_file(self, code: str, sha256: str, purpose: str) -> bytes:
+        """A file of a resource of format file, checked against its name."""
+        data = await self._call_raw("GET", f"/v1/resources/{code}/files/{sha256}", params={"purpose": purpose})
+        if sha256_of(data) != sha256:
+            raise ExchangeError(f"file {sha256} of {code} arrived with other bytes ({len(data):,}); read again later")
+        return data
 
     async def open_load(self, code: str) -> Load:
         """Open a full load of the resource at the exchange, or resume the open one."""

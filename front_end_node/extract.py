@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from front_end_node import store
+from front_end_node.errors import Waiting
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, Source, add_tally
 from front_end_node.state import AgentState, utcnow
@@ -42,6 +43,8 @@ AHEAD_COUNT_EVERY_S = 10.0
 # Keys found by one comparison and held for reading: more wait for the next comparison (a table
 # whose change column was added lately can hold a million rows no poll reads).
 MISSING_HELD = 100_000
+# Rows read at a time from a table of files (a resource of format file): each holds a file's bytes.
+FILE_BATCH_ROWS = 20
 
 
 def encode_watermark(value: Any, checked: dt.datetime | None = None) -> dict[str, Any]:
@@ -82,11 +85,17 @@ class Extractor:
         state: AgentState,
         missing: dict[str, Any] | None = None,
     ) -> None:
+        if spec.file_field is not None and pub.change_column is None:
+            # A comparison reads every row, and would hold every changed file in memory at once.
+            raise Waiting(
+                f"{pub.resource} is a resource of files: publish its table with a change_column (node.yml), "
+                "so that its files are read as they change"
+            )
         self.pub = pub
         self.code = pub.resource
         self.source = source
         self.zone = zone
-        self.batch_size = batch_size
+        self.batch_size = min(batch_size, FILE_BATCH_ROWS) if spec.file_field is not None else batch_size
         self.heartbeat_table = heartbeat_table
         self.heartbeat_interval_s = heartbeat_interval_s
         self.state = state
@@ -94,7 +103,7 @@ class Extractor:
         self.columns = [name for name, _ in self.fields]
         self.key = spec.primary_key
         self.key_index = self.columns.index(self.key)
-        self.maker = RowMaker(self.fields, zone, key=(spec.primary_key, spec.key_kind))
+        self.maker = RowMaker.for_spec(spec, zone)
         self.schema = spec.row_schema()
         self.fields_record = store.field_record(spec)
         self._next_compare = 0.0
@@ -361,18 +370,25 @@ class Extractor:
         items: list[tuple[dict[str, Any], dt.datetime]] = []
         digests: dict[str, bytes] = {}
         versions: dict[str, Any] = {}
+        files: dict[str, bytes] = {}
+        refused: dict[str, str] = {}
         for values in rows:
             source_key = self.maker.key_text(values[1 + self.key_index])
             if values[0] is not None and self._recent_change.get(source_key) == values[0]:
                 continue  # (a NULL change value tells nothing: the digest decides)
             versions[source_key] = values[0]
             row = self.maker.row(values[1:])
+            row_files, row_refused = self.maker.take_files()
             key, row_digest = str(row[self.key]), digest(row)
             if self._recent.get(key) != row_digest:
                 items.append((row, self._commit_time(values[0], now)))
                 digests[key] = row_digest
+                files |= row_files
+                refused |= row_refused
         async with conn.transaction():
-            recorded = await store.record_rows(conn, self.code, self.schema, items, self.fields_record)
+            recorded = await store.record_rows(
+                conn, self.code, self.schema, items, self.fields_record, files=files, refused=refused
+            )
             if save_position:
                 await self._save_position(conn)
         if len(self._recent) > 500_000 or len(self._recent_change) > 500_000:
@@ -415,17 +431,23 @@ class Extractor:
         started = utcnow()
         snapshot = await store.mirror_keys(conn, self.code)
 
+        files: dict[str, bytes] = {}
+        refused: dict[str, str] = {}
+
         def scan() -> tuple[set[str], list[dict[str, Any]]]:
             seen: set[str] = set()
             changed: list[dict[str, Any]] = []
             for chunk in self.source.iter_rows(self.pub.table, self.columns, 10_000):
                 for values in chunk:
                     row = self.maker.row(values)
+                    row_files, row_refused = self.maker.take_files()
                     key = str(row[self.key])
                     seen.add(key)
                     held = snapshot.get(key)
                     if held is None or held[0] != digest(row):
                         changed.append(row)
+                        files.update(row_files)  # only a changed row's file is kept
+                        refused.update(row_refused)
             return seen, changed
 
         seen, changed_rows = await asyncio.to_thread(scan)
@@ -434,7 +456,11 @@ class Extractor:
         for start in range(0, len(changed_rows), self.batch_size):
             async with conn.transaction():
                 items = [(row, now) for row in changed_rows[start : start + self.batch_size]]
-                changed += (await store.record_rows(conn, self.code, self.schema, items, self.fields_record)).changed
+                changed += (
+                    await store.record_rows(
+                        conn, self.code, self.schema, items, self.fields_record, files=files, refused=refused
+                    )
+                ).changed
         return changed + await self._record_deletions(conn, snapshot, seen, now, started)
 
     async def _find_deletions(self, conn: store.Conn, pacer: Pacer) -> int:

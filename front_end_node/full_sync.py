@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from front_end_node import catalog, store
 from front_end_node.config import NodeConfig
 from front_end_node.exchange_client import ExchangeClient
-from front_end_node.extract import encode_watermark
+from front_end_node.extract import FILE_BATCH_ROWS, encode_watermark
 from front_end_node.sources import open_source
 from front_end_node.state import utcnow
 from front_end_node.wire import RowMaker, aware
@@ -45,7 +45,8 @@ async def full_sync(
         spec, _ = await catalog.follow(conn, client, code, config.department)
         fields = store.field_record(spec)
         columns = [f.name for f in spec.fields]
-        maker = RowMaker([(f.name, f.type) for f in spec.fields], zone, key=(spec.primary_key, spec.key_kind))
+        maker = RowMaker.for_spec(spec, zone)
+        batch_size = min(config.batch_size, FILE_BATCH_ROWS) if spec.file_field is not None else config.batch_size
         schema = spec.row_schema()
         key_index = columns.index(spec.primary_key)
         change_index = columns.index(pub.change_column) if pub.change_column in columns else None
@@ -80,7 +81,7 @@ async def full_sync(
             noted = time.monotonic()
             while True:
                 rows = await asyncio.to_thread(
-                    source.read_by_key, pub.table, columns, spec.primary_key, after, config.batch_size
+                    source.read_by_key, pub.table, columns, spec.primary_key, after, batch_size
                 )
                 if not rows:
                     break
@@ -92,8 +93,9 @@ async def full_sync(
                     items.append((row, aware(changed_at, zone) if isinstance(changed_at, dt.datetime) else now))
                 after = rows[-1][key_index]
                 done += len(rows)
+                files, refused = maker.take_files()
                 async with conn.transaction():
-                    await store.record_rows(conn, code, schema, items, fields)
+                    await store.record_rows(conn, code, schema, items, fields, files=files, refused=refused)
                     await conn.execute(
                         "UPDATE gdx.full_sync SET after_key = %s, rows_done = %s, progressed_at = now() "
                         "WHERE resource = %s",

@@ -8,6 +8,8 @@ rows it had applied are exactly those before it.
 from __future__ import annotations
 
 import bisect
+import csv
+import io
 import time
 from typing import Any
 
@@ -26,6 +28,8 @@ from gdx.sharing import Subscription
 HOP = "pull"
 # Rows of a snapshot chunk: about 10 MB of CSV for a 10-field table, a second's work or less.
 SNAPSHOT_ROWS = 50_000
+# ... and of a resource of files, each of whose rows brings a file along.
+FILE_SNAPSHOT_ROWS = 50
 
 log = structlog.get_logger("gdx.node")
 
@@ -81,6 +85,7 @@ class Puller:
         self._loaded: LoadedChunks | None = None  # what the snapshot loaded, while the log replays past it
         self._follow_log = False  # a full load was moving when the subscription began: no snapshot
         self._grant_checked = 0.0
+        self.file_field: str | None = None  # a resource of files, its file field granted: files come along
 
     async def prepare(self, conn: store.Conn) -> None:
         """Find the grant, then make the subscription's table hold exactly the granted fields."""
@@ -100,6 +105,7 @@ class Puller:
         granted = set(grant.fields) if grant.fields is not None else None
         fields = [f for f in spec.fields if f.name == spec.primary_key or granted is None or f.name in granted]
         self.columns = [f.name for f in fields]
+        self.file_field = spec.file_field if spec.file_field in self.columns else None
         self.key = spec.primary_key
         self.integer_key = next(f.type for f in fields if f.name == self.key) is FieldType.INTEGER
         definitions = ", ".join(
@@ -226,8 +232,9 @@ class Puller:
         position is its first chunk's; when the last chunk is in, the change log is read from there
         (every later chunk is as new or newer, and the changes after that position bring each key
         to where the log says). True while there is more to read."""
+        limit = self.snapshot_rows if self.file_field is None else min(self.snapshot_rows, FILE_SNAPSHOT_ROWS)
         try:
-            chunk = await self.client.snapshot(self.code, self.sub.purpose, after_key, self.snapshot_rows)
+            chunk = await self.client.snapshot(self.code, self.sub.purpose, after_key, limit)
         except ExchangeError as exc:
             if exc.status == 409 and exc.body.get("error") == "load_in_progress":
                 # The provider is loading the resource in full: its rows come through the change
@@ -249,7 +256,13 @@ class Puller:
             return True
         table = store.quote(self.table)
         position = chunk.seq if started_at is None else started_at
+        files = {}
+        if self.file_field is not None and chunk.rows:
+            at = chunk.columns.index(self.file_field)
+            named = [row[at] for row in csv.reader(io.StringIO(chunk.body.decode("utf-8"))) if row[at]]
+            files = await self._fetch_files(conn, named)
         async with conn.transaction():
+            await store.store_files(conn, files, sent=True)
             if after_key is None:
                 held = await conn.execute(f"SELECT EXISTS (SELECT FROM {table})")  # noqa: S608
                 if (await held.fetchone() or [False])[0]:
@@ -304,6 +317,13 @@ class Puller:
         self.state.ok(HOP, self.code, rows=chunk.rows, batches=1 if chunk.rows else 0)
         return chunk.last_key is not None or position > 0
 
+    async def _fetch_files(self, conn: store.Conn, named: list[Any]) -> dict[str, bytes]:
+        """The files that rows about to be applied name and this node lacks, read from the exchange:
+        a row is applied only with its file."""
+        wanted = {sha for sha in named if isinstance(sha, str)}
+        missing = sorted(wanted - await store.files_held(conn, list(wanted)))
+        return {sha: await self.client.get_file(self.code, sha, self.sub.purpose) for sha in missing}
+
     def _unknown_fields(self, changes: list[ChangeOut]) -> set[str]:
         expected = self._ignored.union(self.columns)
         unknown: set[str] = set()
@@ -326,7 +346,11 @@ class Puller:
         upserts = [c.row for c in latest.values() if c.op == "upsert"]
         deletes = [c.key for c in latest.values() if c.op == "delete"]
         table, key = store.quote(self.table), f'"{self.key}"'
+        files = {}
+        if self.file_field is not None:
+            files = await self._fetch_files(conn, [row.get(self.file_field) for row in upserts if row is not None])
         async with conn.transaction():
+            await store.store_files(conn, files, sent=True)
             cur = await conn.execute(
                 "UPDATE gdx.subscription_state SET after_seq = %s, refilling = refilling AND NOT %s "
                 "WHERE resource = %s AND after_seq = %s",

@@ -58,6 +58,7 @@ class Pusher:
         self.batch_size = batch_size
         key_type = next(f.type for f in spec.fields if f.name == spec.primary_key)
         self.integer_key = key_type is FieldType.INTEGER
+        self.file_field = spec.file_field
 
     async def step(self, conn: store.Conn) -> bool:
         batch = await store.next_batch(conn, self.code, self.batch_size)
@@ -65,6 +66,8 @@ class Pusher:
             self.state.ok(HOP, self.code)
             return False
         body, heartbeat, ids = batch_body(batch, self.integer_key)
+        if self.file_field is not None:
+            await self._send_files(conn, batch)
         try:
             receipt = await self.client.push(self.code, body)
         except ExchangeError as exc:
@@ -79,6 +82,16 @@ class Pusher:
         await store.acknowledge(conn, self.code, batch, heartbeat)
         self.state.ok(HOP, self.code, rows=receipt.applied, batches=1)
         return True
+
+    async def _send_files(self, conn: store.Conn, batch: store.Outgoing) -> None:
+        """The files the batch's records name go first: the exchange takes a record only when it
+        holds its file. Each is marked sent once the exchange has it (an upload again is harmless)."""
+        named = {orjson.loads(row).get(self.file_field) for _, op, _, row, _, _ in batch.rows if row is not None}
+        for sha256 in await store.unsent_files(conn, [sha for sha in named if isinstance(sha, str)]):
+            data = await store.file_data(conn, sha256)
+            assert data is not None
+            await self.client.put_file(self.code, sha256, data)
+            await store.mark_sent(conn, sha256)
 
     async def _made_to_follow_catalog(self, conn: store.Conn, batch: store.Outgoing, sent: bytes) -> bool:
         """Rows made before a schema version dropped fields are refused for those fields: the

@@ -88,6 +88,18 @@ CREATE TABLE IF NOT EXISTS gdx.quarantine (
     PRIMARY KEY (resource, key)
 );
 
+-- The files of resources of format file, by the SHA-256 of their bytes: a provider's, kept with the
+-- rows that name them until the exchange has them (sent_at); a subscriber's, fetched with the rows
+-- that name them. A department's applications read a record's file here by the digest its row holds.
+CREATE TABLE IF NOT EXISTS gdx.file (
+    sha256      text PRIMARY KEY,
+    data        bytea NOT NULL,
+    media_type  text NOT NULL,
+    stored_at   timestamptz NOT NULL DEFAULT now(),
+    sent_at     timestamptz
+);
+ALTER TABLE gdx.file ALTER COLUMN data SET STORAGE EXTERNAL;
+
 -- Per subscription: the last change sequence applied (committed with the rows).
 CREATE TABLE IF NOT EXISTS gdx.subscription_state (
     resource    text PRIMARY KEY,

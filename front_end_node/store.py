@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources as package_files
 from typing import Any
@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from front_end_node.sources import KEY_BUCKET_POSTGRES, KEY_TALLY_POSTGRES, KeyTally, key_range
 from front_end_node.wire import encode
+from gdx.attachments import SNIFF_BYTES, media_type_of
 from gdx.fields import RowError, RowSchema
 from gdx.protocol import ResourceSpec
 
@@ -149,10 +150,14 @@ async def record_rows(
     schema: RowSchema,
     rows: list[tuple[dict[str, Any], dt.datetime]],
     fields: list[list[str]],
+    *,
+    files: Mapping[str, bytes] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> Recorded:
     """Compare source rows, made with ``fields``, with the mirror; the new and changed ones go
-    to the mirror and the outbox with the key's next version. Rows failing the schema go to
-    quarantine instead. FieldsChanged if the resource's fields are no longer ``fields``."""
+    to the mirror and the outbox with the key's next version, and the files they name (``files``,
+    by SHA-256) to gdx.file. Rows failing the schema, or whose key ``refused`` gives a reason,
+    go to quarantine instead. FieldsChanged if the resource's fields are no longer ``fields``."""
     await lock_resource(conn, code)
     if await _recorded_fields(conn, code) not in (None, fields):
         raise FieldsChanged(code)
@@ -161,6 +166,8 @@ async def record_rows(
     for row, commit_time in rows:
         key = str(row.get(schema.primary_key))
         try:
+            if refused and key in refused:
+                raise RowError(refused[key])
             schema.check_row(row)
         except RowError as exc:
             bad.append((key, orjson.dumps(row, default=str).decode(), str(exc)))
@@ -215,7 +222,43 @@ async def record_rows(
             """,
             {"code": code, "k": keys, "r": texts, "d": digests, "v": versions, "c": times},
         )
+        if files and schema.file_field is not None:
+            named = {latest[key][0].get(schema.file_field) for key in keys}
+            await store_files(conn, {sha: data for sha, data in files.items() if sha in named})
     return Recorded(len(keys), len(bad))
+
+
+async def store_files(conn: Conn, files: Mapping[str, bytes], *, sent: bool = False) -> None:
+    """Files by SHA-256 into gdx.file (those held already are left as they are)."""
+    if not files:
+        return
+    await conn.cursor().executemany(
+        "INSERT INTO gdx.file (sha256, data, media_type, sent_at) VALUES (%s, %b, %s, "
+        "CASE WHEN %s THEN now() END) ON CONFLICT (sha256) DO NOTHING",
+        [(sha, data, media_type_of(data[:SNIFF_BYTES]), sent) for sha, data in files.items()],
+    )
+
+
+async def files_held(conn: Conn, digests: Sequence[str]) -> set[str]:
+    cur = await conn.execute("SELECT sha256 FROM gdx.file WHERE sha256 = ANY(%s)", (list(digests),))
+    return {sha for (sha,) in await cur.fetchall()}
+
+
+async def unsent_files(conn: Conn, digests: Sequence[str]) -> list[str]:
+    cur = await conn.execute(
+        "SELECT sha256 FROM gdx.file WHERE sha256 = ANY(%s) AND sent_at IS NULL ORDER BY sha256", (list(digests),)
+    )
+    return [sha for (sha,) in await cur.fetchall()]
+
+
+async def file_data(conn: Conn, sha256: str) -> bytes | None:
+    cur = await conn.execute("SELECT data FROM gdx.file WHERE sha256 = %s", (sha256,))
+    row = await cur.fetchone()
+    return bytes(row[0]) if row else None
+
+
+async def mark_sent(conn: Conn, sha256: str) -> None:
+    await conn.execute("UPDATE gdx.file SET sent_at = now() WHERE sha256 = %s AND sent_at IS NULL", (sha256,))
 
 
 async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, dt.datetime]:

@@ -96,9 +96,7 @@ def _count_source(
 ) -> None:
     """The business table's rows as the agent sends them (converted, keys tidied), less those it
     holds in quarantine (the monitoring shows those apart), paced to ``rows_per_s``."""
-    maker = RowMaker(
-        [(f.name, f.type) for f in spec.fields], ZoneInfo(business.db.timezone), key=(spec.primary_key, spec.key_kind)
-    )
+    maker = RowMaker.for_spec(spec, ZoneInfo(business.db.timezone), keep_files=False)
     source = open_source(business.db)
     started, done = time.monotonic(), 0
     try:

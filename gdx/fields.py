@@ -220,6 +220,12 @@ def check_key(kind: KeyKind, value: Any) -> None:
     _KIND_CHECKS[kind](value)
 
 
+def _check_file(value: Any) -> None:
+    """A resource of format file names each record's file by the SHA-256 of its bytes."""
+    if not (isinstance(value, str) and len(value) == 64 and value.strip("0123456789abcdef") == ""):
+        raise TypeError("expected a file: the SHA-256 of its bytes, 64 lower-case hex digits")
+
+
 class RowSchema:
     """Checks rows against one version of a resource's schema.
 
@@ -232,11 +238,16 @@ class RowSchema:
         fields: Mapping[str, tuple[FieldType, bool]],
         primary_key: str,
         key_kind: KeyKind,
+        file_field: str | None = None,
     ) -> None:
         self.fields = dict(fields)
         self.primary_key = primary_key
         self.key_kind = key_kind
-        self._checks = [(name, TYPE_CHECKS[ftype], nullable) for name, (ftype, nullable) in fields.items()]
+        self.file_field = file_field
+        self._checks = [
+            (name, _check_file if name == file_field else TYPE_CHECKS[ftype], nullable)
+            for name, (ftype, nullable) in fields.items()
+        ]
         self._names = frozenset(fields)
         # Looked up once here: a batch checks a key for every row.
         self._key_type_check = TYPE_CHECKS[self.fields[primary_key][0]]

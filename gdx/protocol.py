@@ -166,6 +166,7 @@ class ResourceSpec(_Model):
             {f.name: (f.type, f.nullable) for f in self.fields},
             primary_key=self.primary_key,
             key_kind=self.key_kind,
+            file_field=self.file_field,
         )
 
 

@@ -1,0 +1,125 @@
+"""A resource of files carried by the agents: the provider's business table holds each file's bytes,
+the subscriber's front-end database receives the record (the file named by its SHA-256) and the file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import psycopg
+
+from tests.support.nodes import wait_for
+from tests.support.samples import PURPOSE, credit_code, licence_scan_entry
+from tests.support.world import World
+
+LICENCES = """
+CREATE TABLE licence (
+    credit_code  text PRIMARY KEY,
+    licence_no   text NOT NULL,
+    issued       date,
+    scan         bytea NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+
+def pdf(n: int) -> bytes:
+    return b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n" + f"营业执照 {n}\n".encode() + os.urandom(20_000 + n * 3000)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def insert(url: str, rows: dict[int, bytes]) -> None:
+    with psycopg.connect(url) as conn:
+        for n, data in rows.items():
+            conn.execute(
+                "INSERT INTO licence (credit_code, licence_no, issued, scan) VALUES (%s, %s, '2026-03-01', %s) "
+                "ON CONFLICT (credit_code) DO UPDATE SET scan = EXCLUDED.scan, updated_at = clock_timestamp()",
+                (credit_code(n), f"320582{n:09d}", data),
+            )
+
+
+def received(front_end_db: str) -> dict[str, tuple[str, bytes | None]]:
+    """credit code -> (the digest the subscriber's row names, the file's bytes held beside it)."""
+    with psycopg.connect(front_end_db) as conn:
+        if conn.execute("SELECT to_regclass('scjgj_licence')").fetchone() == (None,):
+            return {}
+        rows = conn.execute(
+            "SELECT t.credit_code, t.scan, f.data FROM scjgj_licence t LEFT JOIN gdx.file f ON f.sha256 = t.scan"
+        ).fetchall()
+    return {code: (digest, None if data is None else bytes(data)) for code, digest, data in rows}
+
+
+def _current_records(world: World, code: str) -> int:
+    with psycopg.connect(world.exchange.database_url) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM current_key k JOIN resource r ON r.id = k.resource_id WHERE r.code = %s AND NOT "
+            "k.deleted",
+            (code,),
+        ).fetchone()
+    return found[0] if found else 0
+
+
+def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None:
+    code = world.code("zjg-scjgj", "licence-scan")
+    world.register("zjg-scjgj", licence_scan_entry(code, "unconditional"))
+    business = world.database("scjgj_business")
+    with psycopg.connect(business) as conn:
+        conn.execute(LICENCES)
+    files = {n: pdf(n) for n in range(12)}
+    files[12] = files[3]  # two records, one file: stored and sent once
+    files[13] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(5000)
+    insert(business, files)
+    insert(business, {99: "不是扫描件，是一段文字。".encode() * 50})  # a type the catalog does not list
+    provider = world.agent(
+        "zjg-scjgj",
+        business_db={"kind": "postgresql", "host": "127.0.0.1", "port": world.pg.port,
+                     "name": business.rsplit("/", 1)[1], "user": "postgres", "password": ""},
+        publishes=[{"resource": code, "table": "licence", "change_column": "updated_at"}],
+    )  # fmt: skip
+    provider.start()
+    wait_for(lambda: _current_records(world, code) == len(files), 60, "the provider's records at the exchange",
+             on_timeout=world.logs)  # fmt: skip
+    # The subscriber starts after them: its first load is a snapshot, and the files come with its chunks.
+    world.subscribe("zjg-wjw", code)
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "scjgj_licence"}])
+    consumer.start()
+
+    def expected() -> dict[str, tuple[str, bytes | None]]:
+        return {credit_code(n): (sha(data), data) for n, data in files.items()}
+
+    wait_for(lambda: received(consumer.front_end_db) == expected(), 60, "the records and their files",
+             on_timeout=world.logs)  # fmt: skip
+
+    # A record's file replaced at the source, and a new record: through the change log this time.
+    files[5] = pdf(105)
+    files[20] = pdf(20)
+    insert(business, {5: files[5], 20: files[20]})
+    wait_for(lambda: received(consumer.front_end_db) == expected(), 60, "the changed file",
+             on_timeout=world.logs)  # fmt: skip
+
+    with psycopg.connect(provider.front_end_db) as conn:
+        quarantined = conn.execute("SELECT key, reason FROM gdx.quarantine").fetchall()
+        unsent = conn.execute("SELECT count(*) FROM gdx.file WHERE sent_at IS NULL").fetchone()
+    assert [key for key, _ in quarantined] == [credit_code(99)]
+    assert "application/pdf, image/jpeg, image/png" in quarantined[0][1]
+    assert unsent == (0,)
+    with psycopg.connect(world.exchange.database_url) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM resource_file f JOIN resource r ON r.id = f.resource_id WHERE r.code = %s", (code,)
+        ).fetchone()
+        downloads = conn.execute(
+            "SELECT count(*) FROM audit_log WHERE resource = %s AND action = 'file_download'", (code,)
+        ).fetchone()
+        snapshot = conn.execute(
+            "SELECT sum((entry::jsonb -> 'scope' ->> 'rows')::int) FROM audit_log "
+            "WHERE resource = %s AND action = 'snapshot'",
+            (code,),
+        ).fetchone()
+    assert snapshot == (len(files) - 1,)  # all but the record added later
+    # The shared file once, and the replaced file of record 5 kept (older changes name it).
+    assert stored == (len({sha(data) for data in files.values()}) + 1,)
+    assert downloads is not None
+    assert downloads[0] == stored[0]  # each file read once by the subscriber
