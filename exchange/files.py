@@ -108,24 +108,28 @@ async def chunks_of(pool: AsyncConnectionPool[Any], blob: Blob) -> AsyncIterator
 async def check_pushed(conn: AsyncConnection[Any], stored: StoredResource, batch: PushedBatch) -> None:
     """Every upserted record of a file resource names, in its file field, a file uploaded to the
     resource before it: a subscriber must be able to read what the record names."""
+    # The fast reader's rows are structs (exchange.push_body); as builtins they name their fields.
+    rows = [(change.key, row if isinstance(row, dict) else msgspec.to_builtins(row))
+            for change in batch.changes if (row := change.row) is not None]  # fmt: skip
+    await check_named(conn, stored, rows)
+
+
+async def check_named(conn: AsyncConnection[Any], stored: StoredResource, rows: Sequence[tuple[Any, Any]]) -> None:
+    """The files that (key, row) pairs name were uploaded to the resource (422 otherwise)."""
     name = stored.spec.file_field
     if name is None:
         return
     named: dict[str, str] = {}
-    for change in batch.changes:
-        row = change.row
-        if row is None:
-            continue
-        # The fast reader's rows are structs (exchange.push_body); as builtins they name their fields.
-        value = (row if isinstance(row, dict) else msgspec.to_builtins(row)).get(name)
+    for key, row in rows:
+        value = row.get(name) if row is not None else None
         if value is None:
             continue
         if not is_sha256(value):
             raise ApiError(422, "invalid_file_digest", (
-                f"record {change.key!r}: field {name!r} holds {str(value)[:80]!r}, not the SHA-256 of a file "
+                f"record {key!r}: field {name!r} holds {str(value)[:80]!r}, not the SHA-256 of a file "
                 "(64 lower-case hex digits)"
             ))  # fmt: skip
-        named.setdefault(value, str(change.key))
+        named.setdefault(value, str(key))
     if not named:
         return
     cur = await conn.execute(
@@ -136,5 +140,5 @@ async def check_pushed(conn: AsyncConnection[Any], stored: StoredResource, batch
         examples = ", ".join(f"{named[d]!r} ({d[:12]}…)" for d in missing[:5])
         raise ApiError(422, "file_not_uploaded", (
             f"{len(missing)} record(s) name files not uploaded to {stored.code!r}, e.g. {examples}: "
-            f"PUT /v1/resources/{stored.code}/files/SHA256 first, then push the records"
+            f"upload them first (PUT /v1/resources/{stored.code}/files/SHA256, or gdx file put), then the records"
         ))  # fmt: skip

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from exchange import audit, resources
+from exchange import audit, files, resources
 from exchange.errors import ApiError
 from exchange.identity import Principal
 from exchange.spreadsheets.read import FileError, Spool, open_sheet
@@ -214,6 +214,7 @@ async def apply_file(conn: Conn, received: Received, limits: Limits) -> tuple[Up
                 deletes = chunk.ops.count("d")
                 if statement is _APPLY_TO_EMPTY and deletes:
                     chunk = chunk.upserts()  # deleting what is not there: counted, not logged
+                await files.check_named(conn, stored, list(zip(chunk.keys, chunk.rows, strict=True)))
                 values = {"ops": chunk.ops, "keys": chunk.keys, "rows": Jsonb(chunk.rows), "deletes": deletes}
                 cur = await conn.execute(statement, {**params, **values})
                 row = await cur.fetchone()

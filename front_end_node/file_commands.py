@@ -1,4 +1,5 @@
-"""`gdx upload` and `gdx template`: the file channel from a department's desk (模板导入, 文件上传).
+"""`gdx upload`, `gdx template` and `gdx file`: the file channel from a department's desk (模板导入,
+文件上传, and the attachments of resources of format file).
 
 Either on a front-end node (the exchange's address and the node's certificate come from its
 config) or on any machine with the department's certificate (--exchange, --cert, --key, --ca).
@@ -6,6 +7,7 @@ config) or on any machine with the department's certificate (--exchange, --cert,
 
 from __future__ import annotations
 
+import hashlib
 import re
 import ssl
 from collections.abc import Iterator
@@ -166,6 +168,115 @@ def upload(
         target.write_bytes(refused_report)
         console.print(f"the report, bad cells marked: {escape(str(target))} (put right, it can be uploaded as it is)")
     raise typer.Exit(1)
+
+
+files = typer.Typer(
+    help="The files of a resource of format file (scanned licences, documents), named by their SHA-256.",
+    no_args_is_help=True,
+)
+
+
+@files.command("put")
+def put_files(
+    resource: Annotated[str, typer.Argument(help="The catalog code of a resource of format file.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="The files to upload.", exists=True, dir_okay=False, readable=True)
+    ],
+    config: ConfigOption = Path("/etc/gdx/node.yml"),
+    exchange_url: ExchangeOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    ca: CaOption = None,
+) -> None:
+    """Upload files to a resource you provide, each under its SHA-256; then name each in its record's
+    file field (a row pushed by your node, or a template uploaded). A file uploaded again changes
+    nothing. Prints each file's SHA-256 and type.
+
+    Exit 0 when every file is stored, 1 when any is refused, 2 when the exchange cannot be asked.
+    """
+    exchange = exchange_settings(config, exchange_url, cert, key, ca)
+    refused = 0
+    with Progress(
+        TextColumn("[bold]{task.description}[/bold]"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=console, transient=True,
+    ) as bar, http_client(exchange, read_timeout_s=600) as http:  # fmt: skip
+        for path in paths:
+            digest = hashlib.sha256()
+            with path.open("rb") as source:
+                while block := source.read(CHUNK):
+                    digest.update(block)
+            sha256 = digest.hexdigest()
+            task = bar.add_task(escape(path.name), total=path.stat().st_size)
+            answer = reach(exchange, lambda path=path, task=task, sha256=sha256: http.put(
+                f"/v1/resources/{resource}/files/{sha256}", content=_read_with_progress(path, bar, task),
+                headers={"content-type": "application/octet-stream", "content-length": str(path.stat().st_size)},
+            ))  # fmt: skip
+            bar.remove_task(task)
+            if answer.status_code in (200, 201):
+                done = answer.json()
+                held = "stored" if answer.status_code == 201 else "held already"
+                console.print(f"{sha256}  {escape(str(path))}  {done['media_type']}, {done['bytes']:,} bytes, {held}",
+                              highlight=False)  # fmt: skip
+            else:
+                refused += 1
+                console.print(f"[red]refused ({answer.status_code}):[/red] {escape(str(path))}: "
+                              f"{escape(_message(answer))}", highlight=False)  # fmt: skip
+    if refused:
+        raise typer.Exit(1)
+
+
+@files.command("get")
+def get_file(
+    resource: Annotated[str, typer.Argument(help="The catalog code of a resource of format file.")],
+    sha256: Annotated[str, typer.Argument(help="The file's SHA-256, as its record's file field holds it.")],
+    purpose: Annotated[str | None, typer.Option(help="The purpose of your grant (not for the provider).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write it (default: SHA256).")] = None,
+    config: ConfigOption = Path("/etc/gdx/node.yml"),
+    exchange_url: ExchangeOption = None,
+    cert: CertOption = None,
+    key: KeyOption = None,
+    ca: CaOption = None,
+) -> None:
+    """Download a file of a resource: its provider, or a department whose grant includes the file
+    field. The bytes are checked against the SHA-256 before the file is kept."""
+    exchange = exchange_settings(config, exchange_url, cert, key, ca)
+    target = out or Path(sha256)
+    partial = target.with_name(target.name + ".part")
+    params = {"purpose": purpose} if purpose else {}
+    digest = hashlib.sha256()
+    with http_client(exchange, read_timeout_s=600) as http:
+
+        def fetch() -> Any:
+            with http.stream("GET", f"/v1/resources/{resource}/files/{sha256}", params=params) as answer:
+                if answer.status_code != 200:
+                    answer.read()
+                    return answer
+                with Progress(
+                    TextColumn(f"[bold]{escape(target.name)}[/bold]"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), console=console, transient=True,
+                ) as bar, partial.open("wb") as sink:  # fmt: skip
+                    task = bar.add_task("get", total=int(answer.headers.get("content-length", 0)) or None)
+                    for block in answer.iter_bytes(CHUNK):
+                        sink.write(block)
+                        digest.update(block)
+                        bar.advance(task, len(block))
+                return answer
+
+        answer = reach(exchange, fetch)
+    if answer.status_code != 200:
+        raise fail(f"the exchange answered {answer.status_code}: {_message(answer)}")
+    if digest.hexdigest() != sha256:
+        partial.unlink(missing_ok=True)
+        raise fail(f"the bytes received have the SHA-256 {digest.hexdigest()}, not {sha256}: nothing kept; try again")
+    partial.replace(target)
+    console.print(f"wrote {escape(str(target))} ({answer.headers.get('content-type', '?')})", highlight=False)
+
+
+def _read_with_progress(path: Path, bar: Progress, task: Any) -> Iterator[bytes]:
+    with path.open("rb") as source:
+        while block := source.read(CHUNK):
+            bar.advance(task, len(block))
+            yield block
 
 
 def _is_json(answer: Any) -> bool:

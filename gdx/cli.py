@@ -111,6 +111,7 @@ MOUNTS = (
     ("inbox", "front_end_node.cli", "inbox", "What waits for this node's department at the exchange."),
     ("template", "front_end_node.file_commands", "template", "Download a resource's template to fill."),
     ("upload", "front_end_node.file_commands", "upload", "Upload a filled template: applied whole or refused whole."),
+    ("file", "front_end_node.file_commands", "files", "Upload and download the files of a resource of format file."),
     ("monitor", "monitoring.cli", "app", "The monitoring agent: node health, lag per hop, reconciliation."),
     ("render", "infra.cli", "render_stack", "Write and check the Kubernetes manifests of a stack."),
     ("platform", "local_platform.cli", "app", "The whole platform on this machine (make up / down / status)."),

@@ -96,10 +96,8 @@ async def upload(
             heartbeat_at = (await cur.fetchone() or (None,))[0]
         if stored.provider != who.name:
             raise forbidden(f"resource {code!r} is provided by {stored.provider}; only it uploads its rows")
-        if stored.spec.format is not DataFormat.TABLE:
-            raise ApiError(
-                422, "not_a_table", f"resource {code!r} is of format {stored.spec.format.value}, not a table"
-            )
+        if stored.spec.format is DataFormat.API:
+            raise ApiError(422, "not_a_table", f"resource {code!r} is of format api: it holds no rows to upload")
         why_not = uploads.fed_by_node(stored, heartbeat_at)
         if why_not:
             raise ApiError(409, "published_by_node", why_not)

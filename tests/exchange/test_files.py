@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from gdx.cli import app
 from gdx.protocol import ResourceSpec
 from tests.support.exchange import RunningExchange
 from tests.support.samples import batch, credit_code, licence_scan_entry, population_entry, unique_code
@@ -171,3 +174,44 @@ def test_a_file_resource_declares_its_file_field_and_types() -> None:
         ResourceSpec.model_validate(population_entry("zjg-gaj.p", file_types=["application/pdf"]))
     with pytest.raises(ValidationError, match="pattern"):
         ResourceSpec.model_validate(licence_scan_entry("zjg-scjgj.scan", file_types=["pdf"]))
+
+
+def test_a_desk_uploads_files_then_their_records_and_a_consumer_downloads_one(
+    exchange: RunningExchange, scans: str, tmp_path: Path
+) -> None:
+    def identity(who: str) -> list[str]:
+        return ["--exchange", exchange.url, "--cert", str(exchange.pki / f"{who}.crt"),
+                "--key", str(exchange.pki / f"{who}.key"), "--ca", str(exchange.pki / "ca.crt")]  # fmt: skip
+
+    runner = CliRunner()
+    scan, note = tmp_path / "营业执照.pdf", tmp_path / "说明.txt"
+    scan.write_bytes(PDF)
+    note.write_text("不是扫描件", encoding="utf-8")
+    put_both = runner.invoke(app, ["file", "put", scans, str(scan), str(note), *identity("zjg-scjgj")])
+    assert put_both.exit_code == 1, put_both.output  # the text file is refused, the scan stored
+    assert f"{sha(PDF)}" in put_both.output
+    assert "application/pdf" in put_both.output
+    assert "refused (415)" in put_both.output
+
+    # A record naming a file not uploaded refuses the whole template; named right, it applies.
+    header = "credit_code,licence_no,issued,scan\n"
+    sheet = tmp_path / "records.csv"
+    sheet.write_text(header + f"{credit_code(7)},320582000000007,2026-03-01,{sha(b'other')}\n", encoding="utf-8")
+    refused = runner.invoke(app, ["upload", scans, str(sheet), *identity("zjg-scjgj")])
+    assert refused.exit_code == 1, refused.output
+    assert "not uploaded" in refused.output
+    sheet.write_text(header + f"{credit_code(7)},320582000000007,2026-03-01,{sha(PDF)}\n", encoding="utf-8")
+    applied = runner.invoke(app, ["upload", scans, str(sheet), *identity("zjg-scjgj")])
+    assert applied.exit_code == 0, applied.output
+
+    target = tmp_path / "received.pdf"
+    got = runner.invoke(app, ["file", "get", scans, sha(PDF), "--purpose", PURPOSE, "-o", str(target),
+                              *identity("zjg-wjw")])  # fmt: skip
+    assert got.exit_code == 0, got.output
+    assert target.read_bytes() == PDF
+    wrong = runner.invoke(app, ["file", "get", scans, sha(PDF), "--purpose", "别的目的", "-o", str(tmp_path / "x"),
+                                *identity("zjg-wjw")])  # fmt: skip
+    assert wrong.exit_code == 1
+    assert "403" in wrong.output
+    assert not (tmp_path / "x").exists()
+    assert not (tmp_path / "x.part").exists()
