@@ -15,8 +15,10 @@ from psycopg.types.json import set_json_dumps
 from pydantic import BaseModel
 
 from exchange import metrics, refusals
+from exchange.files import FileStore
 from exchange.inbox_webhooks import keep_notifying
 from exchange.limits import LargeBodies, RequestLimits
+from exchange.object_store import ObjectStore
 from exchange.pool import open_pool
 from exchange.registry import Registry
 from exchange.retention import keep_compacting
@@ -56,6 +58,9 @@ Every call but `/healthz` and `/readyz` needs a client certificate issued by the
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store: FileStore = app.state.file_store
+        if store.objects is not None:
+            await asyncio.to_thread(store.objects.check)  # a bucket missing or refused stops the start, saying so
         pool = await open_pool(settings)
         app.state.pool = pool
         app.state.registry = Registry(pool)
@@ -89,6 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
         settings.upload_max_bytes, settings.upload_max_rows, settings.upload_max_workbook_rows
     )
     app.state.upload_dir = settings.upload_dir
+    objects = settings.object_store()
+    app.state.file_store = FileStore(ObjectStore(objects) if objects else None, settings.upload_dir)
     refusals.install(app)
     routers = (
         catalog,

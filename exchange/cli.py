@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -99,6 +100,23 @@ def exchange_serve(
     upload_max_rows: Annotated[
         int, typer.Option(envvar="GDX_UPLOAD_MAX_ROWS", min=1, help="The most rows of an uploaded CSV file.")
     ] = UPLOAD_MAX_ROWS,
+    s3_endpoint: Annotated[
+        str | None,
+        typer.Option(envvar="GDX_S3_ENDPOINT", help="An S3-compatible object store for files: https://host:port."),
+    ] = None,
+    s3_bucket: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GDX_S3_BUCKET",
+            help="Its bucket: the files of resources of format file go there (else into PostgreSQL). The "
+            "credentials come from GDX_S3_ACCESS_KEY and GDX_S3_SECRET_KEY only.",
+        ),
+    ] = None,
+    s3_prefix: Annotated[str, typer.Option(envvar="GDX_S3_PREFIX", help="The objects' name prefix.")] = "gdx-files/",
+    s3_region: Annotated[str | None, typer.Option(envvar="GDX_S3_REGION", help="The bucket's region.")] = None,
+    s3_ca_file: Annotated[
+        Path | None, typer.Option(envvar="GDX_S3_CA_FILE", help="The CA of the store's certificate, if private.")
+    ] = None,
     tls_alerts: Annotated[
         bool,
         typer.Option(
@@ -110,6 +128,7 @@ def exchange_serve(
     ] = True,
 ) -> None:
     """Serve the exchange API over mutual TLS."""
+    from exchange.object_store import ObjectStoreError
     from exchange.server import serve
     from exchange.settings import Settings
 
@@ -128,7 +147,18 @@ def exchange_serve(
         change_retention_days=change_retention_days,
         upload_max_bytes=upload_max_bytes,
         upload_max_rows=upload_max_rows,
+        s3_endpoint=s3_endpoint,
+        s3_bucket=s3_bucket,
+        s3_prefix=s3_prefix,
+        s3_region=s3_region,
+        s3_access_key=os.environ.get("GDX_S3_ACCESS_KEY"),
+        s3_secret_key=os.environ.get("GDX_S3_SECRET_KEY"),
+        s3_ca_file=s3_ca_file,
     )
+    try:
+        settings.object_store()
+    except ObjectStoreError as exc:
+        raise fail(f"{exc} (--s3-endpoint, GDX_S3_ACCESS_KEY, GDX_S3_SECRET_KEY)", 2) from None
     serve(settings, host, port, workers=workers)
 
 

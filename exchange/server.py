@@ -64,7 +64,7 @@ def uvicorn_config(
 def app_from_environment() -> FastAPI:
     """The app of one worker process, from the settings its parent left in the environment."""
     fields: dict[str, Any] = json.loads(os.environ[_SETTINGS_ENV])
-    for name in ("tls_cert", "tls_key", "ca_cert", "calendar_file"):
+    for name in ("tls_cert", "tls_key", "ca_cert", "calendar_file", "upload_dir", "s3_ca_file"):
         if fields[name] is not None:
             fields[name] = Path(fields[name])
     app = create_app(Settings(**fields))

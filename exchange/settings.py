@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.limits import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, DEFAULT_MAX_BODY_BYTES
+from exchange.object_store import ObjectStoreError, ObjectStoreSettings
 from exchange.retention import DEFAULT_RETENTION_DAYS
 from gdx.protocol import UPLOAD_MAX_BYTES, UPLOAD_MAX_ROWS, UPLOAD_MAX_WORKBOOK_ROWS
 
@@ -38,3 +39,23 @@ class Settings:
     upload_max_workbook_rows: int = UPLOAD_MAX_WORKBOOK_ROWS
     upload_total_s: float = 1800
     upload_dir: Path | None = None
+    # The files of resources of format file: in an S3-compatible object store when a bucket is named
+    # (exchange/object_store.py), else in PostgreSQL.
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "gdx-files/"
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_ca_file: Path | None = None
+
+    def object_store(self) -> ObjectStoreSettings | None:
+        if self.s3_bucket is None:
+            return None
+        endpoint, access_key, secret_key = self.s3_endpoint or "", self.s3_access_key or "", self.s3_secret_key or ""
+        missing = [name for name, value in (("endpoint", endpoint), ("access key", access_key),
+                                            ("secret key", secret_key)) if not value]  # fmt: skip
+        if missing:
+            raise ObjectStoreError(f"the object store's bucket is set, its {' and '.join(missing)} not")
+        return ObjectStoreSettings(endpoint, self.s3_bucket, access_key, secret_key, self.s3_prefix, self.s3_region,
+                                   self.s3_ca_file)  # fmt: skip

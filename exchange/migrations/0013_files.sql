@@ -1,12 +1,14 @@
 -- Attachments: the files of resources of format `file` (scanned licences, certificates, documents).
--- Each content is stored once, named by its SHA-256, in chunks of 1 MiB, so that no file is ever
--- held whole in memory on its way in or out. A file is linked to each resource it was uploaded to:
+-- Each content is stored once, named by its SHA-256, in chunks of 1 MiB (or, where the exchange has
+-- one, in an S3-compatible object store), so that no file is ever held whole in memory on its way
+-- in or out. A file is linked to each resource it was uploaded to:
 -- a grant on the resource is what lets a consumer read it.
 CREATE TABLE file_blob (
     sha256      text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     bytes       bigint NOT NULL CHECK (bytes >= 0),
     media_type  text NOT NULL,
-    chunks      integer NOT NULL CHECK (chunks >= 0),
+    chunks      integer NOT NULL CHECK (chunks >= 0),  -- rows of file_chunk (0 in the object store)
+    location    text NOT NULL CHECK (location IN ('postgresql', 's3')),
     stored_at   timestamptz NOT NULL DEFAULT now()
 );
 

@@ -60,7 +60,8 @@ async def put_file(code: str, sha256: Digest, request: Request, response: Respon
         if stored.provider != who.name:
             raise forbidden(f"resource {code!r} is provided by {stored.provider}; only it uploads its files")
         async with pool.connection() as conn, conn.transaction():
-            blob, new_bytes = await files.store(conn, sha256, request.stream(), stored.spec.file_types)
+            store: files.FileStore = request.app.state.file_store
+            blob, new_bytes = await store.store(conn, sha256, request.stream(), stored.spec.file_types)
             cur = await conn.execute(
                 "INSERT INTO resource_file (resource_id, sha256, uploaded_by) VALUES (%s, %s, %s) "
                 "ON CONFLICT DO NOTHING RETURNING uploaded_at",
@@ -126,6 +127,7 @@ async def head_file(code: str, sha256: Digest, who: Anyone, pool: Pool,
 async def get_file(
     code: str,
     sha256: Digest,
+    request: Request,
     who: Anyone,
     pool: Pool,
     purpose: Annotated[Purpose | None, Query(description="Must be the purpose of your grant (not for the provider)")]
@@ -138,4 +140,5 @@ async def get_file(
                            scope={"sha256": sha256, "bytes": held.bytes})  # fmt: skip
     assert blob is not None
     headers = _headers(held) | {"content-disposition": f'attachment; filename="{code}-{sha256[:16]}"'}
-    return StreamingResponse(files.chunks_of(pool, blob), media_type=held.media_type, headers=headers)
+    store: files.FileStore = request.app.state.file_store
+    return StreamingResponse(store.chunks(pool, blob), media_type=held.media_type, headers=headers)

@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+import urllib3
+from minio import Minio
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from exchange.object_store import ObjectStore, ObjectStoreError, ObjectStoreSettings
+from exchange.settings import Settings
 from gdx.cli import app
 from gdx.protocol import ResourceSpec
-from tests.support.exchange import RunningExchange
+from tests.support.exchange import RunningExchange, start_exchange
+from tests.support.postgres import PostgresServer, free_port
 from tests.support.samples import batch, credit_code, licence_scan_entry, population_entry, unique_code
 
 PURPOSE = "市场主体许可审批核验"
@@ -215,3 +225,75 @@ def test_a_desk_uploads_files_then_their_records_and_a_consumer_downloads_one(
     assert "403" in wrong.output
     assert not (tmp_path / "x").exists()
     assert not (tmp_path / "x.part").exists()
+
+
+@pytest.fixture(scope="module")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStoreSettings]:
+    """An S3-compatible server on loopback with a bucket. No MinIO or Ceph runs here (no container
+    registry, no Debian package): the server is moto's, which speaks the S3 REST API over HTTP."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
+    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-p", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    settings = ObjectStoreSettings(f"http://127.0.0.1:{port}", "gdx-files", "gdx-test", "gdx-test-secret",
+                                   prefix="exchange/", region="us-east-1")  # fmt: skip
+    client = Minio(f"127.0.0.1:{port}", "gdx-test", "gdx-test-secret", secure=False, region="us-east-1")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.make_bucket("gdx-files")
+            break
+        except urllib3.exceptions.HTTPError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise
+            time.sleep(0.2)
+    yield settings
+    server.terminate()
+    server.wait(10)
+    log.close()
+
+
+def test_files_kept_in_an_object_store_go_in_and_out_the_same_way(
+    pg: PostgresServer, object_store: ObjectStoreSettings, tmp_path: Path
+) -> None:
+    s3 = object_store
+    exchange = start_exchange(pg, tmp_path, dbname="exchange_s3", s3_endpoint=s3.endpoint, s3_bucket=s3.bucket,
+                              s3_prefix=s3.prefix, s3_region=s3.region, s3_access_key=s3.access_key,
+                              s3_secret_key=s3.secret_key)  # fmt: skip
+    try:
+        code = unique_code("zjg-scjgj", "licence-scan")
+        provider = exchange.client("zjg-scjgj")
+        assert provider.post("/v1/resources", json=licence_scan_entry(code, "unconditional")).status_code == 201
+        assert put(exchange, code, PDF[: len(PDF) // 2], digest=sha(PDF)).status_code == 422  # nothing stored
+        stored = put(exchange, code, PDF)
+        assert stored.status_code == 201, stored.text
+        assert put(exchange, code, PDF).status_code == 200
+        client = Minio(urlsplit(s3.endpoint).netloc, s3.access_key, s3.secret_key, secure=False, region=s3.region)
+        objects = [o.object_name for o in client.list_objects(s3.bucket, prefix=s3.prefix, recursive=True)]
+        assert objects == [f"exchange/{sha(PDF)[:2]}/{sha(PDF)}"]  # once, after its bytes were checked
+        with psycopg.connect(exchange.database_url) as conn:
+            kept = conn.execute("SELECT location, chunks FROM file_blob").fetchall()
+            rows = conn.execute("SELECT count(*) FROM file_chunk").fetchone()
+        assert kept == [("s3", 0)]
+        assert rows == (0,)
+
+        assert exchange.client("zjg-wjw").post(f"/v1/resources/{code}/subscriptions",
+                                               json={"purpose": PURPOSE}).status_code == 201  # fmt: skip
+        with exchange.client("zjg-wjw").stream("GET", f"/v1/resources/{code}/files/{sha(PDF)}",
+                                               params={"purpose": PURPOSE}) as answer:  # fmt: skip
+            assert answer.status_code == 200
+            assert sha(b"".join(answer.iter_bytes())) == sha(PDF)
+    finally:
+        exchange.stop()
+
+
+def test_an_object_store_half_configured_or_missing_stops_the_start(
+    object_store: ObjectStoreSettings, tmp_path: Path
+) -> None:
+    half = Settings("postgresql://x/y", tmp_path, tmp_path, tmp_path, s3_bucket="gdx-files", s3_endpoint="http://h:1")
+    with pytest.raises(ObjectStoreError, match="access key and secret key"):
+        half.object_store()
+    with pytest.raises(ObjectStoreError, match=r"'nowhere' at .* does not exist"):
+        ObjectStore(ObjectStoreSettings(object_store.endpoint, "nowhere", "gdx-test", "gdx-test-secret")).check()
+    with pytest.raises(ObjectStoreError, match="not an http"):
+        ObjectStore(ObjectStoreSettings("s3.example.gov.cn", "gdx-files", "k", "s"))
