@@ -61,6 +61,9 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             database=database,
             host_network=settings.host_network,
             inventory_checksum=checksum(central),
+            file_store_keys=(secrets.require_secret("s3AccessKey"), secrets.require_secret("s3SecretKey"))
+            if settings.exchange.file_store
+            else None,
         ),
     )
     exchange_url = pulumi.Output.from_input(f"https://127.0.0.1:{settings.exchange.port}/")
@@ -118,6 +121,9 @@ def declare(settings: StackSettings) -> dict[str, pulumi.Output[Any]]:
             api_server_cidr=settings.database.api_server_cidr,
             webhook_cidrs=settings.exchange.webhook_cidrs,
             webhook_ports=webhook_ports(settings, inventory),
+            file_store=(settings.exchange.file_store.cidr, settings.exchange.file_store.port)
+            if settings.exchange.file_store
+            else None,
         ),
     )
     outputs = {"exchange_url": exchange_url, "ca_bundle": foundation.ca_bundle, "dashboards": dashboards}

@@ -21,7 +21,7 @@ from infra.settings import NAMESPACE, SettingsError
 INFRA_DIR = Path(__file__).resolve().parent
 PROJECT = "gdx"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value on the wire
-SECRET_CONFIG = ("databasePassword", "databaseUrl")
+SECRET_CONFIG = ("databasePassword", "databaseUrl", "s3AccessKey", "s3SecretKey")
 REDACTED = "<secret: render with --with-secrets>"
 # Apply order: what others refer to first (kubectl apply and podman kube play take files in order).
 # The namespace's guard rails come before any pod: a pod naming an unknown priority class, or one
@@ -158,6 +158,12 @@ def render(
         raise RenderError(
             f"stack {stack}: a {settings.database.kind} database needs gdx:{needed}; "
             f"give it with --secret {needed}=VALUE"
+        )
+    keys = [key for key in ("s3AccessKey", "s3SecretKey") if key not in given]
+    if settings.exchange.file_store and keys:
+        raise RenderError(
+            f"stack {stack}: gdx:exchange.fileStore needs the object store's keys; give them with "
+            + " ".join(f"--secret {key}=VALUE" for key in keys)
         )
 
     pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=False)

@@ -40,6 +40,23 @@ class Resources(_Section):
     memory_limit: str = Field("512Mi", pattern=_QUANTITY)
 
 
+class FileStoreSettings(_Section):
+    """An S3-compatible object store for the files of resources of format file (docs/exchange.md,
+    "Attachments"); its access key and secret key are the stack's secrets s3AccessKey and s3SecretKey."""
+
+    endpoint: str = Field(pattern=r"^https://[a-z0-9.-]+(:[0-9]{1,5})?/?$")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("gdx-files/", pattern=r"^([A-Za-z0-9._-]+/)*$")
+    region: str | None = None
+    # The store's network: the exchange's pods may reach it on the endpoint's port, and nothing else new.
+    cidr: str = Field(pattern=r"^[0-9a-f.:]+/[0-9]{1,3}$")
+
+    @property
+    def port(self) -> int:
+        host = self.endpoint.removeprefix("https://").rstrip("/")
+        return int(host.rsplit(":", 1)[1]) if ":" in host else 443
+
+
 class ExchangeSettings(_Section):
     replicas: int = Field(2, ge=1, le=50)
     max_replicas: int = Field(6, ge=1, le=100)
@@ -59,6 +76,8 @@ class ExchangeSettings(_Section):
     # body the ingress and the exchange take, spooled in the pod's scratch volume; rows of a CSV file.
     upload_max_mib: int = Field(512, ge=1, le=4096)
     upload_max_rows: int = Field(2_000_000, ge=1, le=100_000_000)
+    # Where attachments are kept: an object store, or (unset) the exchange's database.
+    file_store: FileStoreSettings | None = None
     # The networks of the departments' inbox webhooks (the inventory's gdx_department.inbox_webhook):
     # the exchange's NetworkPolicy lets it reach them, on the ports their URLs name, and nothing else.
     webhook_cidrs: list[str] = Field(default_factory=list)

@@ -46,6 +46,8 @@ class ExchangeArgs:
     # sha256 of the inventory's central view: a changed inventory makes a new migration Job, whose
     # load-departments brings the registry up to date.
     inventory_checksum: str = ""
+    # The object store's access key and secret key (the stack's secrets), when settings.file_store is set.
+    file_store_keys: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
 
 
 # How long a stopping pod keeps serving before uvicorn is told to stop: the time for its removal
@@ -98,6 +100,7 @@ class Exchange(pulumi.ComponentResource):
             args.ca_certificate, kind="kubernetes.io/tls",
         )  # fmt: skip
         job = self._migration_job()
+        self._file_store_env = self._file_store()
         deployment = self._deployment(tls, job)
         service = self._service()
         self._disruption_budget()
@@ -141,6 +144,32 @@ class Exchange(pulumi.ComponentResource):
             {"name": key, "value": value} for key, value in {"PYTHONDONTWRITEBYTECODE": "1", **settings}.items()
         ]
         return [database_url, *plain]
+
+    def _file_store(self) -> list[dict[str, object]]:
+        """The object store's settings as the exchange's environment, its keys from a Secret."""
+        store, keys = self._args.settings.file_store, self._args.file_store_keys
+        if store is None:
+            return []
+        if keys is None:
+            raise ValueError(
+                "exchange.fileStore is set: give its keys (pulumi config set --secret gdx:s3AccessKey ...)"
+            )
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-file-store",
+            metadata=metadata("gdx-exchange-file-store", self._args.namespace, "exchange"),
+            type="Opaque",
+            string_data={"access-key": keys[0], "secret-key": keys[1]},
+            opts=child(self),
+        )
+        plain = {"GDX_S3_ENDPOINT": store.endpoint, "GDX_S3_BUCKET": store.bucket, "GDX_S3_PREFIX": store.prefix}
+        if store.region:
+            plain["GDX_S3_REGION"] = store.region
+        from_secret: list[dict[str, object]] = [
+            {"name": name, "value_from": {"secret_key_ref": {"name": secret.metadata.name, "key": key}}}
+            for name, key in (("GDX_S3_ACCESS_KEY", "access-key"), ("GDX_S3_SECRET_KEY", "secret-key"))
+        ]
+        values: list[dict[str, object]] = [{"name": key, "value": value} for key, value in plain.items()]
+        return values + from_secret
 
     def _migration_job(self) -> k8s.batch.v1.Job:
         """Migrations, then the department registry from the inventory: one Job per image."""
@@ -193,7 +222,8 @@ class Exchange(pulumi.ComponentResource):
                 GDX_CHANGE_RETENTION_DAYS=str(s.change_retention_days),
                 GDX_UPLOAD_MAX_BYTES=str(s.upload_max_mib * 1024 * 1024),
                 GDX_UPLOAD_MAX_ROWS=str(s.upload_max_rows),
-            ),
+            )
+            + self._file_store_env,
             ports=[{"name": "https", "container_port": s.port}],
             volume_mounts=[
                 {"name": "tmp", "mount_path": "/tmp"},
@@ -226,7 +256,8 @@ class Exchange(pulumi.ComponentResource):
                             }
                         ],
                         "containers": [serve],
-                        # An upload is spooled here while it is read (and a workbook download written).
+                        # An upload is spooled here while it is read (and a workbook download written,
+                        # and an attachment checked before it goes to the object store).
                         "volumes": [
                             scratch_volume(size=f"{s.upload_max_mib + 64}Mi"),
                             secret_volume("tls", tls.metadata.name),

@@ -36,6 +36,7 @@ class NetworkPoliciesArgs:
     api_server_cidr: str | None = None  # cloudnative-pg: where its instance managers reach the API server
     webhook_cidrs: list[str] | None = None  # the departments' inbox webhooks (the exchange posts to them)
     webhook_ports: list[int] | None = None
+    file_store: tuple[str, int] | None = None  # the attachments' object store: its network and port
 
 
 def _namespace(name: str) -> dict[str, Any]:
@@ -72,6 +73,9 @@ class NetworkPolicies(pulumi.ComponentResource):
         if args.webhook_cidrs and args.webhook_ports:
             webhooks = [{"ip_block": {"cidr": cidr}} for cidr in args.webhook_cidrs]
             exchange_to.append({"to": webhooks, "ports": _tcp(*args.webhook_ports)})
+        if args.file_store:
+            cidr, port = args.file_store
+            exchange_to.append({"to": [{"ip_block": {"cidr": cidr}}], "ports": _tcp(port)})
         self._policy(
             "exchange",
             exchange,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
@@ -268,3 +269,39 @@ def test_inbox_webhooks_need_their_networks_and_get_an_egress_to_them(pki: Path,
     assert {"to": [{"ipBlock": {"cidr": "10.50.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 8443}]} in policy[
         "spec"
     ]["egress"]
+
+
+def test_an_object_store_for_files_is_configured_with_secret_keys_and_reached_through_the_policy(
+    pki: Path, tmp_path: Path
+) -> None:
+    store = {"exchange": {"fileStore": {"endpoint": "https://oss.zjg.gov.cn:9000", "bucket": "gdx-files",
+                                        "cidr": "10.60.0.0/24", "region": "zjg"}}}  # fmt: skip
+    with pytest.raises(RenderError, match="--secret s3AccessKey=VALUE --secret s3SecretKey=VALUE"):
+        render("dev", pki_dir=pki, inventory=INVENTORY, overrides=store, secrets=SECRETS)
+    keys = {"s3AccessKey": "gdx-exchange", "s3SecretKey": "s3cr3t/key+"}
+    rendering = render("dev", pki_dir=pki, inventory=INVENTORY, overrides=store, secrets={**SECRETS, **keys})
+    exchange = next(
+        m for m in rendering.manifests if m["kind"] == "Deployment" and m["metadata"]["name"] == "gdx-exchange"
+    )
+    env = {e["name"]: e for e in exchange["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GDX_S3_ENDPOINT"]["value"] == "https://oss.zjg.gov.cn:9000"
+    assert env["GDX_S3_BUCKET"]["value"] == "gdx-files"
+    assert env["GDX_S3_REGION"]["value"] == "zjg"
+    assert env["GDX_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "gdx-exchange-file-store",
+        "key": "secret-key",
+    }
+    assert "s3cr3t" not in json.dumps(exchange)  # the keys only in the Secret
+    (secret,) = [
+        m for m in rendering.manifests if m["kind"] == "Secret" and m["metadata"]["name"] == "gdx-exchange-file-store"
+    ]
+    assert set(secret.get("stringData") or secret.get("data") or {}) == {"access-key", "secret-key"}
+    (policy,) = [
+        m for m in rendering.manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "gdx-exchange"
+    ]
+    assert {"to": [{"ipBlock": {"cidr": "10.60.0.0/24"}}], "ports": [{"protocol": "TCP", "port": 9000}]} in policy[
+        "spec"
+    ]["egress"]
+    plain_http = {"exchange": {"fileStore": {**store["exchange"]["fileStore"], "endpoint": "http://oss:9000"}}}
+    with pytest.raises(SettingsError, match="endpoint"):
+        render("dev", pki_dir=pki, inventory=INVENTORY, overrides=plain_http, secrets={**SECRETS, **keys})
