@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 from front_end_node.config import ConfigError, load_config
 from front_end_node.wire import RowMaker, digest
 from gdx.fields import FieldType
+from gdx.protocol import ResourceSpec
+from tests.support.samples import credit_code, licence_scan_entry
 
 GOOD = """
 department: zjg-gaj
@@ -108,3 +111,23 @@ def test_source_values_become_the_catalog_types() -> None:
     )
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
     assert digest({"a": 1}) != digest({"a": 2})
+
+
+def test_a_files_bytes_become_its_digest_and_wait_to_be_taken_with_the_row() -> None:
+    spec = ResourceSpec.model_validate(licence_scan_entry("zjg-scjgj.licence-scan"))
+    maker = RowMaker.for_spec(spec, ZoneInfo("Asia/Shanghai"))
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 10
+    row = maker.row([credit_code(1), "320582000000001", None, memoryview(pdf)])  # as a driver may hand a BLOB
+    assert row["scan"] == hashlib.sha256(pdf).hexdigest()
+    assert maker.take_files() == ({row["scan"]: pdf}, {})
+    assert maker.take_files() == ({}, {}), "taken once"
+    text = "营业执照".encode() * 10
+    refused = maker.row([credit_code(2), "320582000000002", None, text])
+    files, reasons = maker.take_files()
+    assert files == {}
+    assert list(reasons) == [credit_code(2)]
+    assert "application/pdf, image/jpeg, image/png" in reasons[credit_code(2)]
+    assert refused["scan"] == hashlib.sha256(text).hexdigest()
+    counting = RowMaker.for_spec(spec, ZoneInfo("Asia/Shanghai"), keep_files=False)  # the reconciliation's maker
+    assert counting.row([credit_code(1), "320582000000001", None, pdf])["scan"] == row["scan"]
+    assert counting.take_files() == ({}, {})
