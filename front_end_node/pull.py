@@ -169,6 +169,7 @@ class Puller:
                             "the grant ended: the subscription's rows were purged, as it says",
                             resource=self.code, table=self.table, grant=grant.id, status=grant.status.value,
                         )  # fmt: skip
+                await conn.execute("DELETE FROM gdx.file WHERE resource = %s", (self.code,))  # its files go too
                 await conn.execute(
                     "UPDATE gdx.subscription_state SET after_seq = 0, refilling = false, snapshot_seq = NULL, "
                     "snapshot_after = NULL WHERE resource = %s",
@@ -262,7 +263,7 @@ class Puller:
             named = [row[at] for row in csv.reader(io.StringIO(chunk.body.decode("utf-8"))) if row[at]]
             files = await self._fetch_files(conn, named)
         async with conn.transaction():
-            await store.store_files(conn, files, sent=True)
+            await store.store_files(conn, self.code, files, sent=True)
             if after_key is None:
                 held = await conn.execute(f"SELECT EXISTS (SELECT FROM {table})")  # noqa: S608
                 if (await held.fetchone() or [False])[0]:
@@ -321,7 +322,7 @@ class Puller:
         """The files that rows about to be applied name and this node lacks, read from the exchange:
         a row is applied only with its file."""
         wanted = {sha for sha in named if isinstance(sha, str)}
-        missing = sorted(wanted - await store.files_held(conn, list(wanted)))
+        missing = sorted(wanted - await store.files_held(conn, self.code, list(wanted)))
         return {sha: await self.client.get_file(self.code, sha, self.sub.purpose) for sha in missing}
 
     def _unknown_fields(self, changes: list[ChangeOut]) -> set[str]:
@@ -350,7 +351,7 @@ class Puller:
         if self.file_field is not None:
             files = await self._fetch_files(conn, [row.get(self.file_field) for row in upserts if row is not None])
         async with conn.transaction():
-            await store.store_files(conn, files, sent=True)
+            await store.store_files(conn, self.code, files, sent=True)
             cur = await conn.execute(
                 "UPDATE gdx.subscription_state SET after_seq = %s, refilling = refilling AND NOT %s "
                 "WHERE resource = %s AND after_seq = %s",

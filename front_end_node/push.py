@@ -87,11 +87,11 @@ class Pusher:
         """The files the batch's records name go first: the exchange takes a record only when it
         holds its file. Each is marked sent once the exchange has it (an upload again is harmless)."""
         named = {orjson.loads(row).get(self.file_field) for _, op, _, row, _, _ in batch.rows if row is not None}
-        for sha256 in await store.unsent_files(conn, [sha for sha in named if isinstance(sha, str)]):
-            data = await store.file_data(conn, sha256)
+        for sha256 in await store.unsent_files(conn, self.code, [sha for sha in named if isinstance(sha, str)]):
+            data = await store.file_data(conn, self.code, sha256)
             assert data is not None
             await self.client.put_file(self.code, sha256, data)
-            await store.mark_sent(conn, sha256)
+            await store.mark_sent(conn, self.code, sha256)
 
     async def _made_to_follow_catalog(self, conn: store.Conn, batch: store.Outgoing, sent: bytes) -> bool:
         """Rows made before a schema version dropped fields are refused for those fields: the

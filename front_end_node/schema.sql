@@ -88,15 +88,18 @@ CREATE TABLE IF NOT EXISTS gdx.quarantine (
     PRIMARY KEY (resource, key)
 );
 
--- The files of resources of format file, by the SHA-256 of their bytes: a provider's, kept with the
--- rows that name them until the exchange has them (sent_at); a subscriber's, fetched with the rows
--- that name them. A department's applications read a record's file here by the digest its row holds.
+-- The files of resources of format file, by resource and the SHA-256 of their bytes: a provider's,
+-- kept with the rows that name them (sent_at: the exchange has it); a subscriber's, fetched with the
+-- rows that name them, and purged with them when a grant says so. A department's applications read
+-- a record's file here by the digest its row holds.
 CREATE TABLE IF NOT EXISTS gdx.file (
-    sha256      text PRIMARY KEY,
+    resource    text NOT NULL,
+    sha256      text NOT NULL,
     data        bytea NOT NULL,
     media_type  text NOT NULL,
     stored_at   timestamptz NOT NULL DEFAULT now(),
-    sent_at     timestamptz
+    sent_at     timestamptz,
+    PRIMARY KEY (resource, sha256)
 );
 ALTER TABLE gdx.file ALTER COLUMN data SET STORAGE EXTERNAL;
 

@@ -224,41 +224,46 @@ async def record_rows(
         )
         if files and schema.file_field is not None:
             named = {latest[key][0].get(schema.file_field) for key in keys}
-            await store_files(conn, {sha: data for sha, data in files.items() if sha in named})
+            await store_files(conn, code, {sha: data for sha, data in files.items() if sha in named})
     return Recorded(len(keys), len(bad))
 
 
-async def store_files(conn: Conn, files: Mapping[str, bytes], *, sent: bool = False) -> None:
-    """Files by SHA-256 into gdx.file (those held already are left as they are)."""
+async def store_files(conn: Conn, code: str, files: Mapping[str, bytes], *, sent: bool = False) -> None:
+    """The files of resource ``code``, by SHA-256, into gdx.file (those it holds are left as they are)."""
     if not files:
         return
     await conn.cursor().executemany(
-        "INSERT INTO gdx.file (sha256, data, media_type, sent_at) VALUES (%s, %b, %s, "
-        "CASE WHEN %s THEN now() END) ON CONFLICT (sha256) DO NOTHING",
-        [(sha, data, media_type_of(data[:SNIFF_BYTES]), sent) for sha, data in files.items()],
+        "INSERT INTO gdx.file (resource, sha256, data, media_type, sent_at) VALUES (%s, %s, %b, %s, "
+        "CASE WHEN %s THEN now() END) ON CONFLICT (resource, sha256) DO NOTHING",
+        [(code, sha, data, media_type_of(data[:SNIFF_BYTES]), sent) for sha, data in files.items()],
     )
 
 
-async def files_held(conn: Conn, digests: Sequence[str]) -> set[str]:
-    cur = await conn.execute("SELECT sha256 FROM gdx.file WHERE sha256 = ANY(%s)", (list(digests),))
+async def files_held(conn: Conn, code: str, digests: Sequence[str]) -> set[str]:
+    cur = await conn.execute(
+        "SELECT sha256 FROM gdx.file WHERE resource = %s AND sha256 = ANY(%s)", (code, list(digests))
+    )
     return {sha for (sha,) in await cur.fetchall()}
 
 
-async def unsent_files(conn: Conn, digests: Sequence[str]) -> list[str]:
+async def unsent_files(conn: Conn, code: str, digests: Sequence[str]) -> list[str]:
     cur = await conn.execute(
-        "SELECT sha256 FROM gdx.file WHERE sha256 = ANY(%s) AND sent_at IS NULL ORDER BY sha256", (list(digests),)
+        "SELECT sha256 FROM gdx.file WHERE resource = %s AND sha256 = ANY(%s) AND sent_at IS NULL ORDER BY sha256",
+        (code, list(digests)),
     )
     return [sha for (sha,) in await cur.fetchall()]
 
 
-async def file_data(conn: Conn, sha256: str) -> bytes | None:
-    cur = await conn.execute("SELECT data FROM gdx.file WHERE sha256 = %s", (sha256,))
+async def file_data(conn: Conn, code: str, sha256: str) -> bytes | None:
+    cur = await conn.execute("SELECT data FROM gdx.file WHERE resource = %s AND sha256 = %s", (code, sha256))
     row = await cur.fetchone()
     return bytes(row[0]) if row else None
 
 
-async def mark_sent(conn: Conn, sha256: str) -> None:
-    await conn.execute("UPDATE gdx.file SET sent_at = now() WHERE sha256 = %s AND sent_at IS NULL", (sha256,))
+async def mark_sent(conn: Conn, code: str, sha256: str) -> None:
+    await conn.execute(
+        "UPDATE gdx.file SET sent_at = now() WHERE resource = %s AND sha256 = %s AND sent_at IS NULL", (code, sha256)
+    )
 
 
 async def mirrored_at(conn: Conn, code: str, keys: Sequence[str]) -> dict[str, dt.datetime]:

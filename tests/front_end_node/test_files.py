@@ -8,7 +8,7 @@ import os
 
 import psycopg
 
-from tests.support.nodes import wait_for
+from tests.support.nodes import exchange_client, wait_for
 from tests.support.samples import PURPOSE, credit_code, licence_scan_entry
 from tests.support.world import World
 
@@ -41,13 +41,15 @@ def insert(url: str, rows: dict[int, bytes]) -> None:
             )
 
 
-def received(front_end_db: str) -> dict[str, tuple[str, bytes | None]]:
+def received(front_end_db: str, code: str) -> dict[str, tuple[str, bytes | None]]:
     """credit code -> (the digest the subscriber's row names, the file's bytes held beside it)."""
     with psycopg.connect(front_end_db) as conn:
         if conn.execute("SELECT to_regclass('scjgj_licence')").fetchone() == (None,):
             return {}
         rows = conn.execute(
-            "SELECT t.credit_code, t.scan, f.data FROM scjgj_licence t LEFT JOIN gdx.file f ON f.sha256 = t.scan"
+            "SELECT t.credit_code, t.scan, f.data FROM scjgj_licence t "
+            "LEFT JOIN gdx.file f ON f.resource = %s AND f.sha256 = t.scan",
+            (code,),
         ).fetchall()
     return {code: (digest, None if data is None else bytes(data)) for code, digest, data in rows}
 
@@ -90,14 +92,14 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
     def expected() -> dict[str, tuple[str, bytes | None]]:
         return {credit_code(n): (sha(data), data) for n, data in files.items()}
 
-    wait_for(lambda: received(consumer.front_end_db) == expected(), 60, "the records and their files",
+    wait_for(lambda: received(consumer.front_end_db, code) == expected(), 60, "the records and their files",
              on_timeout=world.logs)  # fmt: skip
 
     # A record's file replaced at the source, and a new record: through the change log this time.
     files[5] = pdf(105)
     files[20] = pdf(20)
     insert(business, {5: files[5], 20: files[20]})
-    wait_for(lambda: received(consumer.front_end_db) == expected(), 60, "the changed file",
+    wait_for(lambda: received(consumer.front_end_db, code) == expected(), 60, "the changed file",
              on_timeout=world.logs)  # fmt: skip
 
     with psycopg.connect(provider.front_end_db) as conn:
@@ -123,3 +125,17 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
     assert stored == (len({sha(data) for data in files.values()}) + 1,)
     assert downloads is not None
     assert downloads[0] == stored[0]  # each file read once by the subscriber
+
+    # The grant revoked with purge: the records go, and their files with them.
+    with exchange_client(world.exchange, "zjg-wjw") as wjw:
+        grant = next(g for g in wjw.get("/v1/grants").json() if g["resource"] == code)
+    with exchange_client(world.exchange, "zjg-scjgj") as scjgj:
+        revoked = scjgj.post(f"/v1/grants/{grant['id']}/revoke", json={"reason": "超出用途", "on_revoke": "purge"})
+        assert revoked.status_code == 200, revoked.text
+
+    def purged() -> bool:
+        with psycopg.connect(consumer.front_end_db) as conn:
+            files = conn.execute("SELECT count(*) FROM gdx.file WHERE resource = %s", (code,)).fetchone()
+        return received(consumer.front_end_db, code) == {} and files == (0,)
+
+    wait_for(purged, 30, "the records and files purged", on_timeout=world.logs)
