@@ -370,21 +370,18 @@ class Extractor:
         items: list[tuple[dict[str, Any], dt.datetime]] = []
         digests: dict[str, bytes] = {}
         versions: dict[str, Any] = {}
-        files: dict[str, bytes] = {}
-        refused: dict[str, str] = {}
         for values in rows:
             source_key = self.maker.key_text(values[1 + self.key_index])
             if values[0] is not None and self._recent_change.get(source_key) == values[0]:
                 continue  # (a NULL change value tells nothing: the digest decides)
             versions[source_key] = values[0]
             row = self.maker.row(values[1:])
-            row_files, row_refused = self.maker.take_files()
             key, row_digest = str(row[self.key]), digest(row)
             if self._recent.get(key) != row_digest:
                 items.append((row, self._commit_time(values[0], now)))
                 digests[key] = row_digest
-                files |= row_files
-                refused |= row_refused
+        # Files of rows not recorded after all are left out by record_rows (it keeps those of changed rows).
+        files, refused = self.maker.take_files()
         async with conn.transaction():
             recorded = await store.record_rows(
                 conn, self.code, self.schema, items, self.fields_record, files=files, refused=refused
