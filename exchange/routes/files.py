@@ -111,10 +111,12 @@ def _headers(held: StoredFile) -> dict[str, str]:
     }
 
 
-@router.head("/{sha256}", summary="Whether the resource holds a file, and its size and type (nothing audited)")
+@router.head("/{sha256}", summary="Whether the resource holds a file, and its size and type")
 async def head_file(code: str, sha256: Digest, who: Anyone, pool: Pool,
                     purpose: Annotated[Purpose | None, Query()] = None) -> Response:  # fmt: skip
-    held = await _readable(pool, who, code, sha256, purpose, "file_download")
+    held = await _readable(pool, who, code, sha256, purpose, "file_check")
+    async with pool.connection() as conn, conn.transaction():
+        await audit.record(conn, who, "file_check", resource=code, purpose=purpose, scope={"sha256": sha256})
     return Response(status_code=200, media_type=held.media_type, headers=_headers(held))
 
 

@@ -138,6 +138,10 @@ def test_only_the_provider_uploads_and_only_a_grant_reads(exchange: RunningExcha
     assert exchange.client("zjg-wjw").get(path, params={"purpose": "另一个目的"}).status_code == 403
     assert exchange.client("zjg-wjw").get(path).status_code == 422  # no purpose
     assert exchange.client("zjg-scjgj").get(path).status_code == 200  # the provider needs none
+    looked = exchange.client("zjg-scjgj").head(path)
+    assert looked.status_code == 200
+    assert looked.headers["content-length"] == str(len(PNG))
+    assert [e["scope"]["sha256"] for e in audit(exchange, scans, "file_check")] == [sha(PNG)]
     assert [e["actor"] for e in audit(exchange, scans, "file_download") if e["outcome"] == "refused"] == [
         "zjg-gaj", "zjg-wjw", "zjg-wjw",
     ]  # fmt: skip
