@@ -66,7 +66,8 @@ all:
             user: gdx_reader
             password: {password}
           gdx_publishes:
-            - {{resource: {resource}, table: public.population, change_column: updated_at}}
+            # Deletions are found by a keyed comparison: every 2 s, so the check of one waits seconds, not a minute.
+            - {{resource: {resource}, table: public.population, change_column: updated_at, compare_interval_s: 2}}
         gdx-site-wjw:
           ansible_connection: containers.podman.podman
           gdx_department: {{id: zjg-wjw, name: 张家港市卫生健康委员会, jurisdiction: zhangjiagang}}
