@@ -73,7 +73,10 @@ typecheck: venv ## mypy --strict over the Python packages
 	$(BIN)/mypy
 
 test: setup lint typecheck lint-playbooks base-image images ## everything: set-up, lint, types, the whole test suite
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+	@# The fast tests two at a time, as make test-fast runs them; then the slow ones, one at a time
+	@# (podman hosts, the local platform, timings), with the slowest listed.
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m 'not slow' -q -n 2
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m slow --durations=25
 
 test-fast: venv crd-schemas ## the inner loop (under a minute): lint, format, types, and the tests not marked slow, two at a time
 	$(BIN)/ruff check .
