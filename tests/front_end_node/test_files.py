@@ -54,16 +54,6 @@ def received(front_end_db: str, code: str) -> dict[str, tuple[str, bytes | None]
     return {code: (digest, None if data is None else bytes(data)) for code, digest, data in rows}
 
 
-def _current_records(world: World, code: str) -> int:
-    with psycopg.connect(world.exchange.database_url) as conn:
-        found = conn.execute(
-            "SELECT count(*) FROM current_key k JOIN resource r ON r.id = k.resource_id WHERE r.code = %s AND NOT "
-            "k.deleted",
-            (code,),
-        ).fetchone()
-    return found[0] if found else 0
-
-
 def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None:
     code = world.code("zjg-scjgj", "licence-scan")
     world.register("zjg-scjgj", licence_scan_entry(code, "unconditional"))
@@ -82,7 +72,7 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
         publishes=[{"resource": code, "table": "licence", "change_column": "updated_at"}],
     )  # fmt: skip
     provider.start()
-    wait_for(lambda: _current_records(world, code) == len(files), 60, "the provider's records at the exchange",
+    wait_for(lambda: world.current_rows(code) == len(files), 60, "the provider's records at the exchange",
              on_timeout=world.logs)  # fmt: skip
     # The subscriber starts after them: its first load is a snapshot, and the files come with its chunks.
     world.subscribe("zjg-wjw", code)

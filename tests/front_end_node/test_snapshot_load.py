@@ -22,16 +22,7 @@ def _audit(world: World, code: str, action: str) -> list[dict[str, object]]:
 
 
 def _exchange_holds(world: World, code: str, rows: int) -> None:
-    def holds() -> bool:
-        with psycopg.connect(world.exchange.database_url) as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM current_key k JOIN resource r ON r.id = k.resource_id "
-                "WHERE r.code = %s AND NOT k.deleted",
-                (code,),
-            ).fetchone()
-        return found is not None and found[0] >= rows
-
-    wait_for(holds, 60, f"the exchange to hold {rows} rows of {code}")
+    wait_for(lambda: world.current_rows(code) >= rows, 60, f"the exchange to hold {rows} rows of {code}")
 
 
 def _loaded(consumer_db: str) -> tuple[str | None, int]:

@@ -135,6 +135,16 @@ class World:
         self.agents.append(agent)
         return agent
 
+    def current_rows(self, code: str) -> int:
+        """The rows the exchange holds of ``code`` (its current keys, deletions left out)."""
+        with psycopg.connect(self.exchange.database_url) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM current_key k JOIN resource r ON r.id = k.resource_id "
+                "WHERE r.code = %s AND NOT k.deleted",
+                (code,),
+            ).fetchone()
+        return found[0] if found else 0
+
     def logs(self) -> str:
         return "\n".join(agent.log() for agent in self.agents)
 
