@@ -416,6 +416,9 @@ class Extractor:
         # 5% of the time, whatever the configured interval (its pauses do not count).
         took = pacer.busy or time.monotonic() - started
         self._next_compare = time.monotonic() + max(self.pub.compare_every(), 20 * took)
+        if self.schema.file_field is not None:
+            async with conn.transaction():
+                await store.prune_sent_files(conn, self.code, self.schema.file_field)
         return changed
 
     async def compare(self, conn: store.Conn, pacer: Pacer) -> int:

@@ -127,6 +127,9 @@ class Puller:
                 cleared = ", ".join(f'"{c}" = NULL' for c in withdrawn)
                 holding = " OR ".join(f'"{c}" IS NOT NULL' for c in withdrawn)
                 await conn.execute(f"UPDATE {table} SET {cleared} WHERE {holding}")  # noqa: S608
+            if spec.file_field is not None:
+                # Files no row names any more, or all of them when the grant no longer covers them.
+                await store.prune_files(conn, self.code, self.table, self.file_field)
             # Rows applied before a field was granted lack it: read the resource again.
             await conn.execute(
                 "INSERT INTO gdx.subscription_state (resource, table_name, fields) "

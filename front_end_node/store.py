@@ -260,6 +260,33 @@ async def file_data(conn: Conn, code: str, sha256: str) -> bytes | None:
     return bytes(row[0]) if row else None
 
 
+async def prune_files(conn: Conn, code: str, table: str | None, file_field: str | None) -> int:
+    """A subscription's files that no row of its table names any more (a file replaced, a row
+    deleted); all of them when the grant no longer covers the file field (``file_field`` None)."""
+    if file_field is None or table is None:
+        cur = await conn.execute("DELETE FROM gdx.file WHERE resource = %s", (code,))
+    else:
+        cur = await conn.execute(
+            f"DELETE FROM gdx.file f WHERE f.resource = %s AND NOT EXISTS (SELECT FROM {quote(table)} t "  # noqa: S608
+            f'WHERE t."{file_field}" = f.sha256)',
+            (code,),
+        )
+    return cur.rowcount
+
+
+async def prune_sent_files(conn: Conn, code: str, file_field: str) -> int:
+    """A provider's files that the exchange has and that neither a live row of the mirror nor a change
+    waiting in the outbox names: the business database keeps the bytes, the exchange its copy."""
+    cur = await conn.execute(
+        "DELETE FROM gdx.file f WHERE f.resource = %(code)s AND f.sent_at IS NOT NULL "
+        "AND NOT EXISTS (SELECT FROM gdx.mirror m WHERE m.resource = %(code)s AND NOT m.deleted "
+        "AND m.row ->> %(field)s = f.sha256) "
+        "AND NOT EXISTS (SELECT FROM gdx.outbox o WHERE o.resource = %(code)s AND o.row ->> %(field)s = f.sha256)",
+        {"code": code, "field": file_field},
+    )
+    return cur.rowcount
+
+
 async def mark_sent(conn: Conn, code: str, sha256: str) -> None:
     await conn.execute(
         "UPDATE gdx.file SET sent_at = now() WHERE resource = %s AND sha256 = %s AND sent_at IS NULL", (code, sha256)

@@ -54,6 +54,11 @@ def received(front_end_db: str, code: str) -> dict[str, tuple[str, bytes | None]
     return {code: (digest, None if data is None else bytes(data)) for code, digest, data in rows}
 
 
+def held_files(front_end_db: str, code: str) -> set[str]:
+    with psycopg.connect(front_end_db) as conn:
+        return {sha for (sha,) in conn.execute("SELECT sha256 FROM gdx.file WHERE resource = %s", (code,))}
+
+
 def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None:
     code = world.code("zjg-scjgj", "licence-scan")
     world.register("zjg-scjgj", licence_scan_entry(code, "unconditional"))
@@ -69,14 +74,15 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
         "zjg-scjgj",
         business_db={"kind": "postgresql", "host": "127.0.0.1", "port": world.pg.port,
                      "name": business.rsplit("/", 1)[1], "user": "postgres", "password": ""},
-        publishes=[{"resource": code, "table": "licence", "change_column": "updated_at"}],
+        publishes=[{"resource": code, "table": "licence", "change_column": "updated_at", "compare_interval_s": 1}],
     )  # fmt: skip
     provider.start()
     wait_for(lambda: world.current_rows(code) == len(files), 60, "the provider's records at the exchange",
              on_timeout=world.logs)  # fmt: skip
     # The subscriber starts after them: its first load is a snapshot, and the files come with its chunks.
     world.subscribe("zjg-wjw", code)
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "scjgj_licence"}])
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "scjgj_licence",
+                                                   "grant_check_interval_s": 1}])  # fmt: skip
     consumer.start()
 
     def expected() -> dict[str, tuple[str, bytes | None]]:
@@ -90,6 +96,13 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
     files[20] = pdf(20)
     insert(business, {5: files[5], 20: files[20]})
     wait_for(lambda: received(consumer.front_end_db, code) == expected(), 60, "the changed file",
+             on_timeout=world.logs)  # fmt: skip
+
+    # The replaced file is let go on both nodes (the exchange keeps it: older changes name it).
+    current = {sha(data) for data in files.values()}
+    wait_for(lambda: held_files(provider.front_end_db, code) == current, 30, "the provider to let the old file go",
+             on_timeout=world.logs)  # fmt: skip
+    wait_for(lambda: held_files(consumer.front_end_db, code) == current, 30, "the subscriber to let the old file go",
              on_timeout=world.logs)  # fmt: skip
 
     with psycopg.connect(provider.front_end_db) as conn:
