@@ -60,13 +60,19 @@ def main() -> int:
             return 0
         restarted = restarts(args.unit) - before
         if restarted >= args.max_restarts:
-            print(f"the agent exited and was restarted {restarted} times while starting: release {args.version} "
-                  f"does not run here (journalctl -u {args.unit} says why)", file=sys.stderr)
+            print(
+                f"the agent exited and was restarted {restarted} times while starting: release {args.version} "
+                f"does not run here (journalctl -u {args.unit} says why)",
+                file=sys.stderr,
+            )
             return 1
         if time.monotonic() - started > args.timeout:
             seen = "no answer" if last is None else f"version {last.get('version')}, status {last.get('status')}"
-            print(f"the agent did not report version {args.version} {' or '.join(wanted)} within {args.timeout:g} s "
-                  f"(last: {seen})", file=sys.stderr)
+            print(
+                f"the agent did not report version {args.version} {' or '.join(wanted)} within {args.timeout:g} s "
+                f"(last: {seen})",
+                file=sys.stderr,
+            )
             return 1
         time.sleep(2)
 
