@@ -50,14 +50,22 @@ def label(spec_field: FieldSpec) -> str:
     )
 
 
+# A file field's cell: the digest `gdx file put` printed for the file (docs/exchange.md, "Attachments").
+FILE_NOTE = "文件的 SHA-256 (64 位十六进制；先用 gdx file put 上传文件) the file's SHA-256, after gdx file put"
+EXAMPLE_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 def type_note(spec: ResourceSpec, spec_field: FieldSpec) -> str:
-    parts = [FORMATS[spec_field.type], "可空 optional" if spec_field.nullable else "必填 required"]
+    kind = FILE_NOTE if spec_field.name == spec.file_field else FORMATS[spec_field.type]
+    parts = [kind, "可空 optional" if spec_field.nullable else "必填 required"]
     if spec_field.name == spec.primary_key:
         parts.append(KEY_KINDS[spec.key_kind])
     return "；".join(parts)
 
 
 def example(spec: ResourceSpec, spec_field: FieldSpec) -> str:
+    if spec_field.name == spec.file_field:
+        return EXAMPLE_DIGEST
     if spec_field.name == spec.primary_key:
         if spec.key_kind in EXAMPLE_KEYS:
             return EXAMPLE_KEYS[spec.key_kind]

@@ -207,6 +207,10 @@ def test_a_desk_uploads_files_then_their_records_and_a_consumer_downloads_one(
     assert "application/pdf" in put_both.output
     assert "refused (415)" in put_both.output
 
+    template = exchange.client("zjg-scjgj").get(f"/v1/resources/{scans}/template.csv")
+    header, types = template.content.decode("utf-8-sig").splitlines()[:2]
+    assert header.split(",")[-2] == "*scan（扫描件（文件的 SHA-256））"
+    assert "gdx file put" in types.split(",")[-2]
     # A record naming a file not uploaded refuses the whole template; named right, it applies.
     header = "credit_code,licence_no,issued,scan\n"
     sheet = tmp_path / "records.csv"
