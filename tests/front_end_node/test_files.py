@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
+from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import exchange_client, wait_for
 from tests.support.samples import PURPOSE, credit_code, licence_scan_entry
 from tests.support.world import World
@@ -31,14 +34,56 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def insert(url: str, rows: dict[int, bytes]) -> None:
+Insert = Callable[[dict[int, bytes]], None]
+
+
+def postgresql_source(world: World) -> tuple[dict[str, Any], Insert]:
+    """The licences in a PostgreSQL business database (bytea), and how to insert or replace files."""
+    url = world.database("scjgj_business")
     with psycopg.connect(url) as conn:
-        for n, data in rows.items():
-            conn.execute(
-                "INSERT INTO licence (credit_code, licence_no, issued, scan) VALUES (%s, %s, '2026-03-01', %s) "
-                "ON CONFLICT (credit_code) DO UPDATE SET scan = EXCLUDED.scan, updated_at = clock_timestamp()",
-                (credit_code(n), f"320582{n:09d}", data),
-            )
+        conn.execute(LICENCES)
+
+    def insert(rows: dict[int, bytes]) -> None:
+        with psycopg.connect(url) as conn:
+            for n, data in rows.items():
+                conn.execute(
+                    "INSERT INTO licence (credit_code, licence_no, issued, scan) VALUES (%s, %s, '2026-03-01', %s) "
+                    "ON CONFLICT (credit_code) DO UPDATE SET scan = EXCLUDED.scan, updated_at = clock_timestamp()",
+                    (credit_code(n), f"320582{n:09d}", data),
+                )
+
+    db = {"kind": "postgresql", "host": "127.0.0.1", "port": world.pg.port, "name": url.rsplit("/", 1)[1],
+          "user": "postgres", "password": ""}  # fmt: skip
+    return db, insert
+
+
+def mariadb_source(world: World, mariadb: MariaDbServer) -> tuple[dict[str, Any], Insert]:
+    """The licences in a MariaDB business database (LONGBLOB)."""
+    name = f"scjgj_files_{world.suffix}"
+    mariadb.create_database(name, f"files_{world.suffix}", "读者-s3cret")
+    with mariadb.admin(name) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE licence (credit_code varchar(18) PRIMARY KEY, licence_no varchar(20) NOT NULL, issued date, "
+            "scan longblob NOT NULL, updated_at datetime(6) NOT NULL DEFAULT current_timestamp(6) "
+            "ON UPDATE current_timestamp(6))"
+        )
+
+    def insert(rows: dict[int, bytes]) -> None:
+        with mariadb.admin(name) as conn, conn.cursor() as cur:
+            for n, data in rows.items():
+                cur.execute(
+                    "INSERT INTO licence (credit_code, licence_no, issued, scan) VALUES (%s, %s, '2026-03-01', %s) "
+                    "ON DUPLICATE KEY UPDATE scan = VALUES(scan)",
+                    (credit_code(n), f"320582{n:09d}", data),
+                )
+            conn.commit()
+
+    secret = world.workdir / "files-db.password"
+    secret.write_text("读者-s3cret\n", encoding="utf-8")
+    secret.chmod(0o600)
+    db = {"kind": "mariadb", "host": "127.0.0.1", "port": mariadb.port, "name": name, "user": f"files_{world.suffix}",
+          "password_file": str(secret)}  # fmt: skip
+    return db, insert
 
 
 def received(front_end_db: str, code: str) -> dict[str, tuple[str, bytes | None]]:
@@ -59,21 +104,27 @@ def held_files(front_end_db: str, code: str) -> set[str]:
         return {sha for (sha,) in conn.execute("SELECT sha256 FROM gdx.file WHERE resource = %s", (code,))}
 
 
-def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None:
+def test_files_travel_with_their_records_from_postgresql(world: World) -> None:
+    carry(world, *postgresql_source(world))
+
+
+def test_files_travel_with_their_records_from_mariadb(world: World, mariadb: MariaDbServer) -> None:
+    carry(world, *mariadb_source(world, mariadb))
+
+
+def carry(world: World, business_db: dict[str, Any], insert: Insert) -> None:
+    """Files from the provider's business table to the subscriber's front-end database, through a
+    snapshot and then the change log; a replaced file let go; a purge taking the files along."""
     code = world.code("zjg-scjgj", "licence-scan")
     world.register("zjg-scjgj", licence_scan_entry(code, "unconditional"))
-    business = world.database("scjgj_business")
-    with psycopg.connect(business) as conn:
-        conn.execute(LICENCES)
     files = {n: pdf(n) for n in range(12)}
     files[12] = files[3]  # two records, one file: stored and sent once
     files[13] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + os.urandom(5000)
-    insert(business, files)
-    insert(business, {99: "不是扫描件，是一段文字。".encode() * 50})  # a type the catalog does not list
+    insert(files)
+    insert({99: "不是扫描件，是一段文字。".encode() * 50})  # a type the catalog does not list
     provider = world.agent(
         "zjg-scjgj",
-        business_db={"kind": "postgresql", "host": "127.0.0.1", "port": world.pg.port,
-                     "name": business.rsplit("/", 1)[1], "user": "postgres", "password": ""},
+        business_db=business_db,
         publishes=[{"resource": code, "table": "licence", "change_column": "updated_at", "compare_interval_s": 1}],
     )  # fmt: skip
     provider.start()
@@ -94,7 +145,7 @@ def test_files_travel_with_their_records_to_the_subscriber(world: World) -> None
     # A record's file replaced at the source, and a new record: through the change log this time.
     files[5] = pdf(105)
     files[20] = pdf(20)
-    insert(business, {5: files[5], 20: files[20]})
+    insert({5: files[5], 20: files[20]})
     wait_for(lambda: received(consumer.front_end_db, code) == expected(), 60, "the changed file",
              on_timeout=world.logs)  # fmt: skip
 
