@@ -69,7 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.change_retention_days > 0:
             retention = dt.timedelta(days=settings.change_retention_days)
             compactor = asyncio.create_task(
-                keep_compacting(settings.database_url, retention, settings.compact_every_s, stop)
+                keep_compacting(settings.database_url, retention, settings.compact_every_s, stop, store.objects)
             )
         notifier = asyncio.create_task(keep_notifying(settings.database_url, settings.inbox_notify_every_s, stop))
         try:

@@ -83,6 +83,12 @@ class ObjectStore:
             content_type=media_type, part_size=PART_BYTES,
         )  # fmt: skip
 
+    async def remove(self, sha256: str) -> None:
+        try:
+            await asyncio.to_thread(self._client.remove_object, self.settings.bucket, self.name(sha256))
+        except S3Error as exc:
+            raise ObjectStoreError(f"removing {self.name(sha256)}: {exc.code} ({exc.message})") from None
+
     async def chunks(self, sha256: str, chunk_bytes: int) -> AsyncIterator[bytes]:
         """The object's bytes, read a chunk at a time in a worker thread."""
         response: Any = await asyncio.to_thread(self._client.get_object, self.settings.bucket, self.name(sha256))

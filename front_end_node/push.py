@@ -71,6 +71,14 @@ class Pusher:
         try:
             receipt = await self.client.push(self.code, body)
         except ExchangeError as exc:
+            if exc.status == 422 and exc.body.get("error") == "file_not_uploaded":
+                # The exchange let a file go that this node had sent long ago (exchange/retention.py):
+                # send the batch's files again, then the batch.
+                await store.mark_unsent(conn, self.code, self._named_files(batch))
+                self.state.failed(
+                    HOP, self.code, f"the exchange lacks files this batch names; sending them again: {exc}"
+                )
+                return True
             if exc.status == 422 and exc.body.get("error") == "invalid_changes":
                 if await self._made_to_follow_catalog(conn, batch, body):
                     return True
@@ -86,12 +94,15 @@ class Pusher:
     async def _send_files(self, conn: store.Conn, batch: store.Outgoing) -> None:
         """The files the batch's records name go first: the exchange takes a record only when it
         holds its file. Each is marked sent once the exchange has it (an upload again is harmless)."""
-        named = {orjson.loads(row).get(self.file_field) for _, op, _, row, _, _ in batch.rows if row is not None}
-        for sha256 in await store.unsent_files(conn, self.code, [sha for sha in named if isinstance(sha, str)]):
+        for sha256 in await store.unsent_files(conn, self.code, self._named_files(batch)):
             data = await store.file_data(conn, self.code, sha256)
             assert data is not None
             await self.client.put_file(self.code, sha256, data)
             await store.mark_sent(conn, self.code, sha256)
+
+    def _named_files(self, batch: store.Outgoing) -> list[str]:
+        named = {orjson.loads(row).get(self.file_field) for _, _, _, row, _, _ in batch.rows if row is not None}
+        return sorted(sha for sha in named if isinstance(sha, str))
 
     async def _made_to_follow_catalog(self, conn: store.Conn, batch: store.Outgoing, sent: bytes) -> bool:
         """Rows made before a schema version dropped fields are refused for those fields: the

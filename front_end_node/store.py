@@ -287,6 +287,12 @@ async def prune_sent_files(conn: Conn, code: str, file_field: str) -> int:
     return cur.rowcount
 
 
+async def mark_unsent(conn: Conn, code: str, digests: Sequence[str]) -> None:
+    await conn.execute(
+        "UPDATE gdx.file SET sent_at = NULL WHERE resource = %s AND sha256 = ANY(%s)", (code, list(digests))
+    )
+
+
 async def mark_sent(conn: Conn, code: str, sha256: str) -> None:
     await conn.execute(
         "UPDATE gdx.file SET sent_at = now() WHERE resource = %s AND sha256 = %s AND sent_at IS NULL", (code, sha256)

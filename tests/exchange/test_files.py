@@ -3,6 +3,8 @@ on a real exchange and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from exchange.object_store import ObjectStore, ObjectStoreError, ObjectStoreSettings
+from exchange.retention import keep_compacting
 from exchange.settings import Settings
 from gdx.cli import app
 from gdx.protocol import ResourceSpec
@@ -291,8 +294,21 @@ def test_files_kept_in_an_object_store_go_in_and_out_the_same_way(
                                                params={"purpose": PURPOSE}) as answer:  # fmt: skip
             assert answer.status_code == 200
             assert sha(b"".join(answer.iter_bytes())) == sha(PDF)
+
+        # No record names it: a round of the exchange's compaction (no retention) takes its object away.
+        asyncio.run(_one_compaction(exchange.database_url, ObjectStore(s3)))
+        assert list(client.list_objects(s3.bucket, prefix=s3.prefix, recursive=True)) == []
+        assert exchange.client("zjg-scjgj").get(f"/v1/resources/{code}/files/{sha(PDF)}").status_code == 404
     finally:
         exchange.stop()
+
+
+async def _one_compaction(database_url: str, objects: ObjectStore) -> None:
+    stop = asyncio.Event()
+    rounds = asyncio.create_task(keep_compacting(database_url, dt.timedelta(0), 0.1, stop, objects))
+    await asyncio.sleep(1)
+    stop.set()
+    await rounds
 
 
 def test_an_object_store_half_configured_or_missing_stops_the_start(

@@ -5,6 +5,7 @@ the provider's state; heartbeats and the rows within the period are not touched.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ import pytest
 from exchange.retention import compact
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer
-from tests.support.samples import PURPOSE, batch, delete, population_entry, unique_code, upsert
+from tests.support.samples import (
+    PURPOSE,
+    batch,
+    credit_code,
+    delete,
+    licence_scan_entry,
+    population_entry,
+    unique_code,
+    upsert,
+)
 
 DAY = dt.timedelta(days=1)
 
@@ -130,3 +140,34 @@ def test_the_command_compacts_once_and_says_what_it_did(own: RunningExchange, tm
     )
     assert result.exit_code == 0, result.output
     assert "superseded versions removed" in result.output
+
+
+def test_files_no_change_names_go_with_their_changes(own: RunningExchange) -> None:
+    code = unique_code("zjg-scjgj", "licence-scan")
+    provider = own.client("zjg-scjgj")
+    assert provider.post("/v1/resources", json=licence_scan_entry(code, "unconditional")).status_code == 201
+    scans = {name: b"%PDF-1.4\n" + name.encode() * 2000 for name in ("old", "new", "other", "never named")}
+    digest = {name: hashlib.sha256(data).hexdigest() for name, data in scans.items()}
+    for data in scans.values():
+        assert provider.put(f"/v1/resources/{code}/files/{hashlib.sha256(data).hexdigest()}", content=data).is_success
+
+    def record(n: int, version: int, scan: str) -> dict[str, Any]:
+        row = {"credit_code": credit_code(n), "licence_no": f"L{n}", "issued": None, "scan": digest[scan]}
+        return {"op": "upsert", "key": row["credit_code"], "row": row, "source_version": version,
+                "source_commit_time": "2026-11-01T08:00:00+08:00"}  # fmt: skip
+
+    for change in (record(1, 1, "old"), record(1, 2, "new"), record(2, 1, "other")):
+        assert provider.post(f"/v1/resources/{code}/changes", json=batch(change)).status_code == 200
+    start = dt.datetime.now(dt.UTC)
+    assert compact(own.database_url, 30 * DAY, now=start) is not None
+    done = compact(own.database_url, 30 * DAY, now=start + 31 * DAY)
+    assert done is not None
+
+    # The replaced scan went with the version that named it, and the one never named went too.
+    assert done.files_unlinked == 2
+    assert sorted(done.files_deleted) == sorted((digest[name], "postgresql") for name in ("old", "never named"))
+    for name, status in (("old", 404), ("never named", 404), ("new", 200), ("other", 200)):
+        assert provider.get(f"/v1/resources/{code}/files/{digest[name]}").status_code == status, name
+    with psycopg.connect(own.database_url) as conn:
+        chunks = conn.execute("SELECT count(*) FROM file_chunk WHERE sha256 = %s", (digest["old"],)).fetchone()
+    assert chunks == (0,)
