@@ -27,6 +27,7 @@ from exchange.retention import keep_compacting
 from exchange.settings import Settings
 from gdx.cli import app
 from gdx.protocol import ResourceSpec
+from tests.support.aio import run
 from tests.support.exchange import RunningExchange, start_exchange
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.samples import batch, credit_code, licence_scan_entry, population_entry, unique_code
@@ -296,7 +297,7 @@ def test_files_kept_in_an_object_store_go_in_and_out_the_same_way(
             assert sha(b"".join(answer.iter_bytes())) == sha(PDF)
 
         # No record names it: a round of the exchange's compaction (no retention) takes its object away.
-        asyncio.run(_one_compaction(exchange.database_url, ObjectStore(s3)))
+        run(_one_compaction(exchange.database_url, ObjectStore(s3)))
         assert list(client.list_objects(s3.bucket, prefix=s3.prefix, recursive=True)) == []
         assert exchange.client("zjg-scjgj").get(f"/v1/resources/{code}/files/{sha(PDF)}").status_code == 404
     finally:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import exchange_client, wait_for
@@ -104,10 +105,12 @@ def held_files(front_end_db: str, code: str) -> set[str]:
         return {sha for (sha,) in conn.execute("SELECT sha256 FROM gdx.file WHERE resource = %s", (code,))}
 
 
+@pytest.mark.slow  # two agents and a purge: the exchange's own tests of attachments stay in make test-fast
 def test_files_travel_with_their_records_from_postgresql(world: World) -> None:
     carry(world, *postgresql_source(world))
 
 
+@pytest.mark.slow  # the same path as from PostgreSQL, but for the driver's BLOB
 def test_files_travel_with_their_records_from_mariadb(world: World, mariadb: MariaDbServer) -> None:
     carry(world, *mariadb_source(world, mariadb))
 

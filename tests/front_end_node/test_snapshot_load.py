@@ -4,6 +4,7 @@ follows the change log from the snapshot's position: no row lost or doubled, kil
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from front_end_node.pull import LoadedChunks
 from tests.support.nodes import POPULATION_COLUMNS, exchange_client, wait_for
@@ -37,6 +38,7 @@ def _loaded(consumer_db: str) -> tuple[str | None, int]:
     return state[0], rows[0] if rows else 0
 
 
+@pytest.mark.slow  # a SIGKILL in the middle, like the other kill tests
 def test_a_late_subscriber_starts_from_a_snapshot_and_survives_a_kill_in_the_middle(world: World) -> None:
     code, source, provider = world.population(compare_interval_s=1)
     source.insert(range(3000))
