@@ -22,9 +22,11 @@ from front_end_node.config import NodeConfig
 from front_end_node.errors import Waiting, Withdrawn
 from front_end_node.exchange_client import ExchangeClient, ExchangeError
 from front_end_node.extract import DeletionScan, Extractor
+from front_end_node.heartbeats import SourceHeartbeat
+from front_end_node.log_capture import LogCapture
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
-from front_end_node.sources import SourceError, open_source
+from front_end_node.sources import PostgresSource, SourceError, open_source
 from front_end_node.state import AgentState
 from gdx import aio
 from gdx.sharing import Publication
@@ -168,7 +170,7 @@ def _extract_loop(
     source = open_source(config.business_db)
     zone = ZoneInfo(config.business_db.timezone)
 
-    current: Extractor | None = None
+    current: Extractor | LogCapture | None = None
 
     async def prepare(conn: store.Conn) -> Step:
         nonlocal current
@@ -181,6 +183,13 @@ def _extract_loop(
                 await drift.check(conn, client, source, pub.resource, pub.table, spec, version)
             if current is not None and current.fields_record == store.field_record(spec):
                 return current  # the same fields: what it holds in memory still serves
+        if pub.capture == "log":
+            assert isinstance(source, PostgresSource)  # the node config allows log capture of PostgreSQL only
+            heartbeat = SourceHeartbeat(
+                source, config.business_db.heartbeat_table, pub.resource, zone, config.heartbeat_interval_s
+            )
+            current = LogCapture(pub, spec, source, zone, heartbeat=heartbeat, state=state)
+            return current
         extractor = Extractor(
             pub,
             spec,
@@ -215,7 +224,7 @@ def hops(config: NodeConfig, client: ExchangeClient, state: AgentState, stop: as
         missing: dict[str, Any] = {}  # found by the comparison, read by the extraction
         extract = _extract_loop(config, pub, client, state, missing)
         loops.append(Loop("extract", pub.resource, extract, config, state, stop, pub.catalog_check_interval_s))
-        if pub.change_column:
+        if pub.change_column and pub.capture == "poll":  # the log reports deletions itself
             scan = _extract_loop(config, pub, client, state, missing, deletions_only=True)
             loops.append(Loop("compare", pub.resource, scan, config, state, stop))
         loops.append(Loop("push", pub.resource, _push_loop(config, pub, client, state), config, state, stop))

@@ -26,6 +26,7 @@ import structlog
 
 from front_end_node import store
 from front_end_node.errors import Waiting
+from front_end_node.heartbeats import SourceHeartbeat
 from front_end_node.key_ranges import Pacer
 from front_end_node.sources import KeyTally, Source, add_tally
 from front_end_node.state import AgentState, utcnow
@@ -96,8 +97,7 @@ class Extractor:
         self.source = source
         self.zone = zone
         self.batch_size = min(batch_size, FILE_BATCH_ROWS) if spec.file_field is not None else batch_size
-        self.heartbeat_table = heartbeat_table
-        self.heartbeat_interval_s = heartbeat_interval_s
+        self._heartbeat = SourceHeartbeat(source, heartbeat_table, pub.resource, zone, heartbeat_interval_s)
         self.state = state
         self.fields = [(f.name, f.type) for f in spec.fields]
         self.columns = [name for name, _ in self.fields]
@@ -169,7 +169,7 @@ class Extractor:
                 await conn.execute(
                     "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
                 )
-            self._next_heartbeat = time.monotonic() + self.heartbeat_interval_s
+            self._next_heartbeat = time.monotonic() + self._heartbeat.interval_s
         tidied, self.maker.tidied = self.maker.tidied, 0
         self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read, tidied=tidied)
         return changed > 0
@@ -183,22 +183,6 @@ class Extractor:
             what = "a full load is moving: reading waits" if loading else "reading goes on after the full load"
             log.info(what, resource=self.code)
         return loading
-
-    async def _heartbeat(self, last_seq: int) -> tuple[int, dt.datetime] | None:
-        """The heartbeat to send after this cycle's read: the row the agent wrote into the
-        business database's heartbeat table where allowed, else the source's clock."""
-        if self.heartbeat_table is None:
-            return last_seq + 1, await asyncio.to_thread(self.source.now)
-
-        def write_and_read() -> tuple[int, dt.datetime] | None:
-            assert self.heartbeat_table is not None
-            self.source.write_heartbeat(self.heartbeat_table, self.code)
-            return self.source.read_heartbeat(self.heartbeat_table, self.code)
-
-        read = await asyncio.to_thread(write_and_read)
-        if read is None or read[0] <= last_seq:
-            return None
-        return read[0], aware(read[1], self.zone)
 
     async def _incremental(self, conn: store.Conn, watermark: Any, checked: dt.datetime | None) -> tuple[int, int]:
         """New rows, then late commits when a range is due; returns (rows recorded, rows read)."""

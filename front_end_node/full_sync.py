@@ -16,6 +16,7 @@ import asyncio
 import datetime as dt
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,12 +24,16 @@ from psycopg.types.json import Jsonb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from front_end_node import catalog, store
-from front_end_node.config import NodeConfig
+from front_end_node.config import ConfigError, NodeConfig
 from front_end_node.exchange_client import ExchangeClient
 from front_end_node.extract import FILE_BATCH_ROWS, encode_watermark
-from front_end_node.sources import open_source
-from front_end_node.state import utcnow
+from front_end_node.heartbeats import SourceHeartbeat
+from front_end_node.log_capture import LogCapture
+from front_end_node.sources import PostgresSource, Source, open_source
+from front_end_node.state import AgentState, utcnow
 from front_end_node.wire import RowMaker, aware
+from gdx.protocol import ResourceSpec
+from gdx.sharing import Publication
 
 
 async def full_sync(
@@ -51,6 +56,8 @@ async def full_sync(
         key_index = columns.index(spec.primary_key)
         change_index = columns.index(pub.change_column) if pub.change_column in columns else None
 
+        if pub.capture == "log":
+            return await _log_load(config, pub, spec, source, conn, client, progress=progress, wait=wait)
         after, done = await _resume_point(conn, code, restart)
         load = await client.open_load(code)
         if after is None and pub.change_column:
@@ -68,14 +75,7 @@ async def full_sync(
                     (code, Jsonb(encode_watermark(newest)) if newest is not None else None),
                 )
         total = await asyncio.to_thread(source.count, pub.table)
-        with Progress(
-            TextColumn(f"[bold]{code}[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} rows/s"),
-            TimeRemainingColumn(),
-            disable=not progress,
-        ) as bar:
+        with _bar(code, progress) as bar:
             task = bar.add_task("load", total=max(total, done), completed=done, rate="-")
             resumed_at = done
             noted = time.monotonic()
@@ -117,6 +117,57 @@ async def full_sync(
         await conn.close()
         await client.close()
         source.close()
+
+
+async def _log_load(
+    config: NodeConfig,
+    pub: Publication,
+    spec: ResourceSpec,
+    source: Source,
+    conn: store.Conn,
+    client: ExchangeClient,
+    *,
+    progress: bool,
+    wait: bool,
+) -> int:
+    """A log-capture publication loads at a new replication slot (front_end_node/log_capture.py): the
+    table as the slot's snapshot sees it, capture going on from there. An interrupted load starts
+    again whole (the snapshot lived only as long as its connection); rows the mirror holds as they
+    are cost a read, not a send."""
+    assert config.business_db is not None
+    if not isinstance(source, PostgresSource):
+        raise ConfigError(f"{pub.resource}: capture: log reads a PostgreSQL business database")
+    zone = ZoneInfo(config.business_db.timezone)
+    heartbeat = SourceHeartbeat(source, config.business_db.heartbeat_table, pub.resource, zone, 5.0)
+    capture = LogCapture(pub, spec, source, zone, heartbeat=heartbeat, state=AgentState(config.department, Path()))
+    await asyncio.to_thread(capture.log.check)
+    load = await client.open_load(pub.resource)
+    total = await asyncio.to_thread(source.count, pub.table)
+    with _bar(pub.resource, progress) as bar:
+        task = bar.add_task("load", total=total, completed=0, rate="-")
+
+        def moved(done: int) -> None:
+            elapsed = max(bar.tasks[0].elapsed or 0.0, 1e-6)
+            bar.update(task, completed=done, total=max(total, done), rate=f"{done / elapsed:,.0f}")
+
+        await capture.load(conn, moved)
+        done = int(bar.tasks[0].completed)
+        if wait:
+            await _until_pushed(conn, client, pub.resource, load.id, done, bar)
+        else:
+            await client.load_progress(pub.resource, load.id, done)
+    return done
+
+
+def _bar(code: str, progress: bool) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{code}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+        disable=not progress,
+    )
 
 
 PROGRESS_EVERY_S = 10.0

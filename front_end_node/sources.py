@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pymysql
 
 from gdx.sharing import BusinessDb
@@ -237,6 +238,41 @@ class PostgresSource(Source):
             except psycopg.Error as exc:
                 raise _describe(self.db, exc) from None
         return self._conn
+
+    def replication_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """A connection in the replication protocol (log capture: a slot made with a snapshot)."""
+        try:
+            return psycopg.connect(
+                host=self.db.host, port=self.db.port, dbname=self.db.name, user=self.db.user,
+                password=self._password, connect_timeout=10, autocommit=True, replication="database",
+                application_name="gdx-front-end-agent",
+            )  # fmt: skip
+        except psycopg.Error as exc:
+            raise _describe(self.db, exc) from None
+
+    def iter_snapshot(
+        self, table: str, columns: Sequence[str], chunk: int, snapshot: str
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of the table as the exported ``snapshot`` sees it, ``chunk`` at a time."""
+        cols = ", ".join(self._name(c) for c in columns)
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+                with conn.cursor(name="gdx_snapshot") as cur:
+                    cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
+                    while rows := cur.fetchmany(chunk):
+                        yield rows
+        except _POSTGRES_NOT_READABLE as exc:
+            raise _describe(self.db, exc, _NOT_READABLE) from None
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise _describe(self.db, exc) from None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A statement of log capture's (the slot's functions, the catalog's checks)."""
+        return self._query(sql, params)
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -8,6 +8,7 @@ database never hangs a scrape.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import time
@@ -44,6 +45,15 @@ class DbFigures:
     refilling: set[str] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class SlotFigures:
+    """A log-capture publication's replication slot on the business database."""
+
+    wal_status: str  # reserved | extended | unreserved | lost
+    retained_bytes: int  # WAL the slot holds back on the business database's disk
+    behind_bytes: int  # WAL written since the position the agent confirmed
+
+
 class AgentState:
     def __init__(self, department: str, cert: Path, disks: tuple[Path, ...] = ()) -> None:
         self.department = department
@@ -55,6 +65,8 @@ class AgentState:
         # Per published resource: rows whose change value is ahead of the business database's
         # clock, held back until it passes them (front_end_node.extract).
         self.rows_ahead: dict[str, int] = {}
+        # Per log-capture publication: its replication slot (front_end_node.log_capture).
+        self.capture: dict[str, SlotFigures] = {}
         # Subscriptions stopped because their grant ended: resource -> status, rows, why.
         self.withdrawn: dict[str, dict[str, str]] = {}
 
@@ -117,6 +129,8 @@ class AgentState:
             "pending": self.db.pending,
             "quarantined": self.db.quarantined,
             "rows_ahead_of_source_clock": dict(sorted(self.rows_ahead.items())),
+            # Log capture: the WAL each slot holds back on the business database, and how far behind it is.
+            "capture": {resource: dataclasses.asdict(slot) for resource, slot in sorted(self.capture.items())},
             # Subscriptions whose grant was revoked, suspended or has expired: stopped, rows kept or purged.
             "withdrawn": dict(sorted(self.withdrawn.items())),
             # Per subscription: the last change applied, and whether the resource is being read

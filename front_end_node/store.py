@@ -398,6 +398,15 @@ async def record_deletes(conn: Conn, code: str, gone: dict[str, int], commit_tim
     return len(deleted)
 
 
+async def record_key_deletes(conn: Conn, code: str, keys: Sequence[str], commit_time: dt.datetime) -> int:
+    """Mark these keys deleted (a deletion the source's log reported), whatever their version."""
+    cur = await conn.execute(
+        "SELECT key, version FROM gdx.mirror WHERE resource = %s AND key = ANY(%b::text[]) AND NOT deleted",
+        (code, list(keys)),
+    )
+    return await record_deletes(conn, code, dict(await cur.fetchall()), commit_time)
+
+
 async def full_sync_moving(conn: Conn, code: str) -> bool:
     """True while `gdx node sync --full` of the resource is unfinished and started or copied a
     page lately (a load that stalled for 2 minutes no longer holds the agent back)."""

@@ -83,6 +83,12 @@ class Publication(Strict):
         description="A column that grows on every insert and update (timestamp or number); "
         "without one the table is compared key by key every compare_interval_s",
     )
+    capture: Literal["poll", "log"] = Field(
+        default="poll",
+        description="How changes are found: poll (the change column, and a keyed comparison for deletions) or "
+        "log (PostgreSQL's write-ahead log through a replication slot: every insert, update and deletion "
+        "in commit order; the DBA's checklist is in docs/front-end-node.md)",
+    )
     lookback_s: float = Field(
         default=2.0,
         ge=0,

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
+    # wal_level logical: business databases of the suites that capture changes from the log.
+    server = PostgresServer(settings={"wal_level": "logical"}).start()
     yield server
     server.stop()
 

@@ -32,8 +32,11 @@ def _bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self, *, durable: bool = False, listen: str = "127.0.0.1") -> None:
+    def __init__(
+        self, *, durable: bool = False, listen: str = "127.0.0.1", settings: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
+        self.settings = settings or {}
         self.listen = listen
         self.bindir = _bindir()
         self.base = Path(tempfile.mkdtemp(prefix="gdx-pg-"))
@@ -66,6 +69,7 @@ class PostgresServer:
             f"-c listen_addresses={self.listen}",
             "-c max_connections=200",
             "-c shared_buffers=256MB",
+            *(f"-c {name}={value}" for name, value in self.settings.items()),
         ]
         if not self.durable:
             # Tests need no crash safety; benchmarks keep PostgreSQL's defaults.

@@ -1,0 +1,127 @@
+"""Log capture (`capture: log`): a PostgreSQL table's changes read from its write-ahead log by a
+replication slot, carried to the subscriber; the DBA's preconditions checked with what to run."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from front_end_node.log_capture import PostgresLog, slot_name
+from front_end_node.sources import PostgresSource, SourceError
+from gdx.sharing import BusinessDb, Publication
+from tests.support.nodes import POPULATION_COLUMNS, pg_rows, wait_for
+from tests.support.postgres import PostgresServer
+from tests.support.samples import resident_id
+from tests.support.world import PopulationSource, World
+
+
+def publish_for_capture(source: PopulationSource, code: str) -> None:
+    """What the DBA runs (docs/front-end-node.md, the DBA's checklist)."""
+    source.execute(f"CREATE PUBLICATION {slot_name(code)} FOR TABLE population")
+
+
+def exchange_keys(world: World, code: str, keys: list[str]) -> list[str]:
+    with psycopg.connect(world.exchange.database_url) as conn:
+        return [k for (k,) in conn.execute(
+            "SELECT DISTINCT c.key FROM change c JOIN resource r ON r.id = c.resource_id "
+            "WHERE r.code = %s AND c.key = ANY(%s)",
+            (code, keys),
+        )]  # fmt: skip
+
+
+def doubled(world: World, code: str) -> list[tuple[str, int]]:
+    with psycopg.connect(world.exchange.database_url) as conn:
+        return conn.execute(
+            "SELECT c.key, c.source_version FROM change c JOIN resource r ON r.id = c.resource_id "
+            "WHERE r.code = %s AND c.op <> 'h' GROUP BY 1, 2 HAVING count(*) > 1",
+            (code,),
+        ).fetchall()
+
+
+def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
+    # No change column: the log needs none, and NULLs in updated_at do not matter.
+    code, source, provider = world.population(capture="log", change_column=None)
+    publish_for_capture(source, code)
+    source.insert(range(300))
+    consumer = world.subscriber(code, table="population")
+    provider.start()
+    consumer.start()
+    world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
+    assert provider.health()["capture"][code]["wal_status"] in ("reserved", "extended")
+
+    # A deletion arrives within seconds (polling waited for the next keyed comparison).
+    source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(7),))
+    deleted_at = time.monotonic()
+    wait_for(
+        lambda: len(pg_rows(consumer.front_end_db, "population", ["id_number"])) == 299,
+        30, "the deletion to reach the subscriber", on_timeout=world.logs,
+    )  # fmt: skip
+    assert time.monotonic() - deleted_at < 10
+
+    # Many rows in one transaction (some with a NULL change time), a key changed, a transaction rolled back.
+    source.execute("DROP TRIGGER population_touch ON population; ALTER TABLE population ALTER updated_at DROP NOT NULL")
+    with psycopg.connect(source.url) as conn:
+        conn.execute("UPDATE population SET name = '批量改名', updated_at = CASE WHEN household_size > 2 THEN NULL "
+                     "ELSE now() END WHERE id_number <> %s", (resident_id(1),))  # fmt: skip
+        conn.execute("UPDATE population SET id_number = %s WHERE id_number = %s", (resident_id(5000), resident_id(3)))
+    source.insert(range(300, 2300))
+    with psycopg.connect(source.url) as conn:
+        conn.execute("UPDATE population SET name = '回滚' WHERE id_number = %s", (resident_id(8),))
+        conn.execute("DELETE FROM population WHERE id_number = %s", (resident_id(9),))
+        conn.rollback()
+    world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
+    assert len(pg_rows(consumer.front_end_db, "population", ["id_number"])) == 2299
+    assert exchange_keys(world, code, [resident_id(3)]) == [resident_id(3)]  # deleted by the key's change
+    assert doubled(world, code) == []
+    # The rolled-back deletion never left the node: key 9 was loaded once and never changed.
+    with psycopg.connect(world.exchange.database_url) as conn:
+        versions = conn.execute(
+            "SELECT c.op, c.source_version FROM change c JOIN resource r ON r.id = c.resource_id "
+            "WHERE r.code = %s AND c.key = %s ORDER BY c.seq",
+            (code, resident_id(9)),
+        ).fetchall()
+    assert [op for op, _ in versions] == ["u", "u"]  # loaded, then renamed; never deleted
+
+
+def test_log_capture_refuses_a_database_not_set_up_for_it(world: World) -> None:
+    code, source, _ = world.population(capture="log", change_column=None)
+    db = BusinessDb(kind="postgresql", host="127.0.0.1", port=world.pg.port, name=source.url.rsplit("/", 1)[1],
+                    user="postgres", password="")  # fmt: skip
+    pub = Publication(resource=code, table="population", capture="log")
+    capture = PostgresLog(PostgresSource(db, ""), pub, "id_number")
+
+    with pytest.raises(SourceError, match=f"CREATE PUBLICATION {slot_name(code)} FOR TABLE population;"):
+        capture.check()
+    source.execute(f"CREATE PUBLICATION {slot_name(code)} WITH (publish = 'insert, update')")
+    with pytest.raises(SourceError, match=f"ALTER PUBLICATION {slot_name(code)} ADD TABLE population;"):
+        capture.check()
+    source.execute(f"ALTER PUBLICATION {slot_name(code)} ADD TABLE population")
+    with pytest.raises(SourceError, match="SET \\(publish = 'insert, update, delete, truncate'\\)"):
+        capture.check()
+    source.execute(f"ALTER PUBLICATION {slot_name(code)} SET (publish = 'insert, update, delete, truncate')")
+    source.execute("ALTER TABLE population REPLICA IDENTITY NOTHING")
+    with pytest.raises(SourceError, match="ALTER TABLE population REPLICA IDENTITY FULL;"):
+        capture.check()
+    source.execute("ALTER TABLE population REPLICA IDENTITY DEFAULT")
+    capture.check()  # the primary key is the resource's key
+
+    reader = f"reader_{world.suffix}"
+    source.execute(f"CREATE ROLE {reader} LOGIN")
+    source.execute(f"GRANT SELECT ON population TO {reader}")
+    as_reader = PostgresLog(PostgresSource(db.model_copy(update={"user": reader}), ""), pub, "id_number")
+    with pytest.raises(SourceError, match=f'ALTER ROLE "{reader}" REPLICATION;'):
+        as_reader.check()
+
+
+def test_log_capture_needs_wal_level_logical(tmp_path: object) -> None:
+    server = PostgresServer().start()  # wal_level replica, PostgreSQL's default
+    try:
+        db = BusinessDb(kind="postgresql", host="127.0.0.1", port=server.port, name="postgres", user="postgres",
+                        password="")  # fmt: skip
+        pub = Publication(resource="zjg-gaj.population", table="population", capture="log")
+        with pytest.raises(SourceError, match="ALTER SYSTEM SET wal_level = logical; and restarts PostgreSQL"):
+            PostgresLog(PostgresSource(db, ""), pub, "id_number").check()
+    finally:
+        server.stop()
