@@ -80,6 +80,21 @@ class MonitorCollector(Collector):
             "Rows whose change column is ahead of the business database's clock: held back until it passes them",
             [*DEPT, "resource"],
         )
+        retained = _gauge(
+            "gdx_node_capture_retained_bytes",
+            "WAL a log-capture publication's replication slot holds back on the business database's disk",
+            [*DEPT, "resource"],
+        )
+        behind = _gauge(
+            "gdx_node_capture_behind_bytes",
+            "WAL written on the business database since the position the node's log capture confirmed",
+            [*DEPT, "resource"],
+        )
+        lost = _gauge(
+            "gdx_node_capture_slot_lost",
+            "1 when a log-capture publication's replication slot lost WAL it needed (the table must be loaded again)",
+            [*DEPT, "resource"],
+        )
         started = _gauge(
             "gdx_node_agent_start_time_seconds", "When the node's agent process started (from /healthz)", DEPT
         )
@@ -120,8 +135,12 @@ class MonitorCollector(Collector):
                 quarantined.add_metric([d, resource], count)
             for resource, count in (health.get("rows_ahead_of_source_clock") or {}).items():
                 ahead.add_metric([d, resource], count)
+            for resource, slot in (health.get("capture") or {}).items():
+                retained.add_metric([d, resource], slot["retained_bytes"])
+                behind.add_metric([d, resource], slot["behind_bytes"])
+                lost.add_metric([d, resource], int(slot["wal_status"] == "lost"))
         yield from (info, reachable, tls, up, healthy, state, db_up, cert, offset, free, size, pending, refilling)
-        yield from (quarantined, ahead, started, took)
+        yield from (quarantined, ahead, retained, behind, lost, started, took)
 
     def _hops(self) -> Iterator[Any]:
         tracker = self.monitor.lag

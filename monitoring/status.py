@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 HOPS = ("extract", "central", "subscriber")
 CERT_WARN_DAYS, CERT_CRIT_DAYS = 30, 7
+# The threshold of the GdxCaptureSlotRetainingWal alert (monitoring/rules/alerts.yml).
+RETAINED_WAL_WARN_BYTES = 4 * 2**30
 
 
 @dataclass
@@ -35,6 +37,8 @@ class DepartmentRow:
     mismatched_ranges: int = 0
     quarantined_rows: int = 0  # held back at the node for failing the catalog's checks
     rows_ahead: int = 0  # stamped ahead of the business database's clock, waiting for it
+    lost_slots: list[str] = field(default_factory=list)  # log capture that lost WAL it needed
+    retained_wal_bytes: int = 0  # WAL the node's replication slots hold back on the business database
     problems: list[str] = field(default_factory=list)
 
 
@@ -57,6 +61,9 @@ def rows(monitor: Monitor, lag_warn_s: float = 60.0) -> list[DepartmentRow]:
                 row.disk_free_ratio = round(min(u["free_bytes"] / u["total_bytes"] for u in disks.values()), 3)
             row.quarantined_rows = sum((probe.health.get("quarantined") or {}).values())
             row.rows_ahead = sum((probe.health.get("rows_ahead_of_source_clock") or {}).values())
+            slots = probe.health.get("capture") or {}
+            row.lost_slots = sorted(r for r, slot in slots.items() if slot.get("wal_status") == "lost")
+            row.retained_wal_bytes = sum(int(slot.get("retained_bytes") or 0) for slot in slots.values())
         for key in monitor.lag.hops:
             mine = key.department == d or (key.hop == "central" and key.provider == d)
             if not mine:
@@ -102,6 +109,11 @@ def _judge(row: DepartmentRow, up: bool, unprobed: bool, lag_warn_s: float) -> t
         (critical if row.certificate_days < CERT_CRIT_DAYS else warning).append(
             f"certificate expires in {row.certificate_days:g} days"
         )
+    if row.lost_slots:
+        critical.append("log capture lost WAL (load again): " + ", ".join(row.lost_slots))
+    if row.retained_wal_bytes > RETAINED_WAL_WARN_BYTES:
+        held = row.retained_wal_bytes / 2**30
+        warning.append(f"replication slots hold back {held:.1f} GiB of the business database's WAL")
     if row.mismatched_ranges:
         critical.append(f"{row.mismatched_ranges} mismatched key ranges")
     if row.quarantined_rows:

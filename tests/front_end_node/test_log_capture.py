@@ -3,6 +3,8 @@ replication slot, carried to the subscriber; the DBA's preconditions checked wit
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 
 import psycopg
@@ -125,3 +127,53 @@ def test_log_capture_needs_wal_level_logical(tmp_path: object) -> None:
             PostgresLog(PostgresSource(db, ""), pub, "id_number").check()
     finally:
         server.stop()
+
+
+@pytest.mark.slow  # a 100,000-row change stream, the provider's agent killed 20 times in it
+def test_sigkill_twenty_times_during_a_100k_row_change_stream(world: World) -> None:
+    code, source, provider = world.population(capture="log", change_column=None)
+    publish_for_capture(source, code)
+    source.insert(range(20_000))
+    consumer = world.subscriber(code, table="population")
+    provider.start()
+    consumer.start()
+    rng = random.Random(20261208)
+    streamed = {"rows": 0}
+
+    def stream() -> None:
+        """Transactions of 1,000 rows: updates of a key range, new rows, deletions."""
+        with psycopg.connect(source.url, autocommit=True) as conn:
+            step = 0
+            while streamed["rows"] < 100_000:
+                low = rng.randrange(0, 19_000)
+                with conn.transaction():
+                    conn.execute(
+                        "UPDATE population SET household_size = household_size + 1, remark = %s "
+                        "WHERE id_number IN (SELECT id_number FROM population ORDER BY id_number OFFSET %s LIMIT 800)",
+                        (f"s{step}", low),
+                    )
+                    conn.execute(
+                        "DELETE FROM population WHERE id_number IN "
+                        "(SELECT id_number FROM population ORDER BY id_number OFFSET %s LIMIT 100)",
+                        (rng.randrange(0, 19_000),),
+                    )
+                streamed["rows"] += 900
+                source.insert(range(20_000 + step * 100, 20_000 + step * 100 + 100))
+                streamed["rows"] += 100
+                step += 1
+                time.sleep(0.15)  # about 5,000 changed rows a second, across the 20 kills
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    kills_in_stream = 0
+    try:
+        for _ in range(20):
+            time.sleep(rng.uniform(0.2, 0.8))
+            provider.kill()
+            kills_in_stream += writer.is_alive()
+            provider.start()
+    finally:
+        writer.join()
+    assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
+    world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=300)
+    assert doubled(world, code) == []

@@ -52,3 +52,22 @@ def test_the_agents_start_time_is_exported_for_the_crash_loop_alert(tmp_path: Pa
     families = {family.name: family for family in MonitorCollector(monitor).collect()}
     (sample,) = families["gdx_node_agent_start_time_seconds"].samples
     assert (sample.labels, sample.value) == ({"department": "zjg-gaj"}, 1_765_000_000.5)
+
+
+def test_a_replication_slot_that_lost_wal_or_holds_back_much_is_shown_and_exported(tmp_path: Path) -> None:
+    capture = {
+        "zjg-gaj.population": {"wal_status": "lost", "retained_bytes": 0, "behind_bytes": 0},
+        "zjg-gaj.household": {"wal_status": "extended", "retained_bytes": 5 * 2**30, "behind_bytes": 2**20},
+    }
+    monitor = _monitor(tmp_path, {"capture": capture})
+    (row,) = rows(monitor)
+    assert row.state == "critical"
+    assert row.problems == [
+        "log capture lost WAL (load again): zjg-gaj.population",
+        "replication slots hold back 5.0 GiB of the business database's WAL",
+    ]
+    families = {family.name: family for family in MonitorCollector(monitor).collect()}
+    lost = {s.labels["resource"]: s.value for s in families["gdx_node_capture_slot_lost"].samples}
+    retained = {s.labels["resource"]: s.value for s in families["gdx_node_capture_retained_bytes"].samples}
+    assert lost == {"zjg-gaj.population": 1, "zjg-gaj.household": 0}
+    assert retained == {"zjg-gaj.population": 0, "zjg-gaj.household": 5 * 2**30}
