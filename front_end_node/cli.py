@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -11,6 +11,9 @@ from rich.markup import escape
 from front_end_node.config import ConfigError, NodeConfig, load_config
 from gdx import logs
 from gdx.terminal import console, fail
+
+if TYPE_CHECKING:
+    from front_end_node.log_capture import PostgresLog
 
 app = typer.Typer(help="The front-end node agent (前置机): extract, push, pull.", no_args_is_help=True)
 
@@ -132,3 +135,84 @@ def inbox(
             )  # fmt: skip
         console.print(table if items else "nothing waits for this department")
     raise typer.Exit(1 if any(item.overdue for item in items) else 0)
+
+
+slots = typer.Typer(help="Log capture's replication slots on the business database.", no_args_is_help=True)
+app.add_typer(slots, name="slot")
+
+
+def _logs(cfg: NodeConfig, resources: list[str] | None) -> list[PostgresLog]:
+    from front_end_node.log_capture import PostgresLog
+    from front_end_node.sources import PostgresSource, open_source
+
+    logged = [p for p in cfg.publishes if p.capture == "log"]
+    if resources:
+        unknown = sorted(set(resources) - {p.resource for p in logged})
+        if unknown:
+            raise fail(f"not published with capture: log on this node: {', '.join(unknown)}", 2)
+        logged = [p for p in logged if p.resource in resources]
+    if not logged:
+        return []
+    assert cfg.business_db is not None
+    source = open_source(cfg.business_db)
+    assert isinstance(source, PostgresSource)  # the config allows log capture of PostgreSQL only
+    return [PostgresLog(source, pub, key="") for pub in logged]
+
+
+@slots.command("list")
+def slot_list(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """The replication slot of each log-capture publication: its state and the WAL it holds back.
+
+    Exit 0 when every slot is there and well, 1 when one is missing or lost its WAL.
+    """
+    from rich.table import Table
+
+    from front_end_node.sources import SourceError
+
+    table = Table("resource", "slot", "state", "WAL held back", "not confirmed")
+    bad = False
+    try:
+        for capture in _logs(_node_config(config), None):
+            figures = capture.figures()
+            if figures is None:
+                table.add_row(capture.pub.resource, capture.slot, "[yellow]none[/yellow] (made at the agent's start)")
+                bad = True
+                continue
+            bad |= figures.wal_status == "lost"
+            table.add_row(
+                capture.pub.resource, capture.slot, figures.wal_status,
+                f"{figures.retained_bytes / 2**20:,.1f} MiB", f"{figures.behind_bytes / 2**20:,.1f} MiB",
+            )  # fmt: skip
+    except SourceError as exc:
+        raise fail(str(exc), 2) from None
+    console.print(table if table.rows else "no publication of this node uses capture: log")
+    raise typer.Exit(1 if bad else 0)
+
+
+@slots.command("drop")
+def slot_drop(
+    resources: Annotated[list[str] | None, typer.Argument(help="Resources whose slot goes (default: all).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for a confirmation (playbooks).")] = False,
+    config: NodeConfigPath = Path("/etc/gdx/node.yml"),
+) -> None:
+    """Drop log capture's replication slots on the business database, so that it lets their WAL go.
+
+    For decommissioning a node (playbooks/decommission.yml runs it), or when a stopped node's slot
+    would fill the business database's disk. An agent that runs again loads the table anew at a
+    new slot. Example: gdx node slot drop zjg-gaj.population -c /etc/gdx/node.yml
+    """
+    from front_end_node.sources import SourceError
+
+    try:
+        captures = _logs(_node_config(config), resources)
+        if not captures:
+            console.print("no publication of this node uses capture: log: nothing to drop")
+            return
+        names = ", ".join(c.slot for c in captures)
+        if not yes and not typer.confirm(f"Drop {names} on the business database? Capture starts over with a load"):
+            raise typer.Exit(1)
+        for capture in captures:
+            dropped = capture.drop()
+            console.print(f"{capture.pub.resource}: slot {capture.slot} {'dropped' if dropped else 'was not there'}")
+    except SourceError as exc:
+        raise fail(str(exc), 2) from None

@@ -3,7 +3,10 @@ replication slot, carried to the subscriber; the DBA's preconditions checked wit
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -85,6 +88,25 @@ def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
             (code, resident_id(9)),
         ).fetchall()
     assert [op for op, _ in versions] == ["u", "u"]  # loaded, then renamed; never deleted
+
+    # Decommissioning (or a disk about to fill): the slot dropped; an agent that runs again loads anew.
+    gdx = [sys.executable, "-m", "gdx.cli", "node", "slot"]
+    wide = {**os.environ, "COLUMNS": "200"}
+    listed = subprocess.run([*gdx, "list", "-c", str(provider.config_path)], capture_output=True, text=True, env=wide)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert slot_name(code) in listed.stderr
+    provider.stop()
+    kept = subprocess.run([*gdx, "drop", code, "-c", str(provider.config_path)], input="n\n", capture_output=True,
+                          text=True)  # fmt: skip
+    assert kept.returncode == 1
+    dropped = subprocess.run([*gdx, "drop", "--yes", "-c", str(provider.config_path)], capture_output=True, text=True)
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+    assert f"{code}: slot {slot_name(code)} dropped" in dropped.stderr
+    source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(11),))
+    provider.start()
+    world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
+    assert "loading the table at a new replication slot" in provider.log(tail=200)
+    assert doubled(world, code) == []
 
 
 def test_log_capture_refuses_a_database_not_set_up_for_it(world: World) -> None:
