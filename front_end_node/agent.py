@@ -26,7 +26,7 @@ from front_end_node.heartbeats import SourceHeartbeat
 from front_end_node.log_capture import LogCapture
 from front_end_node.pull import Puller
 from front_end_node.push import Pusher
-from front_end_node.sources import PostgresSource, SourceError, open_source
+from front_end_node.sources import SourceError, open_source
 from front_end_node.state import AgentState
 from gdx import aio
 from gdx.sharing import Publication
@@ -184,11 +184,12 @@ def _extract_loop(
             if current is not None and current.fields_record == store.field_record(spec):
                 return current  # the same fields: what it holds in memory still serves
         if pub.capture == "log":
-            assert isinstance(source, PostgresSource)  # the node config allows log capture of PostgreSQL only
             heartbeat = SourceHeartbeat(
                 source, config.business_db.heartbeat_table, pub.resource, zone, config.heartbeat_interval_s
             )
-            current = LogCapture(pub, spec, source, zone, heartbeat=heartbeat, state=state)
+            current = LogCapture(
+                pub, spec, source, zone, heartbeat=heartbeat, state=state, department=config.department
+            )
             return current
         extractor = Extractor(
             pub,

@@ -13,7 +13,7 @@ from gdx import logs
 from gdx.terminal import console, fail
 
 if TYPE_CHECKING:
-    from front_end_node.log_capture import PostgresLog
+    from front_end_node.captured import ChangeLog, Position
 
 app = typer.Typer(help="The front-end node agent (前置机): extract, push, pull.", no_args_is_help=True)
 
@@ -141,9 +141,9 @@ slots = typer.Typer(help="Log capture's replication slots on the business databa
 app.add_typer(slots, name="slot")
 
 
-def _logs(cfg: NodeConfig, resources: list[str] | None) -> list[PostgresLog]:
-    from front_end_node.log_capture import PostgresLog
-    from front_end_node.sources import PostgresSource, open_source
+def _logs(cfg: NodeConfig, resources: list[str] | None) -> list[ChangeLog]:
+    from front_end_node.log_capture import open_change_log
+    from front_end_node.sources import open_source
 
     logged = [p for p in cfg.publishes if p.capture == "log"]
     if resources:
@@ -155,8 +155,18 @@ def _logs(cfg: NodeConfig, resources: list[str] | None) -> list[PostgresLog]:
         return []
     assert cfg.business_db is not None
     source = open_source(cfg.business_db)
-    assert isinstance(source, PostgresSource)  # the config allows log capture of PostgreSQL only
-    return [PostgresLog(source, pub, key="") for pub in logged]
+    return [open_change_log(source, pub, "", cfg.department) for pub in logged]
+
+
+def _log_position(cfg: NodeConfig, capture: ChangeLog) -> Position | None:
+    """Where the node's capture stands, as its front-end database holds it."""
+    import psycopg
+
+    with psycopg.connect(cfg.front_end_db) as conn:
+        found = conn.execute(
+            "SELECT watermark ->> 'log' FROM gdx.extract_state WHERE resource = %s", (capture.pub.resource,)
+        ).fetchone()
+    return capture.position_value(found[0]) if found and found[0] else None
 
 
 @slots.command("list")
@@ -169,11 +179,12 @@ def slot_list(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
 
     from front_end_node.sources import SourceError
 
-    table = Table("resource", "slot", "state", "WAL held back", "not confirmed")
+    table = Table("resource", "log", "state", "WAL held back", "not confirmed")
     bad = False
+    cfg = _node_config(config)
     try:
-        for capture in _logs(_node_config(config), None):
-            figures = capture.figures()
+        for capture in _logs(cfg, None):
+            figures = capture.figures(_log_position(cfg, capture))
             if figures is None:
                 table.add_row(capture.pub.resource, capture.slot, "[yellow]none[/yellow] (made at the agent's start)")
                 bad = True

@@ -73,12 +73,6 @@ class NodeConfig(Strict):
     def _consistent(self) -> NodeConfig:
         if self.publishes and self.business_db is None:
             raise ValueError("publishes needs business_db (where the published tables are read from)")
-        logged = [p.resource for p in self.publishes if p.capture == "log"]
-        if logged and self.business_db is not None and self.business_db.kind != "postgresql":
-            raise ValueError(
-                f"capture: log ({', '.join(logged)}) reads PostgreSQL's write-ahead log; a {self.business_db.kind} "
-                "business database's binlog is not read yet: publish with capture: poll"
-            )
         codes = [p.resource for p in self.publishes]
         if len(set(codes)) != len(codes):
             raise ValueError("a resource is published twice")

@@ -24,12 +24,12 @@ from psycopg.types.json import Jsonb
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from front_end_node import catalog, store
-from front_end_node.config import ConfigError, NodeConfig
+from front_end_node.config import NodeConfig
 from front_end_node.exchange_client import ExchangeClient
 from front_end_node.extract import FILE_BATCH_ROWS, encode_watermark
 from front_end_node.heartbeats import SourceHeartbeat
 from front_end_node.log_capture import LogCapture
-from front_end_node.sources import PostgresSource, Source, open_source
+from front_end_node.sources import Source, open_source
 from front_end_node.state import AgentState, utcnow
 from front_end_node.wire import RowMaker, aware
 from gdx.protocol import ResourceSpec
@@ -135,11 +135,10 @@ async def _log_load(
     again whole (the snapshot lived only as long as its connection); rows the mirror holds as they
     are cost a read, not a send."""
     assert config.business_db is not None
-    if not isinstance(source, PostgresSource):
-        raise ConfigError(f"{pub.resource}: capture: log reads a PostgreSQL business database")
     zone = ZoneInfo(config.business_db.timezone)
     heartbeat = SourceHeartbeat(source, config.business_db.heartbeat_table, pub.resource, zone, 5.0)
-    capture = LogCapture(pub, spec, source, zone, heartbeat=heartbeat, state=AgentState(config.department, Path()))
+    state = AgentState(config.department, Path())
+    capture = LogCapture(pub, spec, source, zone, heartbeat=heartbeat, state=state, department=config.department)
     await asyncio.to_thread(capture.log.check)
     load = await client.open_load(pub.resource)
     total = await asyncio.to_thread(source.count, pub.table)

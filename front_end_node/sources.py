@@ -372,6 +372,37 @@ class MariaDbSource(Source):
                 raise _describe(self.db, exc) from None
         return self._conn
 
+    @property
+    def password(self) -> str:
+        return self._password
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A statement of log capture's (the server's binlog settings and grants)."""
+        return self._query(sql, params)
+
+    def snapshot_connection(self) -> pymysql.connections.Connection[Any]:
+        """A connection of its own, for a transaction WITH CONSISTENT SNAPSHOT (log capture's load)."""
+        try:
+            return pymysql.connect(
+                host=self.db.host, port=self.db.port, user=self.db.user, password=self._password.encode("utf-8"),
+                database=self.db.name, charset="utf8mb4", autocommit=False, connect_timeout=10, read_timeout=300,
+            )  # fmt: skip
+        except pymysql.MySQLError as exc:
+            raise _describe(self.db, exc) from None
+
+    def iter_in(
+        self, conn: pymysql.connections.Connection[Any], table: str, columns: Sequence[str], chunk: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Every row of the table as ``conn``'s transaction sees it, ``chunk`` at a time."""
+        cols = ", ".join(self._name(c) for c in columns)
+        try:
+            with conn.cursor(pymysql.cursors.SSCursor) as cur:
+                cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
+                while rows := cur.fetchmany(chunk):
+                    yield list(rows)
+        except pymysql.MySQLError as exc:
+            raise self._described(exc) from None
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._connection().cursor() as cur:

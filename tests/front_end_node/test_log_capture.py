@@ -10,15 +10,19 @@ import sys
 import threading
 import time
 
+import httpx
 import psycopg
 import pytest
 
-from front_end_node.log_capture import PostgresLog, slot_name
-from front_end_node.sources import PostgresSource, SourceError
+from front_end_node.mariadb_binlog import MariaDbBinlog
+from front_end_node.postgres_log import PostgresLog, slot_name
+from front_end_node.sources import MariaDbSource, PostgresSource, SourceError
 from gdx.sharing import BusinessDb, Publication
+from tests.front_end_node.test_mariadb_source import PURPOSE, entity, grant, mariadb_rows, mariadb_source
+from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, wait_for
 from tests.support.postgres import PostgresServer
-from tests.support.samples import resident_id
+from tests.support.samples import credit_code, legal_entity_entry, resident_id
 from tests.support.world import PopulationSource, World
 
 
@@ -45,6 +49,7 @@ def doubled(world: World, code: str) -> list[tuple[str, int]]:
         ).fetchall()
 
 
+@pytest.mark.slow  # two agents through a dozen kinds of change
 def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
     # No change column: the log needs none, and NULLs in updated_at do not matter.
     code, source, provider = world.population(capture="log", change_column=None)
@@ -105,7 +110,7 @@ def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
     source.execute("DELETE FROM population WHERE id_number = %s", (resident_id(11),))
     provider.start()
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
-    assert "loading the table at a new replication slot" in provider.log(tail=200)
+    assert "loading the table at a new position" in provider.log(tail=200)
     assert doubled(world, code) == []
 
 
@@ -139,6 +144,7 @@ def test_log_capture_refuses_a_database_not_set_up_for_it(world: World) -> None:
         as_reader.check()
 
 
+@pytest.mark.slow  # a PostgreSQL server of its own
 def test_log_capture_needs_wal_level_logical(tmp_path: object) -> None:
     server = PostgresServer().start()  # wal_level replica, PostgreSQL's default
     try:
@@ -199,3 +205,87 @@ def test_sigkill_twenty_times_during_a_100k_row_change_stream(world: World) -> N
     assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=300)
     assert doubled(world, code) == []
+
+
+@pytest.mark.slow  # two agents, and a binlog purged under one
+def test_log_capture_from_a_mariadb_binlog(world: World, mariadb: MariaDbServer) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", legal_entity_entry(code))
+    business = mariadb_source(world, mariadb)
+    user, database = business["user"], business["name"]
+    publication = {"resource": code, "table": "legal_entity", "capture": "log"}
+    db = BusinessDb.model_validate(business)
+    binlog = MariaDbBinlog(MariaDbSource(db, db.secret()), Publication.model_validate(publication), "credit_code",
+                           "zjg-scjgj")  # fmt: skip
+    with pytest.raises(SourceError, match="GRANT REPLICATION SLAVE, BINLOG MONITOR ON"):
+        binlog.check()
+    with mariadb.admin(database) as conn, conn.cursor() as cur:
+        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")  # the DBA's checklist
+        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(100)])
+    binlog.check()
+
+    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
+    provider = world.agent("zjg-scjgj", business_db=business, publishes=[publication])
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
+    provider.start()
+    consumer.start()
+    granted = ["credit_code", "name", "status", "established"]
+    rows = lambda: mariadb_rows(mariadb, database, granted)  # noqa: E731
+    world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
+
+    with mariadb.admin(database) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM legal_entity WHERE credit_code = %s", (credit_code(5),))
+        deleted_at = time.monotonic()
+    wait_for(lambda: len(pg_rows(consumer.front_end_db, "legal_entity", ["credit_code"])) == 99, 30,
+             "the deletion to reach the subscriber", on_timeout=world.logs)  # fmt: skip
+    assert time.monotonic() - deleted_at < 10
+
+    with mariadb.admin(database) as conn, conn.cursor() as cur:
+        cur.execute("START TRANSACTION")
+        cur.execute("UPDATE legal_entity SET status = '注销'")  # every row, one transaction
+        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        [entity(n) for n in range(100, 400)])  # fmt: skip
+        cur.execute(
+            "UPDATE legal_entity SET credit_code = %s WHERE credit_code = %s", (credit_code(900), credit_code(7))
+        )
+        cur.execute("COMMIT")
+        cur.execute("START TRANSACTION")
+        cur.execute("DELETE FROM legal_entity WHERE credit_code = %s", (credit_code(8),))
+        cur.execute("ROLLBACK")
+        cur.execute("CREATE TABLE other (id int PRIMARY KEY)")  # a table the catalog does not cover
+        cur.execute("INSERT INTO other VALUES (1)")
+    world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
+    assert len(rows()) == 399
+    assert doubled(world, code) == []
+    assert provider.health()["capture"][code]["wal_status"] == "reserved"
+
+    # The binlog the node stands in purged (expire_logs_days, PURGE BINARY LOGS): reported, with the way back.
+    provider.stop()
+    with mariadb.admin(database) as conn, conn.cursor() as cur:
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("UPDATE legal_entity SET status = '吊销' WHERE credit_code = %s", (credit_code(1),))
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("SHOW BINARY LOGS")
+        newest = cur.fetchall()[-1][0]
+
+        def purged() -> bool:
+            # MariaDB keeps a binlog until InnoDB's log has caught up with it (about a second here).
+            cur.execute(f"PURGE BINARY LOGS TO '{newest}'")
+            cur.execute("SHOW BINARY LOGS")
+            return len(cur.fetchall()) == 1
+
+        wait_for(purged, 20, "MariaDB to purge the binlogs")
+    provider.start()
+
+    def reported() -> bool:
+        try:
+            return "gdx node sync --full --restart" in provider.health()["loops"][f"extract/{code}"]["message"]
+        except (httpx.HTTPError, KeyError):
+            return False  # starting
+
+    wait_for(reported, 30, "the lost position to be reported", on_timeout=world.logs)
+    loaded = subprocess.run([sys.executable, "-m", "gdx.cli", "node", "sync", "--full", "--restart", code, "--no-wait",
+                             "-c", str(provider.config_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
+    assert ("吊销",) in pg_rows(consumer.front_end_db, "legal_entity", ["status"])

@@ -55,7 +55,12 @@ class MariaDbServer:
                 "--bind-address=127.0.0.1",
                 f"--pid-file={self.base / 'mysqld.pid'}",
                 "--innodb-flush-log-at-trx-commit=2",
-                "--skip-log-bin",
+                # The binlog as log capture needs it (docs/front-end-node.md, the DBA's checklist).
+                "--log-bin=mariadb-bin",
+                "--server-id=1",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_bin",
             ],
