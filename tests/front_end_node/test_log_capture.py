@@ -22,7 +22,7 @@ from tests.front_end_node.test_mariadb_source import PURPOSE, entity, grant, mar
 from tests.support.mariadb import MariaDbServer
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, wait_for
 from tests.support.postgres import PostgresServer
-from tests.support.samples import credit_code, legal_entity_entry, resident_id
+from tests.support.samples import credit_code, legal_entity_entry, population_entry, resident_id
 from tests.support.world import PopulationSource, World
 
 
@@ -289,3 +289,34 @@ def test_log_capture_from_a_mariadb_binlog(world: World, mariadb: MariaDbServer)
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
     assert ("吊销",) in pg_rows(consumer.front_end_db, "legal_entity", ["status"])
+
+
+@pytest.mark.slow  # a business database restarted under the capture
+def test_a_business_database_restart_during_capture_loses_and_doubles_nothing(world: World) -> None:
+    business = PostgresServer(settings={"wal_level": "logical"}).start()
+    try:
+        code = world.code("zjg-gaj", "population")
+        world.register("zjg-gaj", population_entry(code))
+        source = PopulationSource(world.database("gaj_business", business)).create()
+        publish_for_capture(source, code)
+        source.insert(range(5_000))
+        provider = world.agent(
+            "zjg-gaj",
+            business_db={"kind": "postgresql", "host": "127.0.0.1", "port": business.port,
+                         "name": source.url.rsplit("/", 1)[1], "user": "postgres", "password": ""},
+            publishes=[{"resource": code, "table": "population", "capture": "log"}],
+        )  # fmt: skip
+        consumer = world.subscriber(code, table="population")
+        provider.start()
+        consumer.start()
+        world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
+        source.execute("UPDATE population SET remark = 'before the restart' WHERE household_size = 2")
+        business.restart()  # fast: sessions cut off, the slot kept
+        source.execute("DELETE FROM population WHERE household_size = 3")
+        source.insert(range(5_000, 6_000))
+        world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
+        assert provider.running()
+        assert doubled(world, code) == []
+    finally:
+        world.stop()
+        business.stop()
