@@ -227,3 +227,27 @@ def slot_drop(
             console.print(f"{capture.pub.resource}: slot {capture.slot} {'dropped' if dropped else 'was not there'}")
     except SourceError as exc:
         raise fail(str(exc), 2) from None
+
+
+@slots.command("setup")
+def slot_setup(config: NodeConfigPath = Path("/etc/gdx/node.yml")) -> None:
+    """Print what the business database's DBA does once for this node's capture: log publications.
+
+    Server settings (then a restart) and SQL, with this node's table and account names filled in;
+    docs/front-end-node.md ("Log capture: the DBA's checklist") explains each.
+    """
+    from front_end_node import dba_checklist
+
+    cfg = _node_config(config)
+    logged = [p for p in cfg.publishes if p.capture == "log"]
+    if not logged or cfg.business_db is None:
+        console.print("no publication of this node uses capture: log")
+        return
+    db = cfg.business_db
+    if db.kind == "postgresql":
+        lists = [dba_checklist.postgres(p.resource, p.table, db.user) for p in logged]
+        checklist = dba_checklist.Checklist(lists[0].settings, sorted({s for c in lists for s in c.statements}))
+    else:
+        checklist = dba_checklist.mariadb(db.user)
+    typer.echo(f"# {db.kind}://{db.host}:{db.port}/{db.name}: log capture of {', '.join(p.table for p in logged)}")
+    typer.echo(checklist.text())

@@ -21,20 +21,11 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import QueryEvent, RotateEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+from front_end_node import dba_checklist
 from front_end_node.captured import CapturedChange, CapturedTransaction, Position
 from front_end_node.sources import MariaDbSource, SourceError
 from front_end_node.state import SlotFigures
 from gdx.sharing import Publication
-
-# The server variables log capture needs, and what each must be.
-_NEEDED = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}
-_SETTING = {
-    "log_bin": "log_bin (a file name stem, e.g. log_bin = mariadb-bin)",
-    "binlog_format": "binlog_format = ROW",
-    "binlog_row_image": "binlog_row_image = FULL",
-    "binlog_row_metadata": "binlog_row_metadata = FULL",
-}
-
 
 # The account's global privileges (REPLICATION SLAVE, BINLOG MONITOR), as information_schema names them.
 _GRANTED = (
@@ -66,13 +57,15 @@ class MariaDbBinlog:
 
     def check(self) -> None:
         """Refuse, with what the DBA sets, a server whose binlog cannot be captured from."""
-        names = ", ".join(f"'{name}'" for name in _NEEDED)
+        needed = {name: value.upper() for name, value in dba_checklist.MARIADB_SETTINGS.items()}
+        needed["log_bin"] = "ON"  # the setting names the files; the variable says whether it is on
+        names = ", ".join(f"'{name}'" for name in needed)
         shown = self._query(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})")
         held = {str(name).lower(): str(value).upper() for name, value in shown}
-        wrong = [name for name, wanted in _NEEDED.items() if held.get(name) != wanted]
+        wrong = [name for name, wanted in needed.items() if held.get(name) != wanted]
         if wrong:
             found = ", ".join(f"{name} is {held.get(name, 'unset')}" for name in wrong)
-            settings = "; ".join(_SETTING[name] for name in wrong)
+            settings = "; ".join(f"{name} = {dba_checklist.MARIADB_SETTINGS[name]}" for name in wrong)
             raise SourceError(
                 f"capture: log needs the binlog in full row format ({found}): the DBA sets {settings} under "
                 "[mariadbd] in the server's configuration and restarts MariaDB (see docs/front-end-node.md, "
@@ -84,7 +77,7 @@ class MariaDbBinlog:
             user = self.source.db.user
             raise SourceError(
                 f"capture: log needs {' and '.join(lacking)} for {user}: the DBA runs "
-                f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'<the node's address>';"
+                + dba_checklist.mariadb_grant(user)
             )
 
     def _binlogs(self) -> list[tuple[str, int]]:

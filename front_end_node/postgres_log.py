@@ -9,23 +9,19 @@ pg_replication_slot_advance, after the agent committed what it read (front_end_n
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from psycopg.pq import Format
 
+from front_end_node import dba_checklist
 from front_end_node.captured import CapturedChange, CapturedTransaction, Position
+from front_end_node.dba_checklist import slot_name
 from front_end_node.pgoutput import UNCHANGED, Decoder, Relation, lsn_text, lsn_value
 from front_end_node.sources import PostgresSource, SourceError
 from front_end_node.state import SlotFigures
 from gdx.sharing import Publication
-
-
-def slot_name(resource: str) -> str:
-    """The slot's and the publication's name: PostgreSQL takes [a-z0-9_], 63 characters at most."""
-    return ("gdx_" + re.sub(r"[^a-z0-9_]", "_", resource.lower()))[:63]
 
 
 class PostgresLog:
@@ -63,7 +59,7 @@ class PostgresLog:
         if not self._query("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]:
             raise SourceError(
                 f"capture: log needs the REPLICATION attribute for {db.user}: the DBA runs "
-                f'ALTER ROLE "{db.user}" REPLICATION;'
+                + dba_checklist.postgres_replication(db.user)
             )
         schema, _, name = table.rpartition(".")
         found = self._query(
@@ -75,7 +71,7 @@ class PostgresLog:
         if not found:
             raise SourceError(
                 f"capture: log needs the publication {self.publication} of table {table}: the DBA (as the table's "
-                f"owner) runs CREATE PUBLICATION {self.publication} FOR TABLE {table};"
+                f"owner) runs {dba_checklist.postgres_publication(self.pub.resource, table)}"
             )
         all_ops, holds_table = found[0]
         if not holds_table:

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pymysql
 
+from front_end_node import dba_checklist
 from local_platform.podman import podman
 from local_platform.sample_data import legal_entity, resident
 from local_platform.state import LocalState
@@ -63,13 +64,18 @@ def start(db: BusinessDatabase, state: LocalState) -> None:
         podman("start", db.container)
         return
     password = state.secret(f"{db.container}-owner")
+    # The server settings of the DBA's checklist for log capture (front_end_node/dba_checklist.py).
     if db.kind == "postgresql":
         env = {"POSTGRES_USER": owner(db), "POSTGRES_PASSWORD": password, "POSTGRES_DB": db.database}
-        command: list[str] = []
+        command = ["postgres"]
+        for name, value in dba_checklist.POSTGRES_SETTINGS.items():
+            command += ["-c", f"{name}={value}"]
     else:
         env = {"MARIADB_USER": owner(db), "MARIADB_PASSWORD": password, "MARIADB_DATABASE": db.database}
         # Local time in the register, as departments keep it; the agent reads it as Asia/Shanghai.
+        settings = {**dba_checklist.MARIADB_SETTINGS, "server_id": "1"}
         command = ["mariadbd", "--default-time-zone=+08:00"]
+        command += [f"--{name.replace('_', '-')}={value}" for name, value in settings.items()]
     podman(
         "run", "-d", "--name", db.container, "--hostname", db.container, "--label", LABEL,
         "--network", NETWORK, "--ip", db.address,
@@ -116,6 +122,7 @@ def connect(db: BusinessDatabase, state: LocalState) -> Iterator[Any]:
 
 def seed(db: BusinessDatabase, state: LocalState, rows: int, progress: Progress = print) -> int:
     """The table and ``rows`` sample rows, unless it has rows already; the reader login. Returns the row count."""
+    _check_log_settings(db, state)
     with connect(db, state) as conn:
         if db.kind == "postgresql":
             exists = conn.execute("SELECT to_regclass('public.population') IS NOT NULL").fetchone()[0]
@@ -148,6 +155,11 @@ def _pg_reader(conn: psycopg.Connection[Any], db: BusinessDatabase, password: st
     verb = "ALTER" if exists else "CREATE"
     conn.execute(f"{verb} ROLE {READER} LOGIN PASSWORD '{password}'".encode())
     conn.execute(f"GRANT SELECT ON {db.table} TO {READER}".encode())
+    # Log capture: the statements of the DBA's checklist (front_end_node/dba_checklist.py).
+    conn.execute(dba_checklist.postgres_replication(READER).encode())
+    name = dba_checklist.slot_name(db.resource)
+    if conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,)).fetchone() is None:
+        conn.execute(dba_checklist.postgres_publication(db.resource, db.table).encode())
 
 
 def _mariadb_reader(db: BusinessDatabase, password: str) -> None:
@@ -155,9 +167,26 @@ def _mariadb_reader(db: BusinessDatabase, password: str) -> None:
     sql = (
         f"CREATE USER IF NOT EXISTS '{READER}'@'%' IDENTIFIED BY '{password}'; "
         f"ALTER USER '{READER}'@'%' IDENTIFIED BY '{password}'; "
-        f"GRANT SELECT ON `{db.database}`.`{db.table}` TO '{READER}'@'%';"
+        f"GRANT SELECT ON `{db.database}`.`{db.table}` TO '{READER}'@'%'; " + dba_checklist.mariadb_grant(READER, "%")
+        # Log capture: the grant of the DBA's checklist (front_end_node/dba_checklist.py).
     )
     podman("exec", db.container, "mariadb", "--socket=/run/mysqld/mysqld.sock", "-e", sql)
+
+
+def _check_log_settings(db: BusinessDatabase, state: LocalState) -> None:
+    """A container made before the registers were published by log capture lacks its server settings."""
+    with connect(db, state) as conn:
+        if db.kind == "postgresql":
+            ready = conn.execute("SELECT current_setting('wal_level') = 'logical'").fetchone()[0]
+        else:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@log_bin = 1 AND @@binlog_format = 'ROW'")
+                ready = bool(cur.fetchone()[0])
+    if not ready:
+        raise BusinessDbError(
+            f"{db.container} runs without the settings log capture needs (it was made by an earlier version): "
+            f"remove it (podman rm -f {db.container}; its rows are sample data) and run make up again"
+        )
 
 
 class BusinessDbError(Exception):

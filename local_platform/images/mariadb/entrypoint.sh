@@ -1,11 +1,12 @@
 #!/bin/sh
 # First start: a data directory, the database and a password user with every right on it (root
-# logs in over the socket only). Every start: mariadbd on all addresses, utf8mb4 throughout.
+# logs in over the socket only). Every start: mariadbd on all addresses, utf8mb4 throughout; the binlog
+# settings come as arguments (local_platform/business.py).
 set -eu
 if [ "$1" = mariadbd ]; then
     shift
     set -- mariadbd --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock --bind-address=0.0.0.0 \
-        --character-set-server=utf8mb4 --collation-server=utf8mb4_bin --skip-log-bin "$@"
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_bin "$@"
     if [ ! -d /var/lib/mysql/mysql ]; then
         : "${MARIADB_DATABASE:?MARIADB_DATABASE must be set}" "${MARIADB_USER:?}" "${MARIADB_PASSWORD:?}"
         mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket \
