@@ -198,7 +198,7 @@ def run_mode(mode: str, pg: PostgresServer, args: argparse.Namespace) -> dict[st
     databases of its own: the full load, the steady changes, the deletions."""
     print(f"== capture: {mode}", flush=True)
     work = Path(tempfile.mkdtemp(prefix=f"gdx-bench-sync-{mode}-"))
-    server, base, _ = start_server(pg, work)
+    server, base, _ = start_server(pg, work, database=f"exchange_{mode}")
     exchange = SimpleNamespace(url=base, pki=work / "pki")
     agents: list[Any] = []
     loader: subprocess.Popen[bytes] | None = None
@@ -296,6 +296,7 @@ def run_mode(mode: str, pg: PostgresServer, args: argparse.Namespace) -> dict[st
         # A deletion not arrived counts as the whole wait: the percentile never looks better for it.
         delays += [args.delete_wait] * missing
         figures["delete_p50_s"], figures["delete_p99_s"] = statistics.median(delays), percentile(delays, 0.99)
+        figures["deletes_not_arrived"] = missing
         print(
             f"deletions: {len(deleted)} ({missing} not arrived in {args.delete_wait:.0f} s): "
             f"p50 {figures['delete_p50_s']:.3f} s, p99 {figures['delete_p99_s']:.3f} s",
@@ -349,6 +350,8 @@ def main() -> None:
         "delete_p99_s": round(main_run["delete_p99_s"], 3),
         "poll_lag_p99_s": round(poll["lag_p99_s"], 3) if poll else None,
         "poll_delete_p99_s": round(poll["delete_p99_s"], 3) if poll else None,
+        # Deletions still at the subscriber after --delete-wait (their delay counted as the wait).
+        "deletes_not_arrived": {mode: r["deletes_not_arrived"] for mode, r in results.items()},
         "source_cpu_s": {mode: round(r["source_cpu_s"], 2) for mode, r in results.items()},
         "rows": args.rows,
         "rate": args.rate,

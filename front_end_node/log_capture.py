@@ -46,7 +46,7 @@ PEEK_CHANGES = 5000
 LOAD_CHUNK = 5000
 # How often the slot's retained WAL is measured (a metric and /healthz).
 SLOT_FIGURES_EVERY_S = 10.0
-# The front-end database's advisory lock class of a load (one per resource: the agent's or `sync --full`).
+# The front-end database's advisory lock class of a resource's log capture (_capture_lock).
 _LOAD_LOCK = 0x67647843  # "gdxC"
 
 
@@ -93,6 +93,18 @@ class LogCapture:
         if not self._checked:
             await asyncio.to_thread(self.log.check)
             self._checked = True
+        # Never beside a load (`gdx node sync --full`): read meanwhile, a change after the load's
+        # position could be recorded, then overwritten by the load's older row, and confirmed.
+        async with _capture_lock(conn, self.code, wait=False):
+            try:
+                return await self._step(conn)
+            except Exception:
+                # The database may have restarted under an open stream, which would look idle for a
+                # minute before it failed: the next step opens it again.
+                await asyncio.to_thread(self.log.close)
+                raise
+
+    async def _step(self, conn: store.Conn) -> bool:
         position, heartbeat_seq = await self._position(conn)
         slot = await self._figures(position)
         if slot is None or position is None:
@@ -237,7 +249,7 @@ class LogCapture:
     async def load(self, conn: store.Conn, on_rows: Callable[[int], None] | None = None) -> int:
         """Load the whole table at a new slot's first position (see the module's docstring); rows
         of the mirror the table no longer holds are deleted. Returns the rows recorded."""
-        async with _load_lock(conn, self.code):
+        async with _capture_lock(conn, self.code, wait=True):
             log.info("log capture: loading the table at a new position", resource=self.code, log=self.log.slot)
             started = time.monotonic()
             seen: set[str] = set()
@@ -284,11 +296,15 @@ def open_change_log(source: Source, pub: Publication, key: str, department: str)
 
 
 @contextlib.asynccontextmanager
-async def _load_lock(conn: store.Conn, code: str) -> Any:
-    """One load of a resource at a time (the agent's, or `gdx node sync --full`'s)."""
-    cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOAD_LOCK, code))
-    if not (await cur.fetchone() or (False,))[0]:
-        raise Waiting(f"{code}: a load of the table is moving (gdx node sync --full, or another agent)")
+async def _capture_lock(conn: store.Conn, code: str, *, wait: bool) -> Any:
+    """One reader of a resource's log at a time: the agent's steps, or a load (the agent's own, which
+    its session holds again, or `gdx node sync --full`'s, which waits for the step in hand)."""
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOAD_LOCK, code))
+    else:
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOAD_LOCK, code))
+        if not (await cur.fetchone() or (False,))[0]:
+            raise Waiting(f"{code}: a load of the table is moving (gdx node sync --full): capture waits for it")
     try:
         yield
     finally:

@@ -122,7 +122,7 @@ class MariaDbBinlog:
                                  "passwd": self.source.password.encode("utf-8"), "charset": "utf8mb4"},
             server_id=self.server_id, resume_stream=True, log_file=after[0], log_pos=after[1], blocking=False,
             only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent, RotateEvent],
-            only_schemas=[self.schema], only_tables=[self.table], is_mariadb=True, enable_logging=False,
+            only_schemas=[self.schema], only_tables=[self.table], enable_logging=False,
         )  # fmt: skip
         done: list[CapturedTransaction] = []
         open_: CapturedTransaction | None = None
@@ -173,6 +173,9 @@ class MariaDbBinlog:
     def drop(self) -> bool:
         """No slot to drop on MariaDB."""
         return False
+
+    def close(self) -> None:
+        """Each peek reads the binlog on a connection of its own: nothing stays open."""
 
     def position_text(self, position: Position) -> str:
         assert isinstance(position, tuple)

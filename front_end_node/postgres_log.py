@@ -2,8 +2,10 @@
 
 One slot per published resource (`gdx_<resource>`), decoding the DBA's publication of the same
 name; pgoutput is built into PostgreSQL (10 and later), so the business database needs no
-extension. The slot is read by SQL (pg_logical_slot_peek_binary_changes) and moved on only by
-pg_replication_slot_advance, after the agent committed what it read (front_end_node/log_capture.py).
+extension. The slot is streamed over the replication protocol (psycopg2's replication support:
+psycopg 3 has none) and confirmed only after the agent committed what it read
+(front_end_node/log_capture.py). The slot is made, and the first load's snapshot exported, over
+psycopg 3's replication connection.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import psycopg2
+import psycopg2.extras
 from psycopg.pq import Format
 
 from front_end_node import dba_checklist
@@ -37,6 +41,8 @@ class PostgresLog:
         self.publication = self.slot
         self._decoder = Decoder()
         self._loaders: dict[int, Any] = {}
+        self._stream_conn: Any = None
+        self._stream_cursor: Any = None
 
     def _query(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -134,6 +140,7 @@ class PostgresLog:
 
     def drop(self) -> bool:
         """Drop the slot (its WAL is let go); False when there was none."""
+        self.close()  # a slot being streamed cannot be dropped
         rows = self._query(
             "SELECT pg_drop_replication_slot(slot_name) IS NULL FROM pg_replication_slots WHERE slot_name = %s",
             [self.slot],
@@ -141,29 +148,60 @@ class PostgresLog:
         return bool(rows)
 
     def peek(self, after: Position, limit: int) -> list[CapturedTransaction]:
-        """The committed transactions after the slot's confirmed position (whole, about ``limit``
-        changes), in commit order, with the published table's changes; the slot does not move."""
-        rows = self._query(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, 'proto_version', '1', "
-            "'publication_names', %s)",
-            [self.slot, limit, self.publication],
-        )
+        """The transactions committed after ``after`` that have come in on the slot's stream (whole,
+        about ``limit`` changes), in commit order, with the published table's changes."""
+        assert isinstance(after, int)
+        stream = self._stream(after)
         table = self.pub.table.rpartition(".")[2]
-        done = []
-        for (data,) in rows:
-            transaction = self._decoder.feed(bytes(data))
-            if transaction is None:
-                continue
-            captured = CapturedTransaction(transaction.commit_time, transaction.end_lsn)
-            captured.truncated = any(self._relation(oid).name == table for oid in transaction.truncated)
-            for change in transaction.changes:
-                relation = self._relation(change.relation)
-                if relation.name != table:
-                    continue  # another table of a publication the DBA shares
-                old = None if change.old is None else self._row(relation, change.old)
-                captured.changes.append(CapturedChange(change.op, self._row(relation, change.values), old))
-            done.append(captured)
+        done: list[CapturedTransaction] = []
+        changes = 0
+        try:
+            while changes < limit and (message := stream.read_message()) is not None:
+                transaction = self._decoder.feed(bytes(message.payload))
+                if transaction is None:
+                    continue
+                captured = CapturedTransaction(transaction.commit_time, transaction.end_lsn)
+                captured.truncated = any(self._relation(oid).name == table for oid in transaction.truncated)
+                for change in transaction.changes:
+                    relation = self._relation(change.relation)
+                    if relation.name != table:
+                        continue  # another table of a publication the DBA shares
+                    old = None if change.old is None else self._row(relation, change.old)
+                    captured.changes.append(CapturedChange(change.op, self._row(relation, change.values), old))
+                done.append(captured)
+                changes += len(captured.changes)
+        except psycopg2.Error as exc:
+            self.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SourceError(f"log capture of {self.pub.resource}: the slot's stream: {first}") from None
         return done
+
+    def _stream(self, after: int) -> Any:
+        """The slot's stream (the replication protocol's START_REPLICATION), from ``after`` on: the
+        server decodes the WAL once, as it comes; reading the slot by SQL decoded it again from the
+        slot's restart point at every call, which cost the business database most of a core."""
+        if self._stream_cursor is None:
+            db = self.source.db
+            conn = psycopg2.connect(
+                host=db.host, port=db.port, dbname=db.name, user=db.user, password=self.source.password,
+                connect_timeout=10, application_name="gdx-front-end-agent",
+                connection_factory=psycopg2.extras.LogicalReplicationConnection,
+            )  # fmt: skip
+            cursor = conn.cursor()
+            cursor.start_replication(
+                slot_name=self.slot, decode=False, start_lsn=after, status_interval=10,
+                options={"proto_version": "1", "publication_names": self.publication},
+            )  # fmt: skip
+            self._decoder = Decoder()  # the stream sends each relation again before its first change
+            self._stream_conn, self._stream_cursor = conn, cursor
+        return self._stream_cursor
+
+    def close(self) -> None:
+        """Close the slot's stream (the next peek opens it again)."""
+        if self._stream_conn is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._stream_conn.close()
+        self._stream_conn = self._stream_cursor = None
 
     def position_text(self, position: Position) -> str:
         assert isinstance(position, int)
@@ -173,8 +211,11 @@ class PostgresLog:
         return lsn_value(text)
 
     def advance(self, position: Position) -> None:
+        """Confirm the position to the server: the slot lets the WAL before it go."""
         assert isinstance(position, int)
-        self._query("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", [self.slot, lsn_text(position)])
+        if self._stream_cursor is not None:
+            with contextlib.suppress(psycopg2.Error):  # the next peek finds a broken stream
+                self._stream_cursor.send_feedback(write_lsn=position, flush_lsn=position, force=True)
 
     def _relation(self, oid: int) -> Relation:
         return self._decoder.relations[oid]

@@ -239,6 +239,10 @@ class PostgresSource(Source):
                 raise _describe(self.db, exc) from None
         return self._conn
 
+    @property
+    def password(self) -> str:
+        return self._password
+
     def replication_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         """A connection in the replication protocol (log capture: a slot made with a snapshot)."""
         try:

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 import yaml
 
+from front_end_node import dba_checklist
 from tests.support.nodes import POPULATION_COLUMNS, pg_rows, pg_table_exists, wait_for
 from tests.support.samples import PURPOSE, population_entry, resident_id
 from tests.support.world import World
@@ -143,10 +144,14 @@ def test_reading_and_deletions_wait_while_a_full_load_is_moving_and_flow_when_it
 
 
 @pytest.mark.slow  # two catalog versions and an agent restart
-def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(world: World) -> None:
+@pytest.mark.parametrize("capture", ["poll", "log"])
+def test_the_publication_follows_new_schema_versions_and_quarantines_nothing(world: World, capture: str) -> None:
     """The provider publishes a version with a field more, then one with a field less, while
-    the agents run: every row gets the new field, and rows made with the dropped one still go."""
-    code, source, provider = world.population(leave_out=("income",), catalog_check_interval_s=1)
+    the agents run: every row gets the new field, and rows made with the dropped one still go;
+    alike whether changes are polled for or captured from the log."""
+    code, source, provider = world.population(leave_out=("income",), catalog_check_interval_s=1, capture=capture)
+    if capture == "log":
+        source.execute(dba_checklist.postgres_publication(code, "population"))
     world.subscribe("zjg-wjw", code)
     subscription = {"resource": code, "purpose": PURPOSE, "table": "gaj_population", "grant_check_interval_s": 1}
     consumer = world.agent("zjg-wjw", subscribes=[subscription])

@@ -320,3 +320,58 @@ def test_a_business_database_restart_during_capture_loses_and_doubles_nothing(wo
     finally:
         world.stop()
         business.stop()
+
+
+@pytest.mark.slow  # a 100,000-row change stream on MariaDB, the provider's agent killed 20 times in it
+def test_sigkill_twenty_times_during_a_mariadb_change_stream(world: World, mariadb: MariaDbServer) -> None:
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", legal_entity_entry(code))
+    business = mariadb_source(world, mariadb)
+    database = business["name"]
+    with mariadb.admin(database) as conn, conn.cursor() as cur:
+        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{business['user']}'@'%'")
+        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        [entity(n) for n in range(20_000)])  # fmt: skip
+    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
+    provider = world.agent("zjg-scjgj", business_db=business,
+                           publishes=[{"resource": code, "table": "legal_entity", "capture": "log"}])  # fmt: skip
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
+    provider.start()
+    consumer.start()
+    rng = random.Random(20261208)
+    streamed = {"rows": 0}
+
+    def stream() -> None:
+        with mariadb.admin(database) as conn, conn.cursor() as cur:
+            step = 0
+            while streamed["rows"] < 100_000:
+                low = rng.randrange(0, 19_000)
+                cur.execute("START TRANSACTION")
+                cur.execute("UPDATE legal_entity SET status = %s WHERE credit_code >= %s "
+                            "ORDER BY credit_code LIMIT 800",
+                            (f"s{step % 7}", credit_code(low)))  # fmt: skip
+                cur.execute("DELETE FROM legal_entity WHERE credit_code >= %s ORDER BY credit_code LIMIT 100",
+                            (credit_code(rng.randrange(0, 19_000)),))  # fmt: skip
+                cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                                [entity(n) for n in range(20_000 + step * 100, 20_100 + step * 100)])  # fmt: skip
+                cur.execute("COMMIT")
+                streamed["rows"] += 1000
+                step += 1
+                time.sleep(0.15)
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    kills_in_stream = 0
+    try:
+        for _ in range(20):
+            time.sleep(rng.uniform(0.2, 0.8))
+            provider.kill()
+            kills_in_stream += writer.is_alive()
+            provider.start()
+    finally:
+        writer.join()
+    assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
+    granted = ["credit_code", "name", "status", "established"]
+    world.converge(lambda: mariadb_rows(mariadb, database, granted), consumer.front_end_db, "legal_entity", granted,
+                   timeout=300)  # fmt: skip
+    assert doubled(world, code) == []
