@@ -139,16 +139,8 @@ class Extractor:
         return aware(change_value, self.zone) if isinstance(change_value, dt.datetime) else fallback
 
     async def _position(self, conn: store.Conn) -> tuple[Any, dt.datetime | None, int]:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (self.code,)
-            )
-            cur = await conn.execute(
-                "SELECT watermark, heartbeat_seq FROM gdx.extract_state WHERE resource = %s", (self.code,)
-            )
-            row = await cur.fetchone()
-        assert row is not None
-        return decode_watermark(row[0]), decode_checked(row[0]), int(row[1])
+        watermark, heartbeat_seq = await store.extract_position(conn, self.code)
+        return decode_watermark(watermark), decode_checked(watermark), heartbeat_seq
 
     async def step(self, conn: store.Conn) -> bool:
         """One cycle; True when it found changes (so the caller goes on without pausing)."""

@@ -147,18 +147,9 @@ class LogCapture:
         return figures
 
     async def _position(self, conn: store.Conn) -> tuple[Position | None, int]:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (self.code,)
-            )
-            cur = await conn.execute(
-                "SELECT watermark, heartbeat_seq FROM gdx.extract_state WHERE resource = %s", (self.code,)
-            )
-            row = await cur.fetchone()
-        assert row is not None
-        watermark, heartbeat_seq = row
+        watermark, heartbeat_seq = await store.extract_position(conn, self.code)
         text = watermark.get("log") if isinstance(watermark, dict) else None
-        return (self.log.position_value(text) if text else None), int(heartbeat_seq)
+        return (self.log.position_value(text) if text else None), heartbeat_seq
 
     async def _save_position(self, conn: store.Conn, position: Position) -> None:
         await store.save_watermark(conn, self.code, {"log": self.log.position_text(position)}, self.fields_record)

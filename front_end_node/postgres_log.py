@@ -134,7 +134,7 @@ class PostgresLog:
             position = lsn_value(result.get_value(0, 1).decode())  # type: ignore[union-attr]
             snapshot = result.get_value(0, 2).decode()  # type: ignore[union-attr]
             self._decoder = Decoder()
-            yield position, self.source.iter_snapshot(self.pub.table, columns, chunk, snapshot)
+            yield position, self.source.iter_rows(self.pub.table, columns, chunk, snapshot=snapshot)
         finally:
             conn.close()
 

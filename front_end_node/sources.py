@@ -254,26 +254,6 @@ class PostgresSource(Source):
         except psycopg.Error as exc:
             raise _describe(self.db, exc) from None
 
-    def iter_snapshot(
-        self, table: str, columns: Sequence[str], chunk: int, snapshot: str
-    ) -> Iterator[list[tuple[Any, ...]]]:
-        """Every row of the table as the exported ``snapshot`` sees it, ``chunk`` at a time."""
-        cols = ", ".join(self._name(c) for c in columns)
-        conn = self._connection()
-        try:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
-                with conn.cursor(name="gdx_snapshot") as cur:
-                    cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
-                    while rows := cur.fetchmany(chunk):
-                        yield rows
-        except _POSTGRES_NOT_READABLE as exc:
-            raise _describe(self.db, exc, _NOT_READABLE) from None
-        except psycopg.OperationalError as exc:
-            self.close()
-            raise _describe(self.db, exc) from None
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A statement of log capture's (the slot's functions, the catalog's checks)."""
         return self._query(sql, params)
@@ -302,14 +282,21 @@ class PostgresSource(Source):
         chg, k = self._name(change_column), self._name(key)
         return self._query(f"SELECT {chg}, {cols} FROM {self._name(table)} WHERE {k} = ANY(%s)", [list(keys)])  # noqa: S608
 
-    def iter_rows(self, table: str, columns: Sequence[str], chunk: int) -> Iterator[list[tuple[Any, ...]]]:
+    def iter_rows(
+        self, table: str, columns: Sequence[str], chunk: int, snapshot: str | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """(``snapshot``: as that exported snapshot sees the table, for log capture's load.)"""
         cols = ", ".join(self._name(c) for c in columns)
         conn = self._connection()
         try:
-            with conn.transaction(), conn.cursor(name="gdx_compare") as cur:
-                cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
-                while rows := cur.fetchmany(chunk):
-                    yield rows
+            with conn.transaction():
+                if snapshot is not None:
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    conn.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(psycopg.sql.Literal(snapshot)))
+                with conn.cursor(name="gdx_rows") as cur:
+                    cur.execute(f"SELECT {cols} FROM {self._name(table)}")  # noqa: S608
+                    while rows := cur.fetchmany(chunk):
+                        yield rows
         except _POSTGRES_NOT_READABLE as exc:
             raise _describe(self.db, exc, _NOT_READABLE) from None
         except psycopg.OperationalError as exc:

@@ -126,6 +126,16 @@ async def follow_fields(conn: Conn, code: str, spec: ResourceSpec) -> FieldsChan
     return change
 
 
+async def extract_position(conn: Conn, code: str) -> tuple[Any, int]:
+    """The resource's extraction watermark (as saved) and its last heartbeat number; the row made if new."""
+    async with conn.transaction():
+        await conn.execute("INSERT INTO gdx.extract_state (resource) VALUES (%s) ON CONFLICT DO NOTHING", (code,))
+        cur = await conn.execute("SELECT watermark, heartbeat_seq FROM gdx.extract_state WHERE resource = %s", (code,))
+        row = await cur.fetchone()
+    assert row is not None
+    return row[0], int(row[1])
+
+
 async def save_watermark(conn: Conn, code: str, watermark: dict[str, Any], fields: list[list[str]]) -> None:
     """Where extraction goes on from, saved by an extractor reading ``fields``: FieldsChanged
     if they are no longer the recorded ones, so that a watermark cleared for fields added

@@ -9,18 +9,22 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from front_end_node import dba_checklist
+from front_end_node.dba_checklist import slot_name
 from front_end_node.mariadb_binlog import MariaDbBinlog
-from front_end_node.postgres_log import PostgresLog, slot_name
+from front_end_node.postgres_log import PostgresLog
 from front_end_node.sources import MariaDbSource, PostgresSource, SourceError
 from gdx.sharing import BusinessDb, Publication
 from tests.front_end_node.test_mariadb_source import PURPOSE, entity, grant, mariadb_rows, mariadb_source
+from tests.front_end_node.test_resilience import doubled_changes
 from tests.support.mariadb import MariaDbServer
-from tests.support.nodes import POPULATION_COLUMNS, pg_rows, wait_for
+from tests.support.nodes import POPULATION_COLUMNS, Agent, pg_rows, wait_for
 from tests.support.postgres import PostgresServer
 from tests.support.samples import credit_code, legal_entity_entry, population_entry, resident_id
 from tests.support.world import PopulationSource, World
@@ -38,15 +42,6 @@ def exchange_keys(world: World, code: str, keys: list[str]) -> list[str]:
             "WHERE r.code = %s AND c.key = ANY(%s)",
             (code, keys),
         )]  # fmt: skip
-
-
-def doubled(world: World, code: str) -> list[tuple[str, int]]:
-    with psycopg.connect(world.exchange.database_url) as conn:
-        return conn.execute(
-            "SELECT c.key, c.source_version FROM change c JOIN resource r ON r.id = c.resource_id "
-            "WHERE r.code = %s AND c.op <> 'h' GROUP BY 1, 2 HAVING count(*) > 1",
-            (code,),
-        ).fetchall()
 
 
 @pytest.mark.slow  # two agents through a dozen kinds of change
@@ -84,7 +79,7 @@ def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
     assert len(pg_rows(consumer.front_end_db, "population", ["id_number"])) == 2299
     assert exchange_keys(world, code, [resident_id(3)]) == [resident_id(3)]  # deleted by the key's change
-    assert doubled(world, code) == []
+    assert doubled_changes(world, code) == []
     # The rolled-back deletion never left the node: key 9 was loaded once and never changed.
     with psycopg.connect(world.exchange.database_url) as conn:
         versions = conn.execute(
@@ -111,7 +106,7 @@ def test_log_capture_carries_every_change_in_commit_order(world: World) -> None:
     provider.start()
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
     assert "loading the table at a new position" in provider.log(tail=200)
-    assert doubled(world, code) == []
+    assert doubled_changes(world, code) == []
 
 
 def test_log_capture_refuses_a_database_not_set_up_for_it(world: World) -> None:
@@ -204,32 +199,48 @@ def test_sigkill_twenty_times_during_a_100k_row_change_stream(world: World) -> N
         writer.join()
     assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=300)
-    assert doubled(world, code) == []
+    assert doubled_changes(world, code) == []
+
+
+GRANTED = ["credit_code", "name", "status", "established"]
+
+
+def legal_entities_captured(
+    world: World, mariadb: MariaDbServer, business: dict[str, Any], rows: int
+) -> tuple[str, Agent, Agent]:
+    """zjg-scjgj's legal-entity register (``business``, made by mariadb_source) given ``rows`` rows and
+    the DBA's grant, published with capture: log; zjg-wjw granted some fields and subscribed. Returns
+    the code and the two agents, started."""
+    code = world.code("zjg-scjgj", "legal-entity")
+    world.register("zjg-scjgj", legal_entity_entry(code))
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.execute(dba_checklist.mariadb_grant(business["user"], "%"))
+        cur.executemany(
+            "INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(rows)]
+        )
+    grant(world, code, asked=GRANTED[1:], approved=GRANTED[1:])
+    provider = world.agent("zjg-scjgj", business_db=business,
+                           publishes=[{"resource": code, "table": "legal_entity", "capture": "log"}])  # fmt: skip
+    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
+    provider.start()
+    consumer.start()
+    return code, provider, consumer
 
 
 @pytest.mark.slow  # two agents, and a binlog purged under one
 def test_log_capture_from_a_mariadb_binlog(world: World, mariadb: MariaDbServer) -> None:
-    code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", legal_entity_entry(code))
     business = mariadb_source(world, mariadb)
-    user, database = business["user"], business["name"]
-    publication = {"resource": code, "table": "legal_entity", "capture": "log"}
     db = BusinessDb.model_validate(business)
-    binlog = MariaDbBinlog(MariaDbSource(db, db.secret()), Publication.model_validate(publication), "credit_code",
-                           "zjg-scjgj")  # fmt: skip
+    publication = Publication(resource=world.code("zjg-scjgj", "checked"), table="legal_entity", capture="log")
+    binlog = MariaDbBinlog(MariaDbSource(db, db.secret()), publication, "credit_code", "zjg-scjgj")
     with pytest.raises(SourceError, match="GRANT REPLICATION SLAVE, BINLOG MONITOR ON"):
         binlog.check()
-    with mariadb.admin(database) as conn, conn.cursor() as cur:
-        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'%'")  # the DBA's checklist
-        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)", [entity(n) for n in range(100)])
+    with mariadb.admin(business["name"]) as conn, conn.cursor() as cur:
+        cur.execute(dba_checklist.mariadb_grant(business["user"], "%"))
     binlog.check()
 
-    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
-    provider = world.agent("zjg-scjgj", business_db=business, publishes=[publication])
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
-    provider.start()
-    consumer.start()
-    granted = ["credit_code", "name", "status", "established"]
+    code, provider, consumer = legal_entities_captured(world, mariadb, business, 100)
+    database, granted = business["name"], GRANTED
     rows = lambda: mariadb_rows(mariadb, database, granted)  # noqa: E731
     world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
 
@@ -256,7 +267,7 @@ def test_log_capture_from_a_mariadb_binlog(world: World, mariadb: MariaDbServer)
         cur.execute("INSERT INTO other VALUES (1)")
     world.converge(rows, consumer.front_end_db, "legal_entity", granted, 60)
     assert len(rows()) == 399
-    assert doubled(world, code) == []
+    assert doubled_changes(world, code) == []
     assert provider.health()["capture"][code]["wal_status"] == "reserved"
 
     # The binlog the node stands in purged (expire_logs_days, PURGE BINARY LOGS): reported, with the way back.
@@ -316,7 +327,7 @@ def test_a_business_database_restart_during_capture_loses_and_doubles_nothing(wo
         source.insert(range(5_000, 6_000))
         world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=60)
         assert provider.running()
-        assert doubled(world, code) == []
+        assert doubled_changes(world, code) == []
     finally:
         world.stop()
         business.stop()
@@ -324,20 +335,9 @@ def test_a_business_database_restart_during_capture_loses_and_doubles_nothing(wo
 
 @pytest.mark.slow  # a 100,000-row change stream on MariaDB, the provider's agent killed 20 times in it
 def test_sigkill_twenty_times_during_a_mariadb_change_stream(world: World, mariadb: MariaDbServer) -> None:
-    code = world.code("zjg-scjgj", "legal-entity")
-    world.register("zjg-scjgj", legal_entity_entry(code))
     business = mariadb_source(world, mariadb)
+    code, provider, consumer = legal_entities_captured(world, mariadb, business, 20_000)
     database = business["name"]
-    with mariadb.admin(database) as conn, conn.cursor() as cur:
-        cur.execute(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{business['user']}'@'%'")
-        cur.executemany("INSERT INTO legal_entity VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        [entity(n) for n in range(20_000)])  # fmt: skip
-    grant(world, code, asked=["name", "status", "established"], approved=["name", "status", "established"])
-    provider = world.agent("zjg-scjgj", business_db=business,
-                           publishes=[{"resource": code, "table": "legal_entity", "capture": "log"}])  # fmt: skip
-    consumer = world.agent("zjg-wjw", subscribes=[{"resource": code, "purpose": PURPOSE, "table": "legal_entity"}])
-    provider.start()
-    consumer.start()
     rng = random.Random(20261208)
     streamed = {"rows": 0}
 
@@ -371,7 +371,6 @@ def test_sigkill_twenty_times_during_a_mariadb_change_stream(world: World, maria
     finally:
         writer.join()
     assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
-    granted = ["credit_code", "name", "status", "established"]
-    world.converge(lambda: mariadb_rows(mariadb, database, granted), consumer.front_end_db, "legal_entity", granted,
+    world.converge(lambda: mariadb_rows(mariadb, database, GRANTED), consumer.front_end_db, "legal_entity", GRANTED,
                    timeout=300)  # fmt: skip
-    assert doubled(world, code) == []
+    assert doubled_changes(world, code) == []
