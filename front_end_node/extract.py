@@ -156,11 +156,7 @@ class Extractor:
                 changed, read = changed + more, read + reread
         if beat is not None:
             # After the data read: everything committed before the heartbeat was read first.
-            async with conn.transaction():
-                await store.queue_heartbeat(conn, self.code, *beat)
-                await conn.execute(
-                    "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
-                )
+            await store.record_source_heartbeat(conn, self.code, *beat)
             self._next_heartbeat = time.monotonic() + self._heartbeat.interval_s
         tidied, self.maker.tidied = self.maker.tidied, 0
         self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=read, tidied=tidied)

@@ -129,11 +129,7 @@ class LogCapture:
             await asyncio.to_thread(self.log.advance, transactions[-1].end)
         caught_up = sum(len(t.changes) for t in transactions) < PEEK_CHANGES
         if beat is not None and caught_up:
-            async with conn.transaction():
-                await store.queue_heartbeat(conn, self.code, *beat)
-                await conn.execute(
-                    "UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (beat[0], self.code)
-                )
+            await store.record_source_heartbeat(conn, self.code, *beat)
             self._next_heartbeat = time.monotonic() + self._heartbeat.interval_s
         tidied, self.maker.tidied = self.maker.tidied, 0
         self.state.ok(HOP, self.code, rows=changed, batches=1 if changed else 0, read=len(fresh), tidied=tidied)

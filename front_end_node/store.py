@@ -437,6 +437,13 @@ async def record_heartbeat(conn: Conn, hop: str, code: str, seq: int, source_tim
     )
 
 
+async def record_source_heartbeat(conn: Conn, code: str, seq: int, source_time: dt.datetime) -> None:
+    """A heartbeat the extract hop read: queued for the exchange, and its number kept as the last."""
+    async with conn.transaction():
+        await queue_heartbeat(conn, code, seq, source_time)
+        await conn.execute("UPDATE gdx.extract_state SET heartbeat_seq = %s WHERE resource = %s", (seq, code))
+
+
 async def queue_heartbeat(conn: Conn, code: str, seq: int, source_time: dt.datetime) -> None:
     await conn.execute(
         "INSERT INTO gdx.outbox (resource, op, key, row, source_version, source_commit_time) "

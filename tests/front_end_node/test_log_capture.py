@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -152,6 +153,22 @@ def test_log_capture_needs_wal_level_logical(tmp_path: object) -> None:
         server.stop()
 
 
+def kill_twenty_times_during(provider: Agent, stream: Callable[[], None], rng: random.Random) -> None:
+    """SIGKILL the provider's agent 20 times while ``stream`` writes (and start it again each time)."""
+    writer = threading.Thread(target=stream)
+    writer.start()
+    kills_in_stream = 0
+    try:
+        for _ in range(20):
+            time.sleep(rng.uniform(0.2, 0.8))
+            provider.kill()
+            kills_in_stream += writer.is_alive()
+            provider.start()
+    finally:
+        writer.join()
+    assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
+
+
 @pytest.mark.slow  # a 100,000-row change stream, the provider's agent killed 20 times in it
 def test_sigkill_twenty_times_during_a_100k_row_change_stream(world: World) -> None:
     code, source, provider = world.population(capture="log", change_column=None)
@@ -186,18 +203,7 @@ def test_sigkill_twenty_times_during_a_100k_row_change_stream(world: World) -> N
                 step += 1
                 time.sleep(0.15)  # about 5,000 changed rows a second, across the 20 kills
 
-    writer = threading.Thread(target=stream)
-    writer.start()
-    kills_in_stream = 0
-    try:
-        for _ in range(20):
-            time.sleep(rng.uniform(0.2, 0.8))
-            provider.kill()
-            kills_in_stream += writer.is_alive()
-            provider.start()
-    finally:
-        writer.join()
-    assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
+    kill_twenty_times_during(provider, stream, rng)
     world.converge(source.rows, consumer.front_end_db, "population", POPULATION_COLUMNS, timeout=300)
     assert doubled_changes(world, code) == []
 
@@ -359,18 +365,7 @@ def test_sigkill_twenty_times_during_a_mariadb_change_stream(world: World, maria
                 step += 1
                 time.sleep(0.15)
 
-    writer = threading.Thread(target=stream)
-    writer.start()
-    kills_in_stream = 0
-    try:
-        for _ in range(20):
-            time.sleep(rng.uniform(0.2, 0.8))
-            provider.kill()
-            kills_in_stream += writer.is_alive()
-            provider.start()
-    finally:
-        writer.join()
-    assert kills_in_stream >= 15, f"only {kills_in_stream} of the 20 kills came during the stream"
+    kill_twenty_times_during(provider, stream, rng)
     world.converge(lambda: mariadb_rows(mariadb, database, GRANTED), consumer.front_end_db, "legal_entity", GRANTED,
                    timeout=300)  # fmt: skip
     assert doubled_changes(world, code) == []
