@@ -105,7 +105,7 @@ test-provision: setup base-image ## the Ansible roles and playbooks on podman sy
 bench-exchange: setup ## ingest rows/s through the API next to a raw COPY (last line: JSON; ARGS="--resources 1 --rounds 1")
 	$(PY) -m benchmarks.exchange_ingest $(ARGS)
 
-bench-sync: setup ## all three hops: full load vs a raw COPY pipeline, then lag at a steady rate (last line: JSON)
+bench-sync: setup ## all three hops, polled and log-captured: full load vs a raw COPY pipeline, lag at a steady rate, deletions (last line: JSON)
 	$(PY) -m benchmarks.node_sync
 
 bench-upload: setup ## a 1,000,000-row CSV and a 100,000-row workbook uploaded and applied, next to a raw COPY (last line: JSON)
